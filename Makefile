@@ -1,0 +1,42 @@
+# The two commands of this project: `make demo` and `make test`.
+# Each one creates or refreshes .venv, installs the project with its test
+# extras, makes sure ActiveMQ is installed, then runs.
+
+VENV     ?= .venv
+PYTHON   ?= python3
+BIN      := $(VENV)/bin
+# The official schemas and rule sets (see README "Validation rules").
+RULES    ?= $(abspath ../shared/validation)
+export B2BSIM_RULES_DIR ?= $(if $(wildcard $(RULES)/ubl-2.1),$(RULES),)
+
+.PHONY: demo test lint typecheck unit venv activemq clean
+
+demo: venv activemq
+	$(BIN)/b2bsim run scenarios/happy-path.yaml --result-json .b2bsim/demo-result.json
+
+test: venv activemq lint typecheck unit
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv activemq
+	$(BIN)/pytest
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+activemq:
+	@scripts/ensure-activemq.sh
+
+clean:
+	-$(BIN)/b2bsim broker stop 2>/dev/null
+	rm -rf .b2bsim .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,269 @@
+"""The ICC bridge: from a KA message on the queue to a delivered envelope.
+
+One message's way, top to bottom in this file:
+
+1. :meth:`Bridge._consume` takes a MESSAGE frame (``ack: client-individual``)
+   and reads KA's headers; a frame that cannot be read is dead-lettered.
+2. It puts the frame in its supplier's *lane*: one queue and one task per
+   organisation number, so a supplier's messages go out strictly in the order
+   the broker gave them (ActiveMQ message groups keep that order across
+   competing bridges) while different suppliers are delivered concurrently.
+3. :meth:`Bridge._deliver` looks the supplier up in the registry, wraps the
+   document in an envelope, signs it and pushes it; a retryable failure is
+   retried in place (which keeps the lane's order), a refusal dead-letters it.
+4. Only after a 2xx answer, or once the message is safely in the dead-letter
+   queue, is the broker message acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from icc_bridge.delivery import Attempt, Outcome, PushClient
+from simulator.broker import parse_broker_url
+from simulator.envelope import Envelope
+from simulator.errors import B2BSimError
+from simulator.messages import KA_QUEUE, MessageMeta, now_ms
+from simulator.registry import Registry
+from simulator.signing import EnvelopeSigner
+from simulator.stomp_io import Frame, StompConnection
+
+log = logging.getLogger(__name__)
+
+#: Envelope ids are derived from KA's message id, so a redelivered message gets
+#: the same envelope id and the supplier can recognise the duplicate.
+ENVELOPE_NAMESPACE = uuid.UUID("6f0d3c62-1f6e-4c43-9d1c-6b2b5e0a7a11")
+
+#: Headers the ICC adds to a message it dead-letters.
+DLQ_REASON = "b2b-dlq-reason"
+DLQ_CODE = "b2b-dlq-code"
+DLQ_AT = "b2b-dlq-at-ms"
+
+
+def envelope_id_for(message_id: str) -> str:
+    """The envelope id of KA's message ``message_id`` (stable across redeliveries)."""
+    return str(uuid.uuid5(ENVELOPE_NAMESPACE, message_id))
+
+
+def dead_letter_queue(queue: str) -> str:
+    """``/queue/x`` → ``/queue/DLQ.x``, ActiveMQ's own naming for dead letters."""
+    return queue.replace("/queue/", "/queue/DLQ.", 1)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter; documented in docs/icc.md."""
+
+    max_attempts: int = 8
+    initial_delay: float = 0.2
+    max_delay: float = 10.0
+    multiplier: float = 2.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (from 1)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+@dataclass
+class BridgeConfig:
+    """Everything the bridge needs, checked before it starts."""
+
+    broker_url: str
+    registry: Path
+    ca_cert: Path
+    icc_cert: Path
+    icc_key: Path
+    queue: str = KA_QUEUE
+    events_log: Path | None = None
+    prefetch: int = 200
+    request_timeout: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class Bridge:
+    """Consumes KA's queue and pushes signed envelopes to suppliers."""
+
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.registry = Registry.load(config.registry)
+        self._signer = EnvelopeSigner(config.icc_key.read_bytes(), config.icc_cert.read_bytes())
+        host, port = parse_broker_url(config.broker_url)
+        self._conn = StompConnection(host, port)
+        self._push = PushClient(
+            ca_cert=config.ca_cert,
+            icc_cert=config.icc_cert,
+            icc_key=config.icc_key,
+            timeout=config.request_timeout,
+        )
+        self._dlq = dead_letter_queue(config.queue)
+        self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
+        self._lane_tasks: set[asyncio.Task[None]] = set()
+        self._events: IO[str] | None = None
+        self.delivered = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; then finish in-flight work and close."""
+        if self.config.events_log is not None:
+            self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
+        await self._push.start()
+        await self._conn.connect()
+        await self._conn.subscribe(self.config.queue, prefetch=self.config.prefetch)
+        log.info("icc bridge consuming %s", self.config.queue)
+        try:
+            await self._consume(stop)
+        finally:
+            # Frames still in lanes are unacked: the broker redelivers them.
+            for task in self._lane_tasks:
+                task.cancel()
+            await asyncio.gather(*self._lane_tasks, return_exceptions=True)
+            await self._conn.disconnect()
+            await self._push.close()
+            if self._events is not None:
+                self._events.close()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        frames = self._conn.frames
+        stopping = asyncio.ensure_future(stop.wait())
+        lost = asyncio.ensure_future(self._conn.disconnected.wait())
+        try:
+            while True:
+                getter = asyncio.ensure_future(frames.get())
+                done, _ = await asyncio.wait(
+                    {getter, stopping, lost}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter not in done:
+                    getter.cancel()
+                    if lost in done and not stop.is_set():
+                        raise B2BSimError("the broker connection was lost")
+                    return
+                frame = getter.result()
+                try:
+                    meta = MessageMeta.from_headers(frame.headers)
+                except B2BSimError as exc:
+                    # Poison: no valid supplier to queue it behind. Never blocks others.
+                    await self._dead_letter(frame, None, exc.code, str(exc))
+                    continue
+                self._lane(meta.org_number).put_nowait((frame, meta))
+        finally:
+            stopping.cancel()
+            lost.cancel()
+
+    def _lane(self, org_number: str) -> asyncio.Queue[tuple[Frame, MessageMeta]]:
+        lane = self._lanes.get(org_number)
+        if lane is None:
+            lane = self._lanes[org_number] = asyncio.Queue()
+            task = asyncio.create_task(self._drain(lane), name=f"lane-{org_number}")
+            self._lane_tasks.add(task)
+        return lane
+
+    async def _drain(self, lane: asyncio.Queue[tuple[Frame, MessageMeta]]) -> None:
+        while True:
+            frame, meta = await lane.get()
+            await self._deliver(frame, meta)
+
+    async def _deliver(self, frame: Frame, meta: MessageMeta) -> None:
+        try:
+            supplier = self.registry.lookup(meta.org_number)
+        except B2BSimError as exc:
+            await self._dead_letter(frame, meta, exc.code, str(exc))
+            return
+        envelope = Envelope(
+            envelope_id=envelope_id_for(meta.message_id),
+            message_id=meta.message_id,
+            correlation_id=meta.correlation_id,
+            message_type=meta.message_type,
+            org_number=supplier.org_number,
+            receiver_cert_sha256=supplier.cert_sha256,
+            receiver_url=supplier.url,
+            produced_at_ms=meta.produced_at_ms,
+            sequence=meta.sequence,
+            created_at_ms=now_ms(),
+            document=frame.body.encode("utf-8"),
+        )
+        try:
+            signed = self._signer.sign(envelope)
+        except B2BSimError as exc:  # e.g. the document is not XML
+            await self._dead_letter(frame, meta, exc.code, str(exc))
+            return
+        policy = self.config.retry
+        attempt: Attempt | None = None
+        for number in range(1, policy.max_attempts + 1):
+            attempt = await self._push.push(supplier, signed)
+            if attempt.outcome is not Outcome.RETRY:
+                break
+            log.info(
+                "retry message_id=%s envelope_id=%s attempt=%d status=%s detail=%s",
+                meta.message_id, envelope.envelope_id, number, attempt.status, attempt.detail,
+            )  # fmt: skip
+            self._event("retry", meta, envelope.envelope_id, attempt=number, detail=attempt.detail)
+            if number < policy.max_attempts:
+                await asyncio.sleep(policy.delay(number, attempt.retry_after))
+        assert attempt is not None
+        if attempt.outcome is Outcome.DELIVERED:
+            await self._conn.ack(frame)
+            self.delivered += 1
+            self._event(
+                "delivered", meta, envelope.envelope_id, status=attempt.status, detail=attempt.detail
+            )
+            return
+        code = "DELIVERY_REFUSED" if attempt.outcome is Outcome.REFUSED else "DELIVERY_GAVE_UP"
+        reason = f"HTTP {attempt.status}: {attempt.detail}" if attempt.status else attempt.detail
+        await self._dead_letter(frame, meta, code, reason, envelope_id=envelope.envelope_id)
+
+    async def _dead_letter(
+        self,
+        frame: Frame,
+        meta: MessageMeta | None,
+        code: str,
+        reason: str,
+        *,
+        envelope_id: str = "",
+    ) -> None:
+        """Move the message to the DLQ with its reason (stored first, then acked)."""
+        headers = {
+            k: v
+            for k, v in frame.headers.items()
+            if k.startswith("b2b-") or k in ("correlation-id", "JMSXGroupID")
+        }
+        headers.update({DLQ_CODE: code, DLQ_REASON: reason[:500], DLQ_AT: str(now_ms())})
+        await self._conn.send(self._dlq, frame.body, headers, receipt=True)
+        await self._conn.ack(frame)
+        self.dead_lettered += 1
+        log.warning(
+            "dead-lettered message_id=%s code=%s reason=%s",
+            frame.headers.get("b2b-message-id", "?"), code, reason,
+        )  # fmt: skip
+        self._event(
+            "dead_lettered",
+            meta,
+            envelope_id,
+            code=code,
+            detail=reason,
+            message_id=frame.headers.get("b2b-message-id", ""),
+        )
+
+    def _event(self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object) -> None:
+        """Append one line to the ICC's events log (docs/files.md)."""
+        if self._events is None:
+            return
+        record: dict[str, object] = {"event": kind, "at_ms": now_ms(), "envelope_id": envelope_id}
+        if meta is not None:
+            record.update(
+                message_id=meta.message_id,
+                message_type=meta.message_type.value,
+                org_number=meta.org_number,
+                sequence=meta.sequence,
+            )
+        record.update(extra)
+        self._events.write(json.dumps(record) + "\n")

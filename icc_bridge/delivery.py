@@ -1,0 +1,122 @@
+"""Push delivery: POST a signed envelope to a supplier over mutual TLS.
+
+The ICC presents its client certificate and accepts only the server
+certificate registered (pinned) for the supplier; the pin is checked inside
+the TLS handshake (:func:`simulator.tls.client_context`), so not one byte of
+the envelope reaches a server that presents another certificate.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import aiohttp
+
+from simulator.registry import SupplierEntry
+from simulator.tls import client_context
+
+ENVELOPE_MEDIA_TYPE = "application/xml"
+
+
+class Outcome(Enum):
+    """What one delivery attempt means for the message."""
+
+    DELIVERED = "delivered"  # 2xx: the supplier has it; ack the broker message
+    RETRY = "retry"  # may succeed later: connection error, timeout, 408, 429, 5xx
+    REFUSED = "refused"  # the supplier will never take it: other 4xx, a certificate mismatch
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The result of one POST."""
+
+    outcome: Outcome
+    status: int | None  # HTTP status, None if no answer
+    detail: str  # receipt status, problem code or error, for logs and the DLQ
+    retry_after: float | None = None  # seconds, from a Retry-After header
+
+
+class PushClient:
+    """Keeps one pinned TLS context and a pool of connections per supplier."""
+
+    def __init__(
+        self, *, ca_cert: Path, icc_cert: Path, icc_key: Path, timeout: float = 10.0
+    ) -> None:
+        self._ca, self._cert, self._key = ca_cert, icc_cert, icc_key
+        self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=4, keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _context(self, supplier: SupplierEntry) -> ssl.SSLContext:
+        key = (supplier.org_number, supplier.cert_sha256)
+        ctx = self._contexts.get(key)
+        if ctx is None:
+            ctx = client_context(self._cert, self._key, self._ca, pin_sha256=supplier.cert_sha256)
+            self._contexts[key] = ctx
+        return ctx
+
+    async def push(self, supplier: SupplierEntry, envelope: bytes) -> Attempt:
+        """POST ``envelope`` to the supplier's URL and classify the answer."""
+        assert self._session is not None, "start() first"
+        try:
+            async with self._session.post(
+                supplier.url,
+                data=envelope,
+                headers={"Content-Type": ENVELOPE_MEDIA_TYPE, "Accept": "application/json"},
+                ssl=self._context(supplier),
+            ) as resp:
+                body = await resp.read()
+                return _classify(resp.status, resp.headers.get("Retry-After"), body)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            return Attempt(Outcome.REFUSED, None, f"certificate refused: {exc.certificate_error}")
+        except aiohttp.ClientSSLError as exc:
+            return Attempt(Outcome.RETRY, None, f"TLS error: {exc}")
+        except (aiohttp.ClientError, OSError) as exc:
+            return Attempt(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
+        except TimeoutError:
+            return Attempt(Outcome.RETRY, None, "timed out")
+
+
+def _classify(status: int, retry_after: str | None, body: bytes) -> Attempt:
+    detail = _detail(body)
+    if 200 <= status < 300:
+        return Attempt(Outcome.DELIVERED, status, detail)
+    if status in (408, 429) or status >= 500:
+        return Attempt(Outcome.RETRY, status, detail, _retry_after_seconds(retry_after))
+    return Attempt(Outcome.REFUSED, status, detail)
+
+
+def _detail(body: bytes) -> str:
+    """The receipt status or the problem code of a JSON answer, else a short excerpt."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace")
+    if isinstance(doc, dict):
+        for key in ("status", "code", "title"):
+            if isinstance(doc.get(key), str):
+                return str(doc[key])
+    return ""
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+

@@ -1,0 +1,118 @@
+"""KA's side of the queue: publish business documents as persistent messages.
+
+Each document becomes one STOMP message on the KA queue whose headers carry
+the message metadata (:class:`simulator.messages.MessageMeta`).  The producer
+numbers each supplier's messages from 1 and stamps them with its clock, so a
+supplier can restore the producer's order.  What it published is appended to
+an optional JSON-lines log (``produced.jsonl``, see docs/files.md), which the
+simulator reconciles against what the supplier loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from simulator.broker import parse_broker_url
+from simulator.messages import KA_QUEUE, MessageMeta, MessageType, now_ms
+from simulator.stomp_io import StompConnection
+
+log = logging.getLogger(__name__)
+
+#: Ask the broker to confirm storage every this many messages (and at the end).
+RECEIPT_EVERY = 200
+
+
+class Producer:
+    """Publishes documents for KA; use as ``async with Producer(url) as p``."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        *,
+        queue: str = KA_QUEUE,
+        produced_log: Path | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self._host, self._port = parse_broker_url(broker_url)
+        self.queue = queue
+        self._clock = clock
+        self._log_path = produced_log
+        self._log: IO[str] | None = None
+        self._sequences: defaultdict[str, int] = defaultdict(int)
+        self._conn = StompConnection(self._host, self._port)
+        self.published = 0
+
+    async def __aenter__(self) -> Producer:
+        await self._conn.connect()
+        if self._log_path is not None:
+            self._log = self._log_path.open("a", encoding="utf-8")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self._conn.flush()
+        finally:
+            await self._conn.disconnect()
+            if self._log is not None:
+                self._log.close()
+
+    async def flush(self) -> None:
+        """Wait until the broker has stored everything published so far."""
+        await self._conn.flush()
+
+    async def publish(
+        self,
+        message_type: MessageType,
+        org_number: str,
+        document: bytes,
+        *,
+        document_id: str = "",
+        correlation_id: str | None = None,
+        message_id: str | None = None,
+    ) -> MessageMeta:
+        """Publish one document to the supplier ``org_number``; returns its metadata."""
+        self._sequences[org_number] += 1
+        meta = MessageMeta.new(
+            message_type,
+            org_number,
+            self._sequences[org_number],
+            correlation_id=correlation_id,
+            produced_at_ms=self._clock(),
+            message_id=message_id,
+        )
+        self.published += 1
+        confirm = self.published % RECEIPT_EVERY == 0
+        await self._conn.send(
+            self.queue, document.decode("utf-8"), meta.headers(), receipt=confirm
+        )
+        if self._log is not None:
+            record = {
+                "message_id": meta.message_id,
+                "message_type": meta.message_type.value,
+                "org_number": meta.org_number,
+                "produced_at_ms": meta.produced_at_ms,
+                "sequence": meta.sequence,
+                "correlation_id": meta.correlation_id,
+                "document_id": document_id,
+            }
+            self._log.write(json.dumps(record) + "\n")
+        log.debug(
+            "published message_id=%s type=%s org=%s seq=%d",
+            meta.message_id,
+            meta.message_type,
+            org_number,
+            meta.sequence,
+        )
+        return meta

@@ -1,0 +1,171 @@
+"""``b2bsim serve {broker,producer,icc,supplier-stub}``: one component, long-lived.
+
+Each runs until SIGTERM or Ctrl-C, so that a real ICC or a real supplier can
+take the place of ours.  When ready, each prints one JSON line on stdout:
+``{"event": "ready", "component": ..., ...}``; logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from simulator.broker import LocalBroker, resolve_broker_url
+from simulator.errors import ConfigError
+from simulator.messages import KA_QUEUE
+from simulator.state import StateDir
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run one component as a long-lived process")
+    comp = p.add_subparsers(dest="component", metavar="COMPONENT", required=True)
+
+    b = comp.add_parser("broker", help="the embedded ActiveMQ broker, in the foreground")
+    b.add_argument("--port", type=int, help="STOMP port on 127.0.0.1 (default: a free one)")
+    b.set_defaults(func=_serve_broker)
+
+    s = comp.add_parser("supplier-stub", help="the reference supplier endpoint(s)")
+    s.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
+    s.add_argument("--db", type=Path, help="SQLite inbox (default: STATE/supplier-stub.sqlite)")
+    s.add_argument("--org-number", action="append", dest="org_numbers",
+                   help="serve only this supplier (repeatable; default: every push supplier)")  # fmt: skip
+    s.add_argument("--rules", help="validate documents with the rule sets in DIR "
+                   "(default: $B2BSIM_RULES_DIR; unset: no document validation)")  # fmt: skip
+    s.add_argument("--max-body", type=int, default=2 * 1024 * 1024, metavar="BYTES")
+    s.set_defaults(func=_serve_stub)
+
+    i = comp.add_parser("icc", help="the ICC bridge: KA queue → signed envelopes → suppliers")
+    _broker_options(i)
+    i.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
+    i.add_argument("--events", type=Path, help="append the ICC's events log (JSON lines) here")
+    i.add_argument("--prefetch", type=int, default=200)
+    i.set_defaults(func=_serve_icc)
+
+    k = comp.add_parser("producer", help="a fake KA publishing document chains")
+    _broker_options(k)
+    k.add_argument("--registry", type=Path, help="suppliers to produce for (default: STATE/registry.json)")
+    k.add_argument("--seed", type=int, default=1)
+    k.add_argument("--chains", type=int, default=1, help="chains per supplier (0: until stopped)")
+    k.add_argument("--rate", type=float, default=0.0, help="messages per second (0: as fast as possible)")
+    k.add_argument("--log", type=Path, help="append the produced log (JSON lines) here")
+    k.set_defaults(func=_serve_producer)
+
+
+def _broker_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the "
+                   "embedded broker of the state directory)")  # fmt: skip
+    p.add_argument("--queue", default=KA_QUEUE, help=f"KA's queue (default: {KA_QUEUE})")
+
+
+def broker_url_for(args: argparse.Namespace, state: StateDir) -> str:
+    """--broker, $B2BSIM_BROKER, or the running embedded broker of ``state``."""
+    url = resolve_broker_url(args.broker)
+    if url:
+        return url
+    status = LocalBroker(state.broker).status()
+    if not status.running or not status.url:
+        raise ConfigError(
+            "no broker given and the embedded broker is not running",
+            hint="run `b2bsim broker start`, or pass --broker stomp://HOST:PORT",
+        )
+    return status.url
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+    return 0
+
+
+def _ready(component: str, **extra: object) -> None:
+    print(json.dumps({"event": "ready", "component": component, **extra}), flush=True)
+
+
+def _serve_broker(args: argparse.Namespace) -> int:
+    state = StateDir.resolve(args.state).ensure()
+    broker = LocalBroker(state.broker, port=args.port, die_with_parent=True)
+    info = broker.start()
+    _ready("broker", url=info.url, pid=info.pid, startup_seconds=round(info.startup_seconds, 2))
+
+    async def wait(stop: asyncio.Event) -> None:
+        await stop.wait()
+
+    try:
+        return _run_until_signal(wait)
+    finally:
+        broker.stop()
+
+
+def _serve_stub(args: argparse.Namespace) -> int:
+    from supplier_stub import StubConfig, serve_forever
+    from supplier_stub.doccheck import document_check_for
+
+    state = StateDir.resolve(args.state)
+    config = StubConfig(
+        registry=args.registry or state.registry,
+        state=state,
+        db=args.db or state.root / "supplier-stub.sqlite",
+        org_numbers=args.org_numbers,
+        max_body=args.max_body,
+        document_check=document_check_for(args.rules),
+    )
+    return _run_until_signal(lambda stop: serve_forever(config, stop))
+
+
+def _serve_icc(args: argparse.Namespace) -> int:
+    from icc_bridge import Bridge, BridgeConfig
+
+    state = StateDir.resolve(args.state)
+    config = BridgeConfig(
+        broker_url=broker_url_for(args, state),
+        registry=args.registry or state.registry,
+        ca_cert=state.ca_cert,
+        icc_cert=state.icc_cert,
+        icc_key=state.icc_key,
+        queue=args.queue,
+        events_log=args.events,
+        prefetch=args.prefetch,
+    )
+    bridge = Bridge(config)
+
+    async def main(stop: asyncio.Event) -> None:
+        task = asyncio.create_task(bridge.run(stop))
+        await asyncio.sleep(0)
+        _ready("icc", queue=config.queue, suppliers=len(bridge.registry))
+        await task
+
+    return _run_until_signal(main)
+
+
+def _serve_producer(args: argparse.Namespace) -> int:
+    from ka_producer.service import produce_chains
+    from simulator.registry import Registry
+
+    state = StateDir.resolve(args.state)
+    registry = Registry.load(args.registry or state.registry)
+    url = broker_url_for(args, state)
+
+    async def main(stop: asyncio.Event) -> None:
+        _ready("producer", queue=args.queue, suppliers=len(registry))
+        await produce_chains(
+            url,
+            [(s.org_number, s.name) for s in registry],
+            queue=args.queue,
+            seed=args.seed,
+            chains=args.chains,
+            rate=args.rate,
+            produced_log=args.log,
+            stop=stop,
+        )
+
+    return _run_until_signal(main)

@@ -1,0 +1,113 @@
+"""Reconciliation: compare what KA produced, the ICC delivered or dead-lettered,
+and the supplier stored.
+
+Inputs are the run's documented files (docs/files.md): ``produced.jsonl``
+(KA), ``icc.jsonl`` (the ICC's events) and the stub's SQLite inbox.  Nothing
+here talks to a component.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Reconciliation:
+    produced: int = 0
+    delivered: int = 0  # distinct messages the ICC got a 2xx for
+    ingested: int = 0  # distinct messages the supplier stored
+    lost: int = 0  # produced, but neither stored nor dead-lettered
+    double_ingested: int = 0  # extra stored copies of a message
+    dead_lettered: int = 0  # distinct messages in the DLQ
+    redelivered: int = 0  # arrivals the supplier answered as duplicates
+    out_of_order: int = 0  # messages stored after a later one of the same supplier
+    lost_ids: list[str] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+
+    def figures(self) -> dict[str, int]:
+        """The integer figures, for expectations and the result file."""
+        return {k: v for k, v in asdict(self).items() if isinstance(v, int)}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON line of ``path`` (a missing file is empty)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash
+    return out
+
+
+def stored_messages(db: Path) -> list[tuple[str, str, int, int]]:
+    """(message_id, org_number, sequence, received_at_ms) of each stored envelope."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [
+            (str(r[0]), str(r[1]), int(r[2]), int(r[3]))
+            for r in con.execute(
+                "SELECT message_id, org_number, sequence, received_at_ms FROM envelopes "
+                "ORDER BY received_at_ms, rowid"
+            )
+        ]
+    except sqlite3.OperationalError:
+        return []  # the stub has not created its tables yet
+    finally:
+        con.close()
+
+
+def duplicate_arrivals(db: Path) -> int:
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT count(*) FROM arrivals WHERE outcome = 'duplicate'").fetchone()
+        return int(row[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()
+
+
+def reconcile(produced_log: Path, icc_log: Path, stub_db: Path) -> Reconciliation:
+    produced = {r["message_id"] for r in read_jsonl(produced_log)}
+    events = read_jsonl(icc_log)
+    delivered = {e["message_id"] for e in events if e.get("event") == "delivered"}
+    dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}
+    stored = stored_messages(stub_db)
+    copies = Counter(m for m, _, _, _ in stored)
+
+    highest: dict[str, int] = defaultdict(int)
+    out_of_order = 0
+    for _, org, seq, _ in stored:
+        if seq < highest[org]:
+            out_of_order += 1
+        highest[org] = max(highest[org], seq)
+
+    lost = sorted(produced - set(copies) - set(dead))
+    return Reconciliation(
+        produced=len(produced),
+        delivered=len(delivered),
+        ingested=len(copies),
+        lost=len(lost),
+        double_ingested=sum(n - 1 for n in copies.values()),
+        dead_lettered=len(dead),
+        redelivered=duplicate_arrivals(stub_db),
+        out_of_order=out_of_order,
+        lost_ids=lost[:100],
+        dead_letters=[
+            {"message_id": m, "code": e.get("code", ""), "reason": e.get("detail", "")}
+            for m, e in sorted(dead.items())
+        ],
+    )

@@ -1,0 +1,202 @@
+"""An asyncio face on stomp.py, shared by KA, the ICC and the simulator.
+
+stomp.py delivers frames on its own receiver thread.  This module hands each
+frame to the event loop with ``call_soon_threadsafe`` and runs every socket
+write (SEND, ACK, SUBSCRIBE) in a worker thread, so the event loop never
+blocks on the broker.
+
+Decisions made here on purpose (see docs/messages.md):
+
+* every SEND is ``persistent: true``;
+* no ``content-length`` header: ActiveMQ then makes a TextMessage, which is
+  what an XML document is (XML cannot contain the NUL that ends a frame);
+* consumers use ``ack: client-individual`` and ack only when told to;
+* a SEND may ask for a receipt: ActiveMQ answers once the message is stored,
+  and since it handles one connection's frames in order, a receipt also
+  confirms every SEND before it on that connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import stomp
+import stomp.exception
+
+from simulator.errors import BrokerUnreachableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One MESSAGE frame as the application sees it."""
+
+    headers: Mapping[str, str]
+    body: str
+
+    @property
+    def ack_id(self) -> str:
+        return self.headers["ack"]
+
+    @property
+    def redelivered(self) -> bool:
+        return self.headers.get("redelivered") == "true"
+
+
+@dataclass
+class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
+    loop: asyncio.AbstractEventLoop
+    inbox: asyncio.Queue[Frame]
+    receipts: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+    error: str | None = None
+
+    def on_message(self, frame: Any) -> None:
+        msg = Frame(headers=dict(frame.headers), body=frame.body or "")
+        self.loop.call_soon_threadsafe(self.inbox.put_nowait, msg)
+
+    def on_receipt(self, frame: Any) -> None:
+        receipt_id = frame.headers.get("receipt-id", "")
+        self.loop.call_soon_threadsafe(self._resolve, receipt_id)
+
+    def _resolve(self, receipt_id: str) -> None:
+        fut = self.receipts.pop(receipt_id, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def on_error(self, frame: Any) -> None:
+        self.error = f"{frame.headers.get('message', '')} {frame.body or ''}".strip()
+        log.warning("broker ERROR frame: %s", self.error)
+
+    def on_disconnected(self) -> None:
+        self.loop.call_soon_threadsafe(self._lost)
+
+    def _lost(self) -> None:
+        self.disconnected.set()
+        for fut in self.receipts.values():
+            if not fut.done():
+                fut.set_exception(
+                    BrokerUnreachableError(
+                        "the broker connection closed before it confirmed a message",
+                        hint="check the broker (b2bsim broker status); the message was not acked",
+                    )
+                )
+        self.receipts.clear()
+
+
+class StompConnection:
+    """One STOMP 1.2 connection used from asyncio."""
+
+    def __init__(
+        self, host: str, port: int, *, heartbeats: tuple[int, int] = (10_000, 10_000)
+    ) -> None:
+        self.host, self.port = host, port
+        self._conn = stomp.Connection12(
+            [(host, port)],
+            heartbeats=heartbeats,
+            auto_content_length=False,
+            reconnect_attempts_max=1,
+            heart_beat_receive_scale=2.5,  # ActiveMQ may be up to 2x late
+        )
+        self._listener: _Listener | None = None
+        self._receipt_ids = itertools.count(1)
+        self._sub_ids = itertools.count(1)
+
+    @property
+    def frames(self) -> asyncio.Queue[Frame]:
+        """MESSAGE frames of every subscription, in arrival order."""
+        assert self._listener is not None, "connect() first"
+        return self._listener.inbox
+
+    @property
+    def disconnected(self) -> asyncio.Event:
+        assert self._listener is not None, "connect() first"
+        return self._listener.disconnected
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._listener = _Listener(loop=loop, inbox=asyncio.Queue())
+        self._conn.set_listener("b2bsim", self._listener)
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(self._conn.connect, wait=True, headers={"client-id": _cid()}),
+                timeout,
+            )
+        except (stomp.exception.ConnectFailedException, OSError, TimeoutError) as exc:
+            raise BrokerUnreachableError(
+                f"no STOMP broker answers at {self.host}:{self.port} ({type(exc).__name__})",
+                hint="start one with `b2bsim broker start` or pass --broker stomp://HOST:PORT",
+            ) from None
+
+    async def send(
+        self,
+        destination: str,
+        body: str,
+        headers: Mapping[str, str],
+        *,
+        receipt: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        """Send one persistent message; with ``receipt`` wait until the broker stored it."""
+        all_headers = {**headers, "persistent": "true"}
+        if not receipt:
+            await asyncio.to_thread(self._conn.send, destination, body, headers=all_headers)
+            return
+        fut = self._expect_receipt(all_headers)
+        await asyncio.to_thread(self._conn.send, destination, body, headers=all_headers)
+        await asyncio.wait_for(fut, timeout)
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the broker has handled every frame sent so far."""
+        headers: dict[str, str] = {}
+        fut = self._expect_receipt(headers)
+        # BEGIN/ABORT of an empty transaction is the cheapest frame that takes a receipt.
+        tx = f"flush-{headers['receipt']}"
+        await asyncio.to_thread(self._conn.begin, tx)
+        await asyncio.to_thread(self._conn.abort, tx, headers=headers)
+        await asyncio.wait_for(fut, timeout)
+
+    def _expect_receipt(self, headers: dict[str, str]) -> asyncio.Future[None]:
+        assert self._listener is not None, "connect() first"
+        receipt_id = f"r{next(self._receipt_ids)}"
+        headers["receipt"] = receipt_id
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._listener.receipts[receipt_id] = fut
+        return fut
+
+    async def subscribe(
+        self, destination: str, *, prefetch: int = 100, selector: str | None = None
+    ) -> str:
+        """Subscribe with ``client-individual`` ack; frames arrive on :attr:`frames`."""
+        sub_id = f"s{next(self._sub_ids)}"
+        headers = {"activemq.prefetchSize": str(prefetch)}
+        if selector:
+            headers["selector"] = selector
+        await asyncio.to_thread(
+            self._conn.subscribe, destination, sub_id, ack="client-individual", headers=headers
+        )
+        return sub_id
+
+    async def ack(self, frame: Frame) -> None:
+        await asyncio.to_thread(self._conn.ack, frame.ack_id)
+
+    async def disconnect(self) -> None:
+        if self._conn.is_connected():
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self._conn.disconnect), 5.0)
+            except (TimeoutError, OSError, stomp.exception.StompException):
+                log.debug("disconnect did not finish cleanly", exc_info=True)
+
+    def is_connected(self) -> bool:
+        return bool(self._conn.is_connected())
+
+
+def _cid() -> str:
+    return f"b2bsim-{uuid.uuid4().hex[:12]}"

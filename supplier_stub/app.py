@@ -1,0 +1,219 @@
+"""The reference supplier integration point: an aiohttp HTTPS server.
+
+One process serves many suppliers, **one port per supplier**: each supplier's
+URL in the registry names its own port, and that port presents the
+supplier's own AF-issued server certificate.  (One port with a certificate
+per path cannot work: TLS picks the certificate before the path is known.)
+
+An envelope's way through :meth:`SupplierStub._receive`:
+
+1. TLS: the client must present a certificate from the AF test CA, and it
+   must be an ICC certificate.
+2. HTTP: ``POST /b2b/envelopes`` with ``Content-Type: application/xml`` and
+   a body within the size limit.
+3. Envelope: parsed by the hardened parser, the signature verified (it must
+   cover the whole envelope and come from the ICC), the addressee checked
+   against this port's supplier: organisation number, certificate, URL.
+4. Document: validated against the official rules, when a rules directory
+   is configured.
+5. Store: once per envelope id, then the receipt: ``201 accepted``, ``200
+   duplicate`` or ``409`` conflict.  Refusals are RFC 9457 problem details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from simulator.envelope import check_addressee
+from simulator.errors import B2BSimError
+from simulator.messages import now_ms
+from simulator.pki import cert_sha256, is_icc_certificate, load_certificate
+from simulator.problems import PROBLEM_MEDIA_TYPE, problem
+from simulator.registry import DeliveryMode, Registry, SupplierEntry
+from simulator.signing import EnvelopeVerifier
+from simulator.state import StateDir
+from simulator.tls import peer_certificate, server_context
+from supplier_stub.store import EnvelopeStore, ReceiptStatus
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_PATH = "/b2b/envelopes"
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+
+#: Checks a document; returns rule ids that failed fatally (empty: valid).
+DocumentCheck = Callable[[bytes], Awaitable[list[str]]]
+
+
+@dataclass
+class StubConfig:
+    """What one stub process serves."""
+
+    registry: Path
+    state: StateDir  # where the test PKI lives
+    db: Path
+    org_numbers: list[str] | None = None  # None: every push supplier in the registry
+    bind_host: str = "127.0.0.1"
+    max_body: int = DEFAULT_MAX_BODY
+    document_check: DocumentCheck | None = None
+    suppliers: list[SupplierEntry] = field(default_factory=list, init=False)
+
+
+class SupplierStub:
+    """Serves suppliers' endpoints; ``await start()``, then ``await stop()``."""
+
+    def __init__(self, config: StubConfig) -> None:
+        self.config = config
+        registry = Registry.load(config.registry)
+        wanted = config.org_numbers
+        self.suppliers = [
+            registry.lookup(org) for org in wanted
+        ] if wanted is not None else [s for s in registry if s.delivery_mode is DeliveryMode.PUSH]
+        self._by_port: dict[int, SupplierEntry] = {}
+        for s in self.suppliers:
+            port = _port_of(s.url)
+            if port in self._by_port:
+                raise B2BSimError(
+                    f"suppliers {self._by_port[port].org_number} and {s.org_number} share port {port}",
+                    hint="give each supplier its own port in the registry",
+                )
+            self._by_port[port] = s
+        ca = config.state.ca_cert.read_bytes()
+        self._verifier = EnvelopeVerifier(ca, accept_signer=is_icc_certificate)
+        self._store = EnvelopeStore(config.db)
+        self._runner: web.AppRunner | None = None
+        self.urls: list[str] = []
+
+    async def start(self) -> list[str]:
+        """Open the store and listen on every supplier's port; returns the URLs."""
+        await self._store.open()
+        app = web.Application(client_max_size=self.config.max_body)
+        app.router.add_post(ENVELOPE_PATH, self._receive)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        state = self.config.state
+        for port, supplier in self._by_port.items():
+            ctx = self._tls(supplier, state)
+            site = web.TCPSite(self._runner, self.config.bind_host, port, ssl_context=ctx)
+            try:
+                await site.start()
+            except OSError as exc:
+                await self.stop()
+                raise B2BSimError(
+                    f"cannot listen on {self.config.bind_host}:{port} for supplier "
+                    f"{supplier.org_number}: {exc.strerror}",
+                    hint="another process uses the port: stop it or change the URL in the registry",
+                ) from None
+            self.urls.append(supplier.url)
+        log.info("supplier stub serving %d suppliers", len(self.urls))
+        return self.urls
+
+    @staticmethod
+    def _tls(supplier: SupplierEntry, state: StateDir) -> ssl.SSLContext:
+        cert_path = state.supplier_cert(supplier.org_number)
+        if cert_sha256(load_certificate(cert_path)) != supplier.cert_sha256:
+            raise B2BSimError(
+                f"the certificate at {cert_path} is not the one registered for "
+                f"{supplier.org_number}",
+                hint="re-run `b2bsim pki init` so that the registry and the PKI agree",
+            )
+        return server_context(cert_path, state.supplier_key(supplier.org_number), state.ca_cert)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._store.close()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "suppliers": len(self.suppliers)})
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        supplier = self._supplier_of(request)
+        if supplier is None:
+            return _problem("NOT_FOUND", "no supplier is served on this port")
+        client = peer_certificate(request)
+        if client is None or not is_icc_certificate(client):
+            return _problem("CLIENT_NOT_ICC", "only the ICC may deliver envelopes here")
+        if request.content_type != "application/xml":
+            return _problem("UNSUPPORTED_MEDIA_TYPE", f"got {request.content_type!r}")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _problem("BODY_TOO_LARGE", f"the limit is {self.config.max_body} bytes")
+        try:
+            envelope = self._verifier.open(raw, max_bytes=self.config.max_body)
+            check_addressee(
+                envelope,
+                org_number=supplier.org_number,
+                cert_sha256=supplier.cert_sha256,
+                url=supplier.url,
+            )
+        except B2BSimError as exc:
+            log.info("refused org=%s code=%s detail=%s", supplier.org_number, exc.code, exc)
+            return _problem(exc.code, str(exc))
+        if self.config.document_check is not None:
+            failed = await self.config.document_check(envelope.document)
+            if failed:
+                return _problem(
+                    "DOCUMENT_INVALID",
+                    f"the document fails {len(failed)} rule(s)",
+                    envelope_id=envelope.envelope_id,
+                    rule_ids=failed,
+                )
+        receipt = await self._store.store(envelope, raw, now_ms())
+        log.info(
+            "%s envelope_id=%s message_id=%s org=%s",
+            receipt.status, envelope.envelope_id, envelope.message_id, supplier.org_number,
+        )  # fmt: skip
+        if receipt.status is ReceiptStatus.CONFLICT:
+            return _problem(
+                "ENVELOPE_CONFLICT",
+                "an envelope with this id and another document was received before",
+                envelope_id=envelope.envelope_id,
+            )
+        body = {
+            "envelope_id": receipt.envelope_id,
+            "received_at": _iso(receipt.received_at_ms),
+            "status": receipt.status.value,
+        }
+        status = 201 if receipt.status is ReceiptStatus.ACCEPTED else 200
+        return web.json_response(body, status=status)
+
+    def _supplier_of(self, request: web.Request) -> SupplierEntry | None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        return self._by_port.get(sockname[1]) if sockname else None
+
+
+def _problem(code: str, detail: str, **extra: object) -> web.Response:
+    status, body = problem(code, detail, **extra)
+    return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def _port_of(url: str) -> int:
+    return urlsplit(url).port or 443
+
+
+async def serve_forever(config: StubConfig, stop: asyncio.Event) -> None:
+    """Run a stub until ``stop`` is set (used by ``b2bsim serve supplier-stub``)."""
+    stub = SupplierStub(config)
+    urls = await stub.start()
+    print(json.dumps({"event": "ready", "component": "supplier-stub", "urls": urls}), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await stub.stop()

@@ -1,0 +1,31 @@
+"""Validate each received document against the official rules, off the event loop.
+
+Saxon and the XSD run on one dedicated thread (compiled once per process), so
+a slow document never stalls the other connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from simulator.validation import DocumentValidator, resolve_rules_dir
+from supplier_stub.app import DocumentCheck
+
+RULES_ENV = "B2BSIM_RULES_DIR"
+
+
+def document_check_for(rules: str | None) -> DocumentCheck | None:
+    """A check using ``rules`` (or ``$B2BSIM_RULES_DIR``); None if neither is set."""
+    if not (rules or os.environ.get(RULES_ENV)):
+        return None
+    validator = DocumentValidator(resolve_rules_dir(rules))
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stub-validate")
+
+    async def check(document: bytes) -> list[str]:
+        loop = asyncio.get_running_loop()
+        report = await loop.run_in_executor(executor, validator.validate, document)
+        return sorted({f.rule_id for f in report.failures if f.flag != "warning"})
+
+    return check

@@ -1,0 +1,140 @@
+"""The supplier's inbox: every envelope stored exactly once, in SQLite.
+
+Receipt is idempotent by envelope id: the same id with the same document is a
+duplicate (answered, never stored again); the same id with another document
+is a conflict.  Every arrival, whatever its outcome, is logged too, so the
+simulator can count duplicates.  The schema is documented in docs/files.md.
+
+SQLite calls block, so the store runs them on one dedicated thread: the event
+loop only awaits them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from simulator.envelope import Envelope
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS envelopes (
+    envelope_id     TEXT PRIMARY KEY,
+    org_number      TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    message_type    TEXT NOT NULL,
+    correlation_id  TEXT NOT NULL,
+    produced_at_ms  INTEGER NOT NULL,
+    sequence        INTEGER NOT NULL,
+    document_sha256 TEXT NOT NULL,
+    received_at_ms  INTEGER NOT NULL,
+    envelope        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS envelopes_by_supplier ON envelopes (org_number, produced_at_ms, sequence);
+CREATE TABLE IF NOT EXISTS arrivals (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    envelope_id TEXT NOT NULL,
+    org_number  TEXT NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    outcome     TEXT NOT NULL
+);
+"""
+
+
+class ReceiptStatus(StrEnum):
+    ACCEPTED = "accepted"  # stored now, for the first time
+    DUPLICATE = "duplicate"  # seen before with the same document: not stored again
+    CONFLICT = "conflict"  # seen before with a different document: refused
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    envelope_id: str
+    status: ReceiptStatus
+    received_at_ms: int  # when the envelope was first stored
+
+
+def document_digest(document: bytes) -> str:
+    return hashlib.sha256(document).hexdigest()
+
+
+class EnvelopeStore:
+    """SQLite inbox; open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stub-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def store(self, envelope: Envelope, raw: bytes, now_ms: int) -> Receipt:
+        """Store ``envelope`` once; say whether it was new, a duplicate or a conflict."""
+        return await self._run(self._store_sync, envelope, raw, now_ms)
+
+    def _store_sync(self, env: Envelope, raw: bytes, now_ms: int) -> Receipt:
+        db = self._require()
+        digest = document_digest(env.document)
+        with db:  # one transaction: the insert and its arrival row
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT document_sha256, received_at_ms FROM envelopes WHERE envelope_id = ?",
+                (env.envelope_id,),
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO envelopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        env.envelope_id,
+                        env.org_number,
+                        env.message_id,
+                        env.message_type.value,
+                        env.correlation_id,
+                        env.produced_at_ms,
+                        env.sequence,
+                        digest,
+                        now_ms,
+                        raw,
+                    ),
+                )
+                receipt = Receipt(env.envelope_id, ReceiptStatus.ACCEPTED, now_ms)
+            elif row[0] == digest:
+                receipt = Receipt(env.envelope_id, ReceiptStatus.DUPLICATE, int(row[1]))
+            else:
+                receipt = Receipt(env.envelope_id, ReceiptStatus.CONFLICT, int(row[1]))
+            db.execute(
+                "INSERT INTO arrivals (envelope_id, org_number, at_ms, outcome) VALUES (?, ?, ?, ?)",
+                (env.envelope_id, env.org_number, now_ms, receipt.status.value),
+            )
+        return receipt
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("EnvelopeStore.open() was not awaited")
+        return self._db
