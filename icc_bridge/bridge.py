@@ -178,20 +178,14 @@ class Bridge:
         except B2BSimError as exc:
             await self._dead_letter(frame, meta, exc.code, str(exc))
             return
-        envelope = Envelope(
-            envelope_id=envelope_id_for(meta.message_id),
-            message_id=meta.message_id,
-            correlation_id=meta.correlation_id,
-            message_type=meta.message_type,
-            org_number=supplier.org_number,
-            receiver_cert_sha256=supplier.cert_sha256,
-            receiver_url=supplier.url,
-            produced_at_ms=meta.produced_at_ms,
-            sequence=meta.sequence,
-            created_at_ms=now_ms(),
-            document=frame.body.encode("utf-8"),
-        )
         try:
+            envelope = Envelope.create(
+                meta,
+                frame.body.encode("utf-8"),
+                receiver_cert_sha256=supplier.cert_sha256,
+                receiver_url=supplier.url,
+                envelope_id=envelope_id_for(meta.message_id),
+            )
             signed = self._signer.sign(envelope)
         except B2BSimError as exc:  # e.g. the document is not XML
             await self._dead_letter(frame, meta, exc.code, str(exc))
@@ -204,8 +198,12 @@ class Bridge:
                 break
             log.info(
                 "retry message_id=%s envelope_id=%s attempt=%d status=%s detail=%s",
-                meta.message_id, envelope.envelope_id, number, attempt.status, attempt.detail,
-            )  # fmt: skip
+                meta.message_id,
+                envelope.envelope_id,
+                number,
+                attempt.status,
+                attempt.detail,
+            )
             self._event("retry", meta, envelope.envelope_id, attempt=number, detail=attempt.detail)
             if number < policy.max_attempts:
                 await asyncio.sleep(policy.delay(number, attempt.retry_after))
@@ -214,7 +212,11 @@ class Bridge:
             await self._conn.ack(frame)
             self.delivered += 1
             self._event(
-                "delivered", meta, envelope.envelope_id, status=attempt.status, detail=attempt.detail
+                "delivered",
+                meta,
+                envelope.envelope_id,
+                status=attempt.status,
+                detail=attempt.detail,
             )
             return
         code = "DELIVERY_REFUSED" if attempt.outcome is Outcome.REFUSED else "DELIVERY_GAVE_UP"
@@ -242,8 +244,10 @@ class Bridge:
         self.dead_lettered += 1
         log.warning(
             "dead-lettered message_id=%s code=%s reason=%s",
-            frame.headers.get("b2b-message-id", "?"), code, reason,
-        )  # fmt: skip
+            frame.headers.get("b2b-message-id", "?"),
+            code,
+            reason,
+        )
         self._event(
             "dead_lettered",
             meta,
@@ -253,7 +257,9 @@ class Bridge:
             message_id=frame.headers.get("b2b-message-id", ""),
         )
 
-    def _event(self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object) -> None:
+    def _event(
+        self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object
+    ) -> None:
         """Append one line to the ICC's events log (docs/files.md)."""
         if self._events is None:
             return

@@ -94,9 +94,7 @@ class Producer:
         )
         self.published += 1
         confirm = self.published % RECEIPT_EVERY == 0
-        await self._conn.send(
-            self.queue, document.decode("utf-8"), meta.headers(), receipt=confirm
-        )
+        await self._conn.send(self.queue, document.decode("utf-8"), meta.headers(), receipt=confirm)
         if self._log is not None:
             record = {
                 "message_id": meta.message_id,

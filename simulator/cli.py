@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from simulator.errors import B2BSimError, BrokerError, ConfigError, PkiError
+from simulator.logs import configure as configure_logs
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--state",
         metavar="DIR",
-        help="state directory for broker, PKI, registry and runs (default: $B2BSIM_STATE or .b2bsim)",
+        help="state directory: broker, PKI, registry, runs (default: $B2BSIM_STATE or .b2bsim)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -49,11 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logs(verbose=args.verbose, structured=args.command == "serve")
     try:
         code: int = args.func(args)
     except (ConfigError, PkiError, BrokerError) as exc:

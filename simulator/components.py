@@ -64,7 +64,9 @@ class Component:
         while True:
             line = await self.proc.stdout.readline()
             if not line:
-                raise ComponentError(f"exited with code {await self.proc.wait()} before it was ready")
+                raise ComponentError(
+                    f"exited with code {await self.proc.wait()} before it was ready"
+                )
             with contextlib.suppress(ValueError):
                 msg = json.loads(line)
                 if isinstance(msg, dict) and msg.get("event") == "ready":

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Mapping
 
 from simulator.errors import EnvelopeError, UnknownMessageTypeError
-from simulator.identifiers import validate_org_number
+from simulator.identifiers import is_valid_org_number
 
 #: The queue KA publishes to and the ICC consumes from.
 KA_QUEUE = "/queue/af.ka.outbound"
@@ -139,7 +139,11 @@ class MessageMeta:
                 f"a KA message header is not a number: {exc}",
                 hint=f"{Header.PRODUCED_AT} and {Header.SEQUENCE} must be integers",
             ) from None
-        validate_org_number(meta.org_number)
+        if not is_valid_org_number(meta.org_number):
+            raise EnvelopeError(
+                f"{Header.ORG_NUMBER} {meta.org_number!r} is not a Swedish organisation number",
+                hint="KA must address each message to 10 digits with a Luhn check digit",
+            )
         return meta
 
 

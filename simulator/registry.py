@@ -114,21 +114,25 @@ class Registry:
                 hint="run `b2bsim pki init` (it writes the registry) or pass --registry FILE",
             ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{path}: not valid JSON ({exc})", hint="fix or regenerate it") from None
+            raise RegistryError(
+                f"{path}: not valid JSON ({exc})", hint="fix or regenerate it"
+            ) from None
         if not isinstance(raw, dict) or raw.get("version") != REGISTRY_VERSION:
             raise RegistryError(
-                f"{path}: expected an object with \"version\": {REGISTRY_VERSION}",
+                f'{path}: expected an object with "version": {REGISTRY_VERSION}',
                 hint="regenerate it with `b2bsim pki init`",
             )
         suppliers = raw.get("suppliers")
         if not isinstance(suppliers, list):
-            raise RegistryError(f"{path}: \"suppliers\" must be a list", hint="see docs/files.md")
+            raise RegistryError(f'{path}: "suppliers" must be a list', hint="see docs/files.md")
         entries = []
         fields = set(SupplierEntry.__dataclass_fields__)
         for i, item in enumerate(suppliers):
-            if not isinstance(item, dict) or set(item) - fields or not {
-                "org_number", "name", "url", "cert_sha256"
-            } <= set(item):
+            if (
+                not isinstance(item, dict)
+                or set(item) - fields
+                or not {"org_number", "name", "url", "cert_sha256"} <= set(item)
+            ):
                 raise RegistryError(
                     f"{path}: suppliers[{i}] must have exactly the keys {sorted(fields)}",
                     hint="delivery_mode is optional (push or pull)",

@@ -127,7 +127,17 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     queue = f"/queue/af.ka.outbound.run-{run_dir.name}"
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
     try:
-        asyncio.run(_play(scenario, options, state, run_dir, url, queue, result))
+        asyncio.run(
+            _play(
+                scenario,
+                options=options,
+                state=state,
+                run_dir=run_dir,
+                broker_url=url,
+                queue=queue,
+                result=result,
+            )
+        )
     except B2BSimError as exc:
         result.error = exc.one_line()
     finally:
@@ -144,6 +154,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
 
 async def _play(
     scenario: Scenario,
+    *,
     options: RunOptions,
     state: StateDir,
     run_dir: Path,
@@ -160,17 +171,27 @@ async def _play(
     try:
         t0 = time.monotonic()
         components.append(
-            await Component.start("supplier-stub", state.root, stub_args, run_dir / "supplier-stub.log")
+            await Component.start(
+                "supplier-stub", state.root, stub_args, run_dir / "supplier-stub.log"
+            )
         )
         say(f"supplier stub ready: {scenario.supplier_count} supplier endpoint(s)")
         components.append(
             await Component.start(
                 "icc",
                 state.root,
-                ["--broker", broker_url, "--queue", queue, "--registry", str(registry_file),
-                 "--events", str(run_dir / "icc.jsonl")],
+                [
+                    "--broker",
+                    broker_url,
+                    "--queue",
+                    queue,
+                    "--registry",
+                    str(registry_file),
+                    "--events",
+                    str(run_dir / "icc.jsonl"),
+                ],
                 run_dir / "icc.log",
-            )  # fmt: skip
+            )
         )
         say("icc bridge ready")
         result.timings["components_start"] = time.monotonic() - t0
@@ -188,12 +209,12 @@ async def _play(
             await component.stop()
 
 
-async def _steps(
-    scenario: Scenario, run_dir: Path, broker_url: str, queue: str, say: Any
-) -> None:
+async def _steps(scenario: Scenario, run_dir: Path, broker_url: str, queue: str, say: Any) -> None:
     factory = DocumentFactory(scenario.seed)
-    sellers = [seller_profile(s.org_number, s.name)
-               for s in make_suppliers(scenario.supplier_count, scenario.seed)]  # fmt: skip
+    sellers = [
+        seller_profile(s.org_number, s.name)
+        for s in make_suppliers(scenario.supplier_count, scenario.seed)
+    ]
     produced = 0
     async with Producer(broker_url, queue=queue, produced_log=run_dir / "produced.jsonl") as ka:
         for step in scenario.steps:
@@ -215,7 +236,9 @@ async def _settle(run_dir: Path, expected: int, timeout: float, say: Any) -> Non
     while True:
         stored = await asyncio.to_thread(stored_messages, run_dir / "supplier-stub.sqlite")
         done = len({m for m, *_ in stored})
-        dead = sum(1 for e in read_jsonl(run_dir / "icc.jsonl") if e.get("event") == "dead_lettered")
+        dead = sum(
+            1 for e in read_jsonl(run_dir / "icc.jsonl") if e.get("event") == "dead_lettered"
+        )
         if done + dead >= expected:
             say(f"settled: {done} stored, {dead} dead-lettered of {expected}")
             return

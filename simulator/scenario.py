@@ -103,10 +103,13 @@ class _Checker:
         dotted = ".".join(str(p) for p in at if not isinstance(p, int)) or "top level"
         return ScenarioError(f"{where}: {what} (at {dotted})", hint=hint)
 
-    def mapping(self, value: Any, at: Location, allowed: tuple[str, ...], required: tuple[str, ...]
-                ) -> dict[str, Any]:  # fmt: skip
+    def mapping(
+        self, value: Any, at: Location, allowed: tuple[str, ...], required: tuple[str, ...]
+    ) -> dict[str, Any]:
         if not isinstance(value, dict):
-            raise self.fail(at, f"expected a mapping, got {_kind(value)}", f"keys: {', '.join(allowed)}")
+            raise self.fail(
+                at, f"expected a mapping, got {_kind(value)}", f"keys: {', '.join(allowed)}"
+            )
         for key in value:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
@@ -119,14 +122,24 @@ class _Checker:
 
     def integer(self, value: Any, at: Location, low: int, high: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail(at, f"expected an integer from {low} to {high}, got {value!r}",
-                            "write a whole number")  # fmt: skip
+            raise self.fail(
+                at,
+                f"expected an integer from {low} to {high}, got {value!r}",
+                "write a whole number",
+            )
         return value
 
     def number(self, value: Any, at: Location, low: float, high: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise self.fail(at, f"expected seconds from {low} to {high}, got {value!r}",
-                            "write a number of seconds")  # fmt: skip
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise self.fail(
+                at,
+                f"expected seconds from {low} to {high}, got {value!r}",
+                "write a number of seconds",
+            )
         return float(value)
 
     def text(self, value: Any, at: Location) -> str:
@@ -136,13 +149,19 @@ class _Checker:
 
     def scenario(self, data: Any) -> Scenario:
         top = self.mapping(
-            data, (), ("name", "description", "seed", "timeout", "suppliers", "steps", "expect"),
+            data,
+            (),
+            ("name", "description", "seed", "timeout", "suppliers", "steps", "expect"),
             ("name", "description", "steps"),
-        )  # fmt: skip
-        suppliers = self.mapping(top.get("suppliers", {"count": 3}), ("suppliers",), ("count",), ("count",))
+        )
+        suppliers = self.mapping(
+            top.get("suppliers", {"count": 3}), ("suppliers",), ("count",), ("count",)
+        )
         steps_raw = top["steps"]
         if not isinstance(steps_raw, list) or not steps_raw:
-            raise self.fail(("steps",), "expected a non-empty list of steps", "e.g. `- produce: {chains: 1}`")
+            raise self.fail(
+                ("steps",), "expected a non-empty list of steps", "e.g. `- produce: {chains: 1}`"
+            )
         steps = tuple(self.step(s, ("steps", i)) for i, s in enumerate(steps_raw))
         expect_raw = self.mapping(top.get("expect", {}), ("expect",), EXPECTABLE, ())
         expect = {k: self.integer(v, ("expect", k), 0, 10**9) for k, v in expect_raw.items()}
@@ -152,7 +171,9 @@ class _Checker:
             path=self.path,
             seed=self.integer(top.get("seed", 1), ("seed",), 0, 2**31 - 1),
             timeout=self.number(top.get("timeout", 60), ("timeout",), 1, 24 * 3600),
-            supplier_count=self.integer(suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS),
+            supplier_count=self.integer(
+                suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS
+            ),
             steps=steps,
             expect=expect,
         )
@@ -160,25 +181,37 @@ class _Checker:
     def step(self, raw: Any, at: Location) -> Step:
         step = self.mapping(raw, at, ("produce", "wait"), ())
         if len(step) != 1:
-            raise self.fail(at, "a step has exactly one action", "write `- produce: …` or `- wait: …`")
-        (kind, body), = step.items()
+            raise self.fail(
+                at, "a step has exactly one action", "write `- produce: …` or `- wait: …`"
+            )
+        ((kind, body),) = step.items()
         at = (*at, kind)
         if kind == "wait":
             wait = self.mapping(body or {}, at, ("timeout",), ())
-            return Wait(timeout=self.number(wait.get("timeout", 60), (*at, "timeout"), 0.1, 24 * 3600))
+            return Wait(
+                timeout=self.number(wait.get("timeout", 60), (*at, "timeout"), 0.1, 24 * 3600)
+            )
         produce = self.mapping(body, at, ("chains", "type", "count"), ())
         if "chains" in produce:
             if set(produce) != {"chains"}:
                 raise self.fail(at, "`chains` stands alone", "use either chains or type+count")
             return Produce(chains=self.integer(produce["chains"], (*at, "chains"), 1, 100_000))
         if set(produce) != {"type", "count"}:
-            raise self.fail(at, "expected `chains: N` or `type:` with `count:`",
-                            "e.g. `produce: {type: order, count: 2}`")  # fmt: skip
+            raise self.fail(
+                at,
+                "expected `chains: N` or `type:` with `count:`",
+                "e.g. `produce: {type: order, count: 2}`",
+            )
         doc_type = produce["type"]
         if doc_type not in DOCUMENT_TYPES:
-            raise self.fail((*at, "type"), f"unknown document type {doc_type!r}",
-                            f"use one of {', '.join(DOCUMENT_TYPES)}")  # fmt: skip
-        return Produce(doc_type=doc_type, count=self.integer(produce["count"], (*at, "count"), 1, 100_000))
+            raise self.fail(
+                (*at, "type"),
+                f"unknown document type {doc_type!r}",
+                f"use one of {', '.join(DOCUMENT_TYPES)}",
+            )
+        return Produce(
+            doc_type=doc_type, count=self.integer(produce["count"], (*at, "count"), 1, 100_000)
+        )
 
 
 def _kind(value: Any) -> str:

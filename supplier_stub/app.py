@@ -75,15 +75,18 @@ class SupplierStub:
         self.config = config
         registry = Registry.load(config.registry)
         wanted = config.org_numbers
-        self.suppliers = [
-            registry.lookup(org) for org in wanted
-        ] if wanted is not None else [s for s in registry if s.delivery_mode is DeliveryMode.PUSH]
+        self.suppliers = (
+            [registry.lookup(org) for org in wanted]
+            if wanted is not None
+            else [s for s in registry if s.delivery_mode is DeliveryMode.PUSH]
+        )
         self._by_port: dict[int, SupplierEntry] = {}
         for s in self.suppliers:
             port = _port_of(s.url)
             if port in self._by_port:
                 raise B2BSimError(
-                    f"suppliers {self._by_port[port].org_number} and {s.org_number} share port {port}",
+                    f"suppliers {self._by_port[port].org_number} and {s.org_number} "
+                    f"share port {port}",
                     hint="give each supplier its own port in the registry",
                 )
             self._by_port[port] = s
@@ -174,8 +177,11 @@ class SupplierStub:
         receipt = await self._store.store(envelope, raw, now_ms())
         log.info(
             "%s envelope_id=%s message_id=%s org=%s",
-            receipt.status, envelope.envelope_id, envelope.message_id, supplier.org_number,
-        )  # fmt: skip
+            receipt.status,
+            envelope.envelope_id,
+            envelope.message_id,
+            supplier.org_number,
+        )
         if receipt.status is ReceiptStatus.CONFLICT:
             return _problem(
                 "ENVELOPE_CONFLICT",

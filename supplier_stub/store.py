@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS envelopes (
     received_at_ms  INTEGER NOT NULL,
     envelope        BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS envelopes_by_supplier ON envelopes (org_number, produced_at_ms, sequence);
+CREATE INDEX IF NOT EXISTS envelopes_by_supplier
+    ON envelopes (org_number, produced_at_ms, sequence);
 CREATE TABLE IF NOT EXISTS arrivals (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     envelope_id TEXT NOT NULL,
@@ -129,7 +130,8 @@ class EnvelopeStore:
             else:
                 receipt = Receipt(env.envelope_id, ReceiptStatus.CONFLICT, int(row[1]))
             db.execute(
-                "INSERT INTO arrivals (envelope_id, org_number, at_ms, outcome) VALUES (?, ?, ?, ?)",
+                "INSERT INTO arrivals (envelope_id, org_number, at_ms, outcome) "
+                "VALUES (?, ?, ?, ?)",
                 (env.envelope_id, env.org_number, now_ms, receipt.status.value),
             )
         return receipt

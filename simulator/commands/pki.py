@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from simulator.errors import ConfigError
 from simulator.identifiers import normalise_org_number
 from simulator.pki import (
     DEFAULT_HOSTS,
@@ -14,6 +15,7 @@ from simulator.pki import (
     numbered_suppliers,
     pki_summary,
 )
+from simulator.registry import Registry, SupplierEntry
 from simulator.state import StateDir
 
 DEFAULT_SUPPLIERS = 3
@@ -63,6 +65,14 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         f"default {' '.join(DEFAULT_HOSTS)})",
     )
     init.add_argument("--force", action="store_true", help="replace the CA and every certificate")
+    init.add_argument(
+        "--base-port",
+        type=int,
+        default=9443,
+        metavar="P",
+        help="also write STATE/registry.json: supplier i at https://127.0.0.1:P+i/b2b/envelopes "
+        "(default 9443; 0: do not write a registry)",
+    )
     actions.add_parser("show", help="list the certificates with their SHA-256 fingerprints")
     parser.set_defaults(func=run)
 
@@ -86,10 +96,29 @@ def run(args: argparse.Namespace) -> int:
             hosts=tuple(args.hosts) if args.hosts else DEFAULT_HOSTS,
             force=args.force,
         )
+        if args.base_port:
+            write_registry(state, summary, args.base_port)
     else:
         summary = pki_summary(state)
     print(format_summary(summary, show_status=args.pki_command == "init"))
     return 0
+
+
+def write_registry(state: StateDir, summary: PkiSummary, base_port: int) -> None:
+    """The registry for ``b2bsim serve``: one port per supplier from ``base_port``."""
+    if not 1024 <= base_port <= 65535 - len(summary.suppliers):
+        raise ConfigError(f"--base-port {base_port} is out of range", hint="use 1024 to 60000")
+    entries = [
+        SupplierEntry(
+            org_number=info.org_number or "",
+            name=info.subject,
+            url=f"https://127.0.0.1:{base_port + i}/b2b/envelopes",
+            cert_sha256=info.sha256,
+        )
+        for i, info in enumerate(summary.suppliers)
+    ]
+    Registry(entries).save(state.registry)
+    print(f"registry: {state.registry} ({len(entries)} suppliers from port {base_port})")
 
 
 def format_summary(summary: PkiSummary, *, show_status: bool = True) -> str:

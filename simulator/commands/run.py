@@ -19,11 +19,18 @@ from simulator.state import StateDir
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run a scenario end to end (starts and stops everything)")
     p.add_argument("scenario", type=Path, help="a scenario file, e.g. scenarios/happy-path.yaml")
-    p.add_argument("--broker", help="use this running broker (stomp://HOST:PORT; default: "
-                   "$B2BSIM_BROKER, else start the embedded one)")  # fmt: skip
+    p.add_argument(
+        "--broker",
+        help="use this running broker (stomp://HOST:PORT; default: "
+        "$B2BSIM_BROKER, else start the embedded one)",
+    )
     p.add_argument("--result-json", type=Path, metavar="FILE", help="write the result here")
-    p.add_argument("--rules", metavar="DIR", help="validate documents at the supplier with the "
-                   "official rule sets in DIR (default: $B2BSIM_RULES_DIR)")  # fmt: skip
+    p.add_argument(
+        "--rules",
+        metavar="DIR",
+        help="validate documents at the supplier with the "
+        "official rule sets in DIR (default: $B2BSIM_RULES_DIR)",
+    )
     p.set_defaults(func=run)
 
 
@@ -42,8 +49,12 @@ def run(args: argparse.Namespace) -> int:
     rules = args.rules or os.environ.get("B2BSIM_RULES_DIR")
     result = run_scenario(
         scenario,
-        RunOptions(state=StateDir.resolve(args.state), broker_url=args.broker, rules=rules,
-                   progress=progress),  # fmt: skip
+        RunOptions(
+            state=StateDir.resolve(args.state),
+            broker_url=args.broker,
+            rules=rules,
+            progress=progress,
+        ),
     )
     if args.result_json:
         args.result_json.parent.mkdir(parents=True, exist_ok=True)

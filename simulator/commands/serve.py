@@ -31,10 +31,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s = comp.add_parser("supplier-stub", help="the reference supplier endpoint(s)")
     s.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
     s.add_argument("--db", type=Path, help="SQLite inbox (default: STATE/supplier-stub.sqlite)")
-    s.add_argument("--org-number", action="append", dest="org_numbers",
-                   help="serve only this supplier (repeatable; default: every push supplier)")  # fmt: skip
-    s.add_argument("--rules", help="validate documents with the rule sets in DIR "
-                   "(default: $B2BSIM_RULES_DIR; unset: no document validation)")  # fmt: skip
+    s.add_argument(
+        "--org-number",
+        action="append",
+        dest="org_numbers",
+        help="serve only this supplier (repeatable; default: every push supplier)",
+    )
+    s.add_argument(
+        "--rules",
+        help="validate documents with the rule sets in DIR "
+        "(default: $B2BSIM_RULES_DIR; unset: no document validation)",
+    )
     s.add_argument("--max-body", type=int, default=2 * 1024 * 1024, metavar="BYTES")
     s.set_defaults(func=_serve_stub)
 
@@ -47,17 +54,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     k = comp.add_parser("producer", help="a fake KA publishing document chains")
     _broker_options(k)
-    k.add_argument("--registry", type=Path, help="suppliers to produce for (default: STATE/registry.json)")
+    k.add_argument(
+        "--registry", type=Path, help="suppliers to produce for (default: STATE/registry.json)"
+    )
     k.add_argument("--seed", type=int, default=1)
     k.add_argument("--chains", type=int, default=1, help="chains per supplier (0: until stopped)")
-    k.add_argument("--rate", type=float, default=0.0, help="messages per second (0: as fast as possible)")
+    k.add_argument(
+        "--rate", type=float, default=0.0, help="messages per second (0: as fast as possible)"
+    )
     k.add_argument("--log", type=Path, help="append the produced log (JSON lines) here")
     k.set_defaults(func=_serve_producer)
 
 
 def _broker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--broker", help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the "
-                   "embedded broker of the state directory)")  # fmt: skip
+    p.add_argument(
+        "--broker",
+        help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the "
+        "embedded broker of the state directory)",
+    )
     p.add_argument("--queue", default=KA_QUEUE, help=f"KA's queue (default: {KA_QUEUE})")
 
 
