@@ -64,3 +64,92 @@ def org_number_from_index(index: int, prefix: str = "55") -> str:
         raise ConfigError(f"supplier index {index} is out of range", hint="use 0 to 9,999,999")
     body = f"{prefix}{2 + index // 10**6 % 8}{index % 10**6:06d}"
     return body + str(luhn_check_digit(body))
+
+
+# --- VAT numbers, bankgiro and plusgiro -------------------------------------
+
+_SWEDISH_VAT = re.compile(r"SE(\d{10})01")
+_BANKGIRO = re.compile(r"\d{7,8}")
+_PLUSGIRO = re.compile(r"\d{2,8}")
+
+
+def with_luhn(body: str) -> str:
+    """``body`` followed by its Luhn check digit."""
+    return body + str(luhn_check_digit(body))
+
+
+def _luhn_ok(digits: str) -> bool:
+    return luhn_check_digit(digits[:-1]) == int(digits[-1])
+
+
+def vat_number(org_number: str) -> str:
+    """The Swedish VAT number of an organisation: ``SE`` + the 10 digits + ``01``."""
+    return f"SE{validate_org_number(org_number)}01"
+
+
+def is_valid_vat_number(value: str) -> bool:
+    """True if ``value`` is ``SE`` + a valid organisation number + ``01`` (14 characters)."""
+    match = _SWEDISH_VAT.fullmatch(value)
+    return match is not None and is_valid_org_number(match.group(1))
+
+
+def validate_vat_number(value: str) -> str:
+    """Return ``value`` if it is a valid Swedish VAT number, else raise ConfigError."""
+    if not is_valid_vat_number(value):
+        raise ConfigError(
+            f"{value!r} is not a Swedish VAT number",
+            hint="use SE + the 10-digit organisation number + 01, e.g. SE202100211401",
+        )
+    return value
+
+
+def normalise_giro(value: str) -> str:
+    """``5050-1055`` or ``90 01 22-3`` → digits only (not yet validated)."""
+    return value.replace("-", "").replace(" ", "").strip()
+
+
+def is_valid_bankgiro(value: str) -> bool:
+    """True if ``value`` is 7 or 8 digits whose last is the Luhn check digit."""
+    return bool(_BANKGIRO.fullmatch(value)) and value[0] != "0" and _luhn_ok(value)
+
+
+def validate_bankgiro(value: str) -> str:
+    """Return ``value`` if it is a valid bankgiro number, else raise ConfigError."""
+    if not is_valid_bankgiro(value):
+        raise ConfigError(
+            f"{value!r} is not a bankgiro number",
+            hint="use 7 or 8 digits, no dash, whose last digit is the Luhn check digit",
+        )
+    return value
+
+
+def is_valid_plusgiro(value: str) -> bool:
+    """True if ``value`` is 2 to 8 digits whose last is the Luhn check digit."""
+    return bool(_PLUSGIRO.fullmatch(value)) and value[0] != "0" and _luhn_ok(value)
+
+
+def validate_plusgiro(value: str) -> str:
+    """Return ``value`` if it is a valid plusgiro number, else raise ConfigError."""
+    if not is_valid_plusgiro(value):
+        raise ConfigError(
+            f"{value!r} is not a plusgiro number",
+            hint="use 2 to 8 digits, no spaces or dash, whose last digit is the Luhn check digit",
+        )
+    return value
+
+
+def bankgiro_from_number(number: int) -> str:
+    """A valid 8-digit bankgiro number for any ``number`` (deterministic, 1 to 9,999,999).
+
+    The body is 7 digits starting 1-9, so the result never starts with 0.
+    """
+    if number < 0 or number >= 9 * 10**6:
+        raise ConfigError(f"bankgiro seed {number} is out of range", hint="use 0 to 8,999,999")
+    return with_luhn(str(10**6 + number))
+
+
+def plusgiro_from_number(number: int) -> str:
+    """A valid plusgiro number (2 to 8 digits) for any ``number`` from 1 to 9,999,999."""
+    if number < 1 or number >= 10**7:
+        raise ConfigError(f"plusgiro seed {number} is out of range", hint="use 1 to 9,999,999")
+    return with_luhn(str(number))
