@@ -26,6 +26,9 @@ COMMANDS = [
     "broker",
     "pki",
     "serve",
+    "health",
+    "documents",
+    "validate",
 ]
 
 

@@ -73,6 +73,12 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="also write STATE/registry.json: supplier i at https://127.0.0.1:P+i/b2b/envelopes "
         "(default 9443; 0: do not write a registry)",
     )
+    init.add_argument(
+        "--registry-host",
+        default="127.0.0.1",
+        metavar="H",
+        help="host name in the registry's URLs (default 127.0.0.1; it must be in --host)",
+    )
     actions.add_parser("show", help="list the certificates with their SHA-256 fingerprints")
     parser.set_defaults(func=run)
 
@@ -97,14 +103,16 @@ def run(args: argparse.Namespace) -> int:
             force=args.force,
         )
         if args.base_port:
-            write_registry(state, summary, args.base_port)
+            write_registry(state, summary, args.base_port, args.registry_host)
     else:
         summary = pki_summary(state)
     print(format_summary(summary, show_status=args.pki_command == "init"))
     return 0
 
 
-def write_registry(state: StateDir, summary: PkiSummary, base_port: int) -> None:
+def write_registry(
+    state: StateDir, summary: PkiSummary, base_port: int, host: str = "127.0.0.1"
+) -> None:
     """The registry for ``b2bsim serve``: one port per supplier from ``base_port``."""
     if not 1024 <= base_port <= 65535 - len(summary.suppliers):
         raise ConfigError(f"--base-port {base_port} is out of range", hint="use 1024 to 60000")
@@ -112,7 +120,7 @@ def write_registry(state: StateDir, summary: PkiSummary, base_port: int) -> None
         SupplierEntry(
             org_number=info.org_number or "",
             name=info.subject,
-            url=f"https://127.0.0.1:{base_port + i}/b2b/envelopes",
+            url=f"https://{host}:{base_port + i}/b2b/envelopes",
             cert_sha256=info.sha256,
         )
         for i, info in enumerate(summary.suppliers)

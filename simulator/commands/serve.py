@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="validate documents with the rule sets in DIR "
         "(default: $B2BSIM_RULES_DIR; unset: no document validation)",
     )
+    s.add_argument("--bind", default="127.0.0.1", metavar="HOST",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     s.add_argument("--max-body", type=int, default=2 * 1024 * 1024, metavar="BYTES")
     s.set_defaults(func=_serve_stub)
 
@@ -131,6 +133,7 @@ def _serve_stub(args: argparse.Namespace) -> int:
         db=args.db or state.root / "supplier-stub.sqlite",
         org_numbers=args.org_numbers,
         max_body=args.max_body,
+        bind_host=args.bind,
         document_check=document_check_for(args.rules),
     )
     return _run_until_signal(lambda stop: serve_forever(config, stop))
