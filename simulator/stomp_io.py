@@ -19,6 +19,7 @@ Decisions made here on purpose (see docs/messages.md):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import uuid
@@ -58,13 +59,18 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
     error: str | None = None
 
+    def _to_loop(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the event loop, unless the loop is already gone."""
+        if not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed between check and call
+                self.loop.call_soon_threadsafe(fn, *args)
+
     def on_message(self, frame: Any) -> None:
         msg = Frame(headers=dict(frame.headers), body=frame.body or "")
-        self.loop.call_soon_threadsafe(self.inbox.put_nowait, msg)
+        self._to_loop(self.inbox.put_nowait, msg)
 
     def on_receipt(self, frame: Any) -> None:
-        receipt_id = frame.headers.get("receipt-id", "")
-        self.loop.call_soon_threadsafe(self._resolve, receipt_id)
+        self._to_loop(self._resolve, frame.headers.get("receipt-id", ""))
 
     def _resolve(self, receipt_id: str) -> None:
         fut = self.receipts.pop(receipt_id, None)
@@ -76,7 +82,7 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
         log.warning("broker ERROR frame: %s", self.error)
 
     def on_disconnected(self) -> None:
-        self.loop.call_soon_threadsafe(self._lost)
+        self._to_loop(self._lost)
 
     def _lost(self) -> None:
         self.disconnected.set()

@@ -54,7 +54,9 @@ async def _check_stub(state: StateDir, registry: Registry) -> int:
     timeout = aiohttp.ClientTimeout(total=3)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         for s in registry:
-            ctx = client_context(state.icc_cert, state.icc_key, state.ca_cert, pin_sha256=s.cert_sha256)
+            ctx = client_context(
+                state.icc_cert, state.icc_key, state.ca_cert, pin_sha256=s.cert_sha256
+            )
             url = s.url.rsplit("/b2b/", 1)[0] + "/health"
             try:
                 async with session.get(url, ssl=ctx) as resp:
