@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from simulator.errors import B2BSimError
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "urn:b2bsim:problem:"
 
@@ -35,6 +37,11 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("XML_NOT_UTF8", 400, "The body is not UTF-8 text"),
         ProblemType("XML_MALFORMED", 400, "The body is not well-formed XML"),
         ProblemType("SIGNATURE_INVALID", 403, "The envelope signature does not verify"),
+        ProblemType("SIGNATURE_MISSING", 403, "The envelope is not signed"),
+        ProblemType("SIGNATURE_TAMPERED", 403, "The envelope was changed after it was signed"),
+        ProblemType("SIGNATURE_WRAPPING", 403, "The signature does not cover exactly the envelope"),
+        ProblemType("SIGNATURE_WEAK_ALGORITHM", 403, "The signature uses a refused algorithm"),
+        ProblemType("SIGNER_UNTRUSTED", 403, "The envelope is not signed by the ICC"),
         ProblemType("CLIENT_NOT_ICC", 403, "The client certificate is not an ICC certificate"),
         ProblemType("WRONG_ADDRESSEE", 421, "The envelope is addressed to another receiver"),
         ProblemType("UNKNOWN_MESSAGE_TYPE", 422, "The message type is not an AF message type"),
@@ -49,9 +56,18 @@ PROBLEMS: dict[str, ProblemType] = {
 }
 
 
+def code_for(exc: B2BSimError) -> str:
+    """The problem code of ``exc``: its own, or its nearest ancestor's that is listed."""
+    for cls in type(exc).__mro__:
+        code = getattr(cls, "code", None)
+        if isinstance(code, str) and code in PROBLEMS:
+            return code
+    return "INTERNAL"
+
+
 def problem(code: str, detail: str, **extra: Any) -> tuple[int, bytes]:
-    """The HTTP status and JSON body of the problem ``code``."""
-    kind = PROBLEMS.get(code, PROBLEMS["ENVELOPE_MALFORMED"])
+    """The HTTP status and JSON body of the problem ``code`` (must be listed)."""
+    kind = PROBLEMS[code]
     body = {
         "type": PROBLEM_BASE + kind.code,
         "title": kind.title,

@@ -30,7 +30,7 @@ from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from simulator.envelope import DS_NS, ENV_NS, Envelope, from_xml, to_xml
-from simulator.errors import PkiError, SignatureError
+from simulator.errors import EnvelopeError, PkiError, SignatureError
 from simulator.xmlsafe import DEFAULT_MAX_BYTES, parse_xml, serialize
 
 __all__ = [
@@ -188,7 +188,7 @@ def _algorithm(el: etree._Element, allowed: frozenset[str], what: str) -> str:
 def _check_shape(root: etree._Element) -> etree._Element:
     """Refuse anything but one enveloped signature as the root's last child; return it."""
     if root.tag != _ENVELOPE:
-        raise SignatureError(
+        raise EnvelopeError(
             f"the root element is {root.tag}, not env:Envelope",
             hint="send a technical envelope as described in docs/envelope.md",
         )

@@ -33,12 +33,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from simulator.envelope import check_addressee
 from simulator.errors import B2BSimError
 from simulator.messages import now_ms
 from simulator.pki import cert_sha256, is_icc_certificate, load_certificate
-from simulator.problems import PROBLEM_MEDIA_TYPE, problem
+from simulator.problems import PROBLEM_MEDIA_TYPE, code_for, problem
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.signing import EnvelopeVerifier
 from simulator.state import StateDir
@@ -99,25 +100,32 @@ class SupplierStub:
     async def start(self) -> list[str]:
         """Open the store and listen on every supplier's port; returns the URLs."""
         await self._store.open()
-        app = web.Application(client_max_size=self.config.max_body)
+        app = web.Application(
+            client_max_size=self.config.max_body, middlewares=[_problems_for_everything]
+        )
         app.router.add_post(ENVELOPE_PATH, self._receive)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         state = self.config.state
-        for port, supplier in self._by_port.items():
-            ctx = self._tls(supplier, state)
-            site = web.TCPSite(self._runner, self.config.bind_host, port, ssl_context=ctx)
-            try:
-                await site.start()
-            except OSError as exc:
-                await self.stop()
-                raise B2BSimError(
-                    f"cannot listen on {self.config.bind_host}:{port} for supplier "
-                    f"{supplier.org_number}: {exc.strerror}",
-                    hint="another process uses the port: stop it or change the URL in the registry",
-                ) from None
-            self.urls.append(supplier.url)
+        try:
+            contexts = {port: self._tls(s, state) for port, s in self._by_port.items()}
+            for port, supplier in self._by_port.items():
+                site = web.TCPSite(
+                    self._runner, self.config.bind_host, port, ssl_context=contexts[port]
+                )
+                try:
+                    await site.start()
+                except OSError as exc:
+                    raise B2BSimError(
+                        f"cannot listen on {self.config.bind_host}:{port} for supplier "
+                        f"{supplier.org_number}: {exc.strerror}",
+                        hint="another process uses the port: stop it or change the registry URL",
+                    ) from None
+                self.urls.append(supplier.url)
+        except BaseException:
+            await self.stop()
+            raise
         log.info("supplier stub serving %d suppliers", len(self.urls))
         return self.urls
 
@@ -164,7 +172,7 @@ class SupplierStub:
             )
         except B2BSimError as exc:
             log.info("refused org=%s code=%s detail=%s", supplier.org_number, exc.code, exc)
-            return _problem(exc.code, str(exc))
+            return _problem(code_for(exc), str(exc))
         if self.config.document_check is not None:
             failed = await self.config.document_check(envelope.document)
             if failed:
@@ -199,6 +207,22 @@ class SupplierStub:
     def _supplier_of(self, request: web.Request) -> SupplierEntry | None:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         return self._by_port.get(sockname[1]) if sockname else None
+
+
+@web.middleware
+async def _problems_for_everything(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every refusal is a problem document, even aiohttp's own and our own failures."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return _problem("NOT_FOUND", f"nothing at {request.path}; envelopes go to {ENVELOPE_PATH}")
+    except web.HTTPMethodNotAllowed as exc:
+        return _problem("METHOD_NOT_ALLOWED", f"use {', '.join(sorted(exc.allowed_methods))}")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("internal error while receiving")  # the log, never the answer, has detail
+        return _problem("INTERNAL", "the envelope was not stored; the ICC may send it again")
 
 
 def _problem(code: str, detail: str, **extra: object) -> web.Response:

@@ -21,7 +21,7 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.signer import XMLSigner
 
 from simulator.envelope import DS_NS, ENV_NS, SBDH_NS, Envelope, normalise_document, to_xml
-from simulator.errors import HostileXmlError, PkiError, SignatureError
+from simulator.errors import EnvelopeError, HostileXmlError, PkiError, SignatureError
 from simulator.messages import MessageType
 from simulator.signing import (
     EnvelopeSigner,
@@ -546,10 +546,13 @@ class TestOpenWrapping:
             verifier.open(edit(signed, change))
 
     def test_other_root(self, signed: bytes, verifier: EnvelopeVerifier) -> None:
-        """A document whose root is not env:Envelope is refused."""
+        """A document whose root is not env:Envelope is refused as malformed (400, not 403)."""
         wrapper = etree.Element("Wrapper")
         wrapper.append(etree.fromstring(signed))
-        with pytest.raises(SignatureError, match="not env:Envelope"):
+        with pytest.raises(EnvelopeError, match="not env:Envelope") as err:
+            verifier.open(serialize(wrapper))
+        assert not isinstance(err.value, SignatureError)
+        with pytest.raises(EnvelopeError, match="not env:Envelope"):
             verifier.open(serialize(wrapper))
 
 
