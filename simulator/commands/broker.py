@@ -1,0 +1,111 @@
+"""``b2bsim broker start|stop|status``: the local ActiveMQ broker of a state directory."""
+
+from __future__ import annotations
+
+import argparse
+
+from simulator.broker import LocalBroker, parse_broker_url, resolve_broker_url, wait_for_stomp
+from simulator.errors import BrokerUnreachableError, ConfigError
+from simulator.state import StateDir
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Declare ``b2bsim broker`` and its three actions."""
+    parser = subparsers.add_parser(
+        "broker",
+        help="start, stop or check the local ActiveMQ broker",
+        description="Manage the private ActiveMQ broker kept in the state directory.",
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    start = actions.add_parser("start", help="start the broker in the background")
+    start.add_argument(
+        "--port", type=_port, default=None, help="STOMP port on 127.0.0.1 (default: a free one)"
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for STOMP to answer (default: 60)",
+    )
+    actions.add_parser("stop", help="stop the broker")
+    status = actions.add_parser(
+        "status", help="tell whether the broker runs and answers (exit 0) or not (exit 1)"
+    )
+    status.add_argument(
+        "--broker",
+        metavar="URL",
+        help="check this broker (stomp://HOST:PORT) instead of the local one "
+        "(default: $B2BSIM_BROKER)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is not between 1 and 65535")
+    return port
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen broker action."""
+    state = StateDir.resolve(args.state)
+    action: str = args.action
+    if action == "start":
+        return _start(state, args.port, args.timeout)
+    if action == "stop":
+        return _stop(state)
+    if action == "status":
+        return _status(state, args.broker)
+    raise ConfigError(f"unknown broker action {action!r}", hint="use start, stop or status")
+
+
+def _start(state: StateDir, port: int | None, timeout: float) -> int:
+    state.ensure()
+    broker = LocalBroker(state.broker, port=port)
+    before = broker.status()
+    info = broker.start(timeout=timeout)
+    if before.answering and before.pid == info.pid:
+        print(f"broker already running: {info.url} (pid {info.pid})")
+    else:
+        print(f"broker started: {info.url} (pid {info.pid}) in {info.startup_seconds:.1f} s")
+    return EXIT_OK
+
+
+def _stop(state: StateDir) -> int:
+    broker = LocalBroker(state.broker)
+    info = broker.info()
+    if broker.stop():
+        print(f"broker stopped (pid {info.pid})" if info else "broker stopped")
+    else:
+        print("no broker was running")
+    return EXIT_OK
+
+
+def _status(state: StateDir, explicit: str | None) -> int:
+    url = resolve_broker_url(explicit)
+    if url is not None:
+        host, port = parse_broker_url(url)
+        try:
+            wait_for_stomp(host, port, 3.0)
+        except BrokerUnreachableError as exc:
+            print(f"broker not answering at {url}: {exc.message}")
+            return EXIT_FAILED
+        print(f"broker answering at {url}")
+        return EXIT_OK
+    status = LocalBroker(state.broker).status()
+    if not status.running:
+        print(f"no broker running (state {state.root})")
+        return EXIT_FAILED
+    if not status.answering:
+        print(f"broker running but not answering STOMP: {status.url} (pid {status.pid})")
+        return EXIT_FAILED
+    print(f"broker running: {status.url} (pid {status.pid})")
+    return EXIT_OK
