@@ -18,6 +18,7 @@ One message's way, top to bottom in this file:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -29,8 +30,16 @@ from typing import IO
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from simulator.broker import parse_broker_url
 from simulator.envelope import Envelope
-from simulator.errors import B2BSimError
-from simulator.messages import KA_QUEUE, MessageMeta, now_ms
+from simulator.errors import B2BSimError, BrokerUnreachableError
+from simulator.messages import (
+    DLQ_AT,
+    DLQ_CODE,
+    DLQ_REASON,
+    KA_QUEUE,
+    MessageMeta,
+    dead_letter_queue,
+    now_ms,
+)
 from simulator.registry import Registry
 from simulator.signing import EnvelopeSigner
 from simulator.stomp_io import Frame, StompConnection
@@ -41,20 +50,14 @@ log = logging.getLogger(__name__)
 #: the same envelope id and the supplier can recognise the duplicate.
 ENVELOPE_NAMESPACE = uuid.UUID("6f0d3c62-1f6e-4c43-9d1c-6b2b5e0a7a11")
 
-#: Headers the ICC adds to a message it dead-letters.
-DLQ_REASON = "b2b-dlq-reason"
-DLQ_CODE = "b2b-dlq-code"
-DLQ_AT = "b2b-dlq-at-ms"
+#: Backoff between attempts to reconnect to a lost broker, in seconds.
+RECONNECT_INITIAL = 0.5
+RECONNECT_MAX = 10.0
 
 
 def envelope_id_for(message_id: str) -> str:
     """The envelope id of KA's message ``message_id`` (stable across redeliveries)."""
     return str(uuid.uuid5(ENVELOPE_NAMESPACE, message_id))
-
-
-def dead_letter_queue(queue: str) -> str:
-    """``/queue/x`` → ``/queue/DLQ.x``, ActiveMQ's own naming for dead letters."""
-    return queue.replace("/queue/", "/queue/DLQ.", 1)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,8 @@ class Bridge:
         self.config = config
         self.registry = Registry.load(config.registry)
         self._signer = EnvelopeSigner(config.icc_key.read_bytes(), config.icc_cert.read_bytes())
-        host, port = parse_broker_url(config.broker_url)
-        self._conn = StompConnection(host, port)
+        self._host, self._port = parse_broker_url(config.broker_url)
+        self._conn: StompConnection | None = None
         self._push = PushClient(
             ca_cert=config.ca_cert,
             icc_cert=config.icc_cert,
@@ -112,30 +115,68 @@ class Bridge:
         self.delivered = 0
         self.dead_lettered = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; then finish in-flight work and close."""
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Deliver until ``stop`` is set, reconnecting if the broker goes away.
+
+        The first connection must succeed (a wrong address is an error at
+        once); after that a lost broker is retried with backoff, forever.
+        ``ready`` is set once the bridge consumes.
+        """
         if self.config.events_log is not None:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
         await self._push.start()
-        await self._conn.connect()
-        await self._conn.subscribe(self.config.queue, prefetch=self.config.prefetch)
-        log.info("icc bridge consuming %s", self.config.queue)
         try:
-            await self._consume(stop)
+            conn = await self._subscribe()
+            if ready is not None:
+                ready.set()
+            delay = RECONNECT_INITIAL
+            while True:
+                await self._session(conn, stop)
+                if stop.is_set():
+                    return
+                while not stop.is_set():
+                    log.warning("broker connection lost; reconnecting in %.1f s", delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay)
+                    try:
+                        conn = await self._subscribe()
+                        delay = RECONNECT_INITIAL
+                        break
+                    except BrokerUnreachableError:
+                        delay = min(delay * 2, RECONNECT_MAX)
+                if stop.is_set():
+                    return
         finally:
-            # Frames still in lanes are unacked: the broker redelivers them.
-            for task in self._lane_tasks:
-                task.cancel()
-            await asyncio.gather(*self._lane_tasks, return_exceptions=True)
-            await self._conn.disconnect()
             await self._push.close()
             if self._events is not None:
                 self._events.close()
 
-    async def _consume(self, stop: asyncio.Event) -> None:
-        frames = self._conn.frames
+    async def _subscribe(self) -> StompConnection:
+        conn = StompConnection(self._host, self._port)
+        await conn.connect()
+        await conn.subscribe(self.config.queue, prefetch=self.config.prefetch)
+        log.info("icc bridge consuming %s", self.config.queue)
+        return conn
+
+    async def _session(self, conn: StompConnection, stop: asyncio.Event) -> None:
+        """Consume one connection until ``stop`` or until the broker goes away."""
+        self._conn = conn
+        try:
+            await self._consume(conn, stop)
+        finally:
+            # Frames still in lanes are unacked: the broker redelivers them.
+            lanes = list(self._lane_tasks)
+            for task in lanes:
+                task.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+            self._lane_tasks.clear()
+            self._lanes.clear()
+            await conn.disconnect()
+
+    async def _consume(self, conn: StompConnection, stop: asyncio.Event) -> None:
+        frames = conn.frames
         stopping = asyncio.ensure_future(stop.wait())
-        lost = asyncio.ensure_future(self._conn.disconnected.wait())
+        lost = asyncio.ensure_future(conn.disconnected.wait())
         try:
             while True:
                 getter = asyncio.ensure_future(frames.get())
@@ -144,8 +185,6 @@ class Bridge:
                 )
                 if getter not in done:
                     getter.cancel()
-                    if lost in done and not stop.is_set():
-                        raise B2BSimError("the broker connection was lost")
                     return
                 frame = getter.result()
                 try:
@@ -209,7 +248,7 @@ class Bridge:
                 await asyncio.sleep(policy.delay(number, attempt.retry_after))
         assert attempt is not None
         if attempt.outcome is Outcome.DELIVERED:
-            await self._conn.ack(frame)
+            await self._ack(frame)
             self.delivered += 1
             self._event(
                 "delivered",
@@ -239,8 +278,9 @@ class Bridge:
             if k.startswith("b2b-") or k in ("correlation-id", "JMSXGroupID")
         }
         headers.update({DLQ_CODE: code, DLQ_REASON: reason[:500], DLQ_AT: str(now_ms())})
+        assert self._conn is not None
         await self._conn.send(self._dlq, frame.body, headers, receipt=True)
-        await self._conn.ack(frame)
+        await self._ack(frame)
         self.dead_lettered += 1
         log.warning(
             "dead-lettered message_id=%s code=%s reason=%s",
@@ -256,6 +296,10 @@ class Bridge:
             detail=reason,
             message_id=frame.headers.get("b2b-message-id", ""),
         )
+
+    async def _ack(self, frame: Frame) -> None:
+        assert self._conn is not None
+        await self._conn.ack(frame)
 
     def _event(
         self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object

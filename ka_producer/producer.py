@@ -10,8 +10,10 @@ simulator reconciles against what the supplier loaded.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +21,7 @@ from types import TracebackType
 from typing import IO
 
 from simulator.broker import parse_broker_url
+from simulator.errors import BrokerUnreachableError
 from simulator.messages import KA_QUEUE, MessageMeta, MessageType, now_ms
 from simulator.stomp_io import StompConnection
 
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Ask the broker to confirm storage every this many messages (and at the end).
 RECEIPT_EVERY = 200
+#: How long KA keeps trying to reach a lost broker before it gives up.
+RECONNECT_FOR = 120.0
 
 
 class Producer:
@@ -46,7 +51,12 @@ class Producer:
         self._log: IO[str] | None = None
         self._sequences: defaultdict[str, int] = defaultdict(int)
         self._conn = StompConnection(self._host, self._port)
+        # Sent but not yet confirmed by a receipt: resent after a reconnect, so a
+        # broker that dies loses nothing (at worst a duplicate, which the
+        # supplier recognises by its envelope id).
+        self._unconfirmed: list[tuple[str, dict[str, str]]] = []
         self.published = 0
+        self.resent = 0
 
     async def __aenter__(self) -> Producer:
         await self._conn.connect()
@@ -62,7 +72,7 @@ class Producer:
     ) -> None:
         try:
             if exc_type is None:
-                await self._conn.flush()
+                await self.flush()
         finally:
             await self._conn.disconnect()
             if self._log is not None:
@@ -70,7 +80,45 @@ class Producer:
 
     async def flush(self) -> None:
         """Wait until the broker has stored everything published so far."""
-        await self._conn.flush()
+        try:
+            await self._conn.flush()
+        except BrokerUnreachableError:
+            await self._recover()
+        self._unconfirmed.clear()
+
+    async def _send(self, body: str, headers: dict[str, str]) -> None:
+        self._unconfirmed.append((body, headers))
+        confirm = len(self._unconfirmed) >= RECEIPT_EVERY
+        try:
+            await self._conn.send(self.queue, body, headers, receipt=confirm)
+        except BrokerUnreachableError:
+            await self._recover()
+            return
+        if confirm:
+            self._unconfirmed.clear()
+
+    async def _recover(self) -> None:
+        """Reconnect, then resend every unconfirmed message and wait for the receipt."""
+        deadline = time.monotonic() + RECONNECT_FOR
+        delay = 0.5
+        while True:
+            await self._conn.disconnect()
+            self._conn = StompConnection(self._host, self._port)
+            try:
+                await self._conn.connect()
+                for i, (body, headers) in enumerate(self._unconfirmed):
+                    last = i == len(self._unconfirmed) - 1
+                    await self._conn.send(self.queue, body, headers, receipt=last)
+                self.resent += len(self._unconfirmed)
+                log.warning("reconnected; resent %d unconfirmed message(s)", len(self._unconfirmed))
+                self._unconfirmed.clear()
+                return
+            except BrokerUnreachableError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("broker unreachable; KA retries in %.1f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def publish(
         self,

@@ -27,6 +27,7 @@ COMMANDS = [
     "pki",
     "serve",
     "health",
+    "dlq",
     "documents",
     "validate",
 ]

@@ -20,6 +20,17 @@ from simulator.identifiers import is_valid_org_number
 #: The queue KA publishes to and the ICC consumes from.
 KA_QUEUE = "/queue/af.ka.outbound"
 
+#: Headers the ICC adds to a message it dead-letters, and a replay adds.
+DLQ_CODE = "b2b-dlq-code"
+DLQ_REASON = "b2b-dlq-reason"
+DLQ_AT = "b2b-dlq-at-ms"
+REPLAYED_AT = "b2b-replayed-at-ms"
+
+
+def dead_letter_queue(queue: str) -> str:
+    """``/queue/x`` → ``/queue/DLQ.x``, ActiveMQ's own naming for dead letters."""
+    return queue.replace("/queue/", "/queue/DLQ.", 1)
+
 
 class MessageType(StrEnum):
     """The AF message types (meddelandetyp)."""

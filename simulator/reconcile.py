@@ -2,15 +2,16 @@
 and the supplier stored.
 
 Inputs are the run's documented files (docs/files.md): ``produced.jsonl``
-(KA), ``icc.jsonl`` (the ICC's events) and the stub's SQLite inbox.  Nothing
-here talks to a component.
+(KA), ``icc.jsonl`` (the ICC's events) and the stub's SQLite file: its inbox
+(``envelopes``, ``arrivals``) and its ledger (``ledger``, what was loaded, in
+load order; docs/supplier.md).  Nothing here talks to a component.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ from typing import Any
 class Reconciliation:
     produced: int = 0
     delivered: int = 0  # distinct messages the ICC got a 2xx for
-    ingested: int = 0  # distinct messages the supplier stored
-    lost: int = 0  # produced, but neither stored nor dead-lettered
-    double_ingested: int = 0  # extra stored copies of a message
+    ingested: int = 0  # distinct messages the supplier loaded into its ledger
+    lost: int = 0  # produced, but neither loaded nor dead-lettered
+    double_ingested: int = 0  # extra ledger rows for a message
     dead_lettered: int = 0  # distinct messages in the DLQ
     redelivered: int = 0  # arrivals the supplier answered as duplicates
-    out_of_order: int = 0  # messages stored after a later one of the same supplier
+    out_of_order: int = 0  # ledger rows loaded after a later message of the same supplier
     lost_ids: list[str] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
@@ -67,6 +68,39 @@ def stored_messages(db: Path) -> list[tuple[str, str, int, int]]:
         con.close()
 
 
+def loaded_messages(db: Path) -> list[tuple[str, str, int, int]]:
+    """(message_id, org_number, produced_at_ms, sequence) of each ledger row, in load order."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [
+            (str(r[0]), str(r[1]), int(r[2]), int(r[3]))
+            for r in con.execute(
+                "SELECT message_id, org_number, produced_at_ms, sequence FROM ledger "
+                "ORDER BY position"
+            )
+        ]
+    except sqlite3.OperationalError:
+        return []  # the stub has not created its ledger yet
+    finally:
+        con.close()
+
+
+def out_of_order_rows(loaded: list[tuple[str, str, int, int]]) -> int:
+    """Rows whose (produced_at_ms, sequence) is below a row of the same supplier loaded before."""
+    highest: dict[str, tuple[int, int]] = {}
+    count = 0
+    for _, org, produced_at_ms, sequence in loaded:
+        key = (produced_at_ms, sequence)
+        top = highest.get(org)
+        if top is not None and key < top:
+            count += 1
+        else:
+            highest[org] = key
+    return count
+
+
 def duplicate_arrivals(db: Path) -> int:
     if not db.exists():
         return 0
@@ -85,16 +119,9 @@ def reconcile(produced_log: Path, icc_log: Path, stub_db: Path) -> Reconciliatio
     events = read_jsonl(icc_log)
     delivered = {e["message_id"] for e in events if e.get("event") == "delivered"}
     dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}
-    stored = stored_messages(stub_db)
-    copies = Counter(m for m, _, _, _ in stored)
-
-    highest: dict[str, int] = defaultdict(int)
-    out_of_order = 0
-    for _, org, seq, _ in stored:
-        if seq < highest[org]:
-            out_of_order += 1
-        highest[org] = max(highest[org], seq)
-
+    loaded = loaded_messages(stub_db)
+    copies = Counter(m for m, _, _, _ in loaded)
+    out_of_order = out_of_order_rows(loaded)
     lost = sorted(produced - set(copies) - set(dead))
     return Reconciliation(
         produced=len(produced),

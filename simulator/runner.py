@@ -26,7 +26,7 @@ from simulator.broker import LocalBroker, resolve_broker_url
 from simulator.components import Component
 from simulator.errors import B2BSimError
 from simulator.pki import cert_sha256, init_pki
-from simulator.reconcile import Reconciliation, read_jsonl, reconcile, stored_messages
+from simulator.reconcile import Reconciliation, loaded_messages, read_jsonl, reconcile
 from simulator.registry import Registry, SupplierEntry
 from simulator.scenario import Produce, Scenario, Wait
 from simulator.state import StateDir
@@ -231,19 +231,23 @@ async def _steps(scenario: Scenario, run_dir: Path, broker_url: str, queue: str,
 
 
 async def _settle(run_dir: Path, expected: int, timeout: float, say: Any) -> None:
-    """Wait until ``expected`` messages are stored or dead-lettered (or ``timeout``)."""
+    """Wait until ``expected`` messages are loaded into the supplier's ledger or
+    dead-lettered (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while True:
-        stored = await asyncio.to_thread(stored_messages, run_dir / "supplier-stub.sqlite")
-        done = len({m for m, *_ in stored})
-        dead = sum(
-            1 for e in read_jsonl(run_dir / "icc.jsonl") if e.get("event") == "dead_lettered"
-        )
-        if done + dead >= expected:
-            say(f"settled: {done} stored, {dead} dead-lettered of {expected}")
+        loaded = await asyncio.to_thread(loaded_messages, run_dir / "supplier-stub.sqlite")
+        loaded_ids = {m for m, *_ in loaded}
+        dead_ids = {
+            str(e.get("message_id"))
+            for e in read_jsonl(run_dir / "icc.jsonl")
+            if e.get("event") == "dead_lettered"
+        }
+        done, dead = len(loaded_ids), len(dead_ids)
+        if len(loaded_ids | dead_ids) >= expected:
+            say(f"settled: {done} loaded, {dead} dead-lettered of {expected}")
             return
         if time.monotonic() > deadline:
-            say(f"wait timed out: {done} stored, {dead} dead-lettered of {expected}")
+            say(f"wait timed out: {done} loaded, {dead} dead-lettered of {expected}")
             return
         await asyncio.sleep(0.2)
 

@@ -152,12 +152,10 @@ class StompConnection:
     ) -> None:
         """Send one persistent message; with ``receipt`` wait until the broker stored it."""
         all_headers = {**headers, "persistent": "true"}
-        if not receipt:
-            await asyncio.to_thread(self._conn.send, destination, body, headers=all_headers)
-            return
-        fut = self._expect_receipt(all_headers)
-        await asyncio.to_thread(self._conn.send, destination, body, headers=all_headers)
-        await asyncio.wait_for(fut, timeout)
+        fut = self._expect_receipt(all_headers) if receipt else None
+        await self._write(self._conn.send, destination, body, headers=all_headers)
+        if fut is not None:
+            await self._confirmed(fut, timeout)
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until the broker has handled every frame sent so far."""
@@ -165,9 +163,28 @@ class StompConnection:
         fut = self._expect_receipt(headers)
         # BEGIN/ABORT of an empty transaction is the cheapest frame that takes a receipt.
         tx = f"flush-{headers['receipt']}"
-        await asyncio.to_thread(self._conn.begin, tx)
-        await asyncio.to_thread(self._conn.abort, tx, headers=headers)
-        await asyncio.wait_for(fut, timeout)
+        await self._write(self._conn.begin, tx)
+        await self._write(self._conn.abort, tx, headers=headers)
+        await self._confirmed(fut, timeout)
+
+    async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        """One frame, written on a worker thread; a dead connection is a clear error."""
+        try:
+            await asyncio.to_thread(fn, *args, **kwargs)
+        except (stomp.exception.StompException, OSError) as exc:
+            raise BrokerUnreachableError(
+                f"lost the broker at {self.host}:{self.port} ({type(exc).__name__})",
+                hint="check the broker (b2bsim broker status); unconfirmed frames must be resent",
+            ) from None
+
+    async def _confirmed(self, fut: asyncio.Future[None], timeout: float) -> None:
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise BrokerUnreachableError(
+                f"the broker at {self.host}:{self.port} did not confirm within {timeout:g} s",
+                hint="check the broker (b2bsim broker status); unconfirmed frames must be resent",
+            ) from None
 
     def _expect_receipt(self, headers: dict[str, str]) -> asyncio.Future[None]:
         assert self._listener is not None, "connect() first"
@@ -185,13 +202,26 @@ class StompConnection:
         headers = {"activemq.prefetchSize": str(prefetch)}
         if selector:
             headers["selector"] = selector
-        await asyncio.to_thread(
+        await self._write(
             self._conn.subscribe, destination, sub_id, ack="client-individual", headers=headers
         )
         return sub_id
 
+    async def browse(self, destination: str, selector: str | None = None) -> str:
+        """Browse a queue without consuming: copies arrive on :attr:`frames`, then
+        a frame with header ``browser: end`` (ActiveMQ shows at most 400 per browse)."""
+        sub_id = f"b{next(self._sub_ids)}"
+        headers = {"browser": "true"}
+        if selector:
+            headers["selector"] = selector
+        await self._write(self._conn.subscribe, destination, sub_id, ack="auto", headers=headers)
+        return sub_id
+
+    async def unsubscribe(self, sub_id: str) -> None:
+        await self._write(self._conn.unsubscribe, id=sub_id)
+
     async def ack(self, frame: Frame) -> None:
-        await asyncio.to_thread(self._conn.ack, frame.ack_id)
+        await self._write(self._conn.ack, frame.ack_id)
 
     async def disconnect(self) -> None:
         if self._conn.is_connected():

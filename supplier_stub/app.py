@@ -18,6 +18,9 @@ An envelope's way through :meth:`SupplierStub._receive`:
    is configured.
 5. Store: once per envelope id, then the receipt: ``201 accepted``, ``200
    duplicate`` or ``409`` conflict.  Refusals are RFC 9457 problem details.
+6. Ledger: each accepted envelope goes to :class:`~supplier_stub.ledger.Ledger`,
+   which loads it in the producer's order (or holds it until its
+   predecessor arrives; docs/supplier.md).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.signing import EnvelopeVerifier
 from simulator.state import StateDir
 from simulator.tls import peer_certificate, server_context
+from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class StubConfig:
     bind_host: str = "127.0.0.1"
     max_body: int = DEFAULT_MAX_BODY
     document_check: DocumentCheck | None = None
+    gap_timeout: float = DEFAULT_GAP_TIMEOUT  # seconds a message waits for its predecessor
     suppliers: list[SupplierEntry] = field(default_factory=list, init=False)
 
 
@@ -94,12 +99,14 @@ class SupplierStub:
         ca = config.state.ca_cert.read_bytes()
         self._verifier = EnvelopeVerifier(ca, accept_signer=is_icc_certificate)
         self._store = EnvelopeStore(config.db)
+        self._ledger = Ledger(self._store, gap_timeout=config.gap_timeout)
         self._runner: web.AppRunner | None = None
         self.urls: list[str] = []
 
     async def start(self) -> list[str]:
         """Open the store and listen on every supplier's port; returns the URLs."""
         await self._store.open()
+        await self._ledger.open()
         app = web.Application(
             client_max_size=self.config.max_body, middlewares=[_problems_for_everything]
         )
@@ -126,6 +133,7 @@ class SupplierStub:
         except BaseException:
             await self.stop()
             raise
+        self._ledger.start()
         log.info("supplier stub serving %d suppliers", len(self.urls))
         return self.urls
 
@@ -144,6 +152,7 @@ class SupplierStub:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self._ledger.close()
         await self._store.close()
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -183,6 +192,8 @@ class SupplierStub:
                     rule_ids=failed,
                 )
         receipt = await self._store.store(envelope, raw, now_ms())
+        if receipt.status is ReceiptStatus.ACCEPTED:
+            await self._ledger.offer(envelope, receipt.received_at_ms)
         log.info(
             "%s envelope_id=%s message_id=%s org=%s",
             receipt.status,

@@ -95,6 +95,18 @@ class EnvelopeStore:
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Run ``fn(connection)`` on the store's thread (for the ledger's own tables).
+
+        The call is queued at once, so calls run in the order they were made,
+        whether or not (and whenever) their futures are awaited.
+        """
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, self._with_db, fn)
+
+    def _with_db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return fn(self._require())
+
     async def store(self, envelope: Envelope, raw: bytes, now_ms: int) -> Receipt:
         """Store ``envelope`` once; say whether it was new, a duplicate or a conflict."""
         return await self._run(self._store_sync, envelope, raw, now_ms)

@@ -42,9 +42,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="validate documents with the rule sets in DIR "
         "(default: $B2BSIM_RULES_DIR; unset: no document validation)",
     )
-    s.add_argument("--bind", default="127.0.0.1", metavar="HOST",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    s.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
+    )
     s.add_argument("--max-body", type=int, default=2 * 1024 * 1024, metavar="BYTES")
+    s.add_argument(
+        "--gap-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds a message waits for its predecessor (or a credit for its invoice) "
+        "before it loads anyway and the gap is reported (default 5)",
+    )
     s.set_defaults(func=_serve_stub)
 
     i = comp.add_parser("icc", help="the ICC bridge: KA queue → signed envelopes → suppliers")
@@ -135,6 +147,7 @@ def _serve_stub(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         bind_host=args.bind,
         document_check=document_check_for(args.rules),
+        gap_timeout=args.gap_timeout,
     )
     return _run_until_signal(lambda stop: serve_forever(config, stop))
 
@@ -156,9 +169,13 @@ def _serve_icc(args: argparse.Namespace) -> int:
     bridge = Bridge(config)
 
     async def main(stop: asyncio.Event) -> None:
-        task = asyncio.create_task(bridge.run(stop))
-        await asyncio.sleep(0)
-        _ready("icc", queue=config.queue, suppliers=len(bridge.registry))
+        ready = asyncio.Event()
+        task = asyncio.create_task(bridge.run(stop, ready))
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if ready.is_set():
+            _ready("icc", queue=config.queue, suppliers=len(bridge.registry))
         await task
 
     return _run_until_signal(main)

@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 
 from icc_bridge import Bridge, BridgeConfig, RetryPolicy, envelope_id_for
-from icc_bridge.bridge import DLQ_CODE, DLQ_REASON, dead_letter_queue
 from ka_producer import Producer
 from ka_producer.documents import DocumentFactory, seller_profile
 from simulator.broker import parse_broker_url
-from simulator.messages import Header, MessageMeta, MessageType
+from simulator.messages import (
+    DLQ_CODE,
+    DLQ_REASON,
+    Header,
+    MessageMeta,
+    MessageType,
+    dead_letter_queue,
+)
 from simulator.pki import SupplierIdentity, cert_sha256, init_pki, numbered_suppliers
 from simulator.reconcile import stored_messages
 from simulator.registry import Registry, SupplierEntry

@@ -1,0 +1,506 @@
+"""Tests of supplier_stub.ledger: loading in the producer's order, holds, gaps, restarts.
+
+The ordering logic runs with an injected clock (milliseconds set by the test);
+the ledger tests use a real SQLite store in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.envelope import Envelope, to_xml
+from simulator.errors import ConfigError
+from simulator.messages import MessageMeta, MessageType
+from simulator.reconcile import loaded_messages, out_of_order_rows, reconcile
+from simulator.xmlsafe import serialize
+from supplier_stub.ledger import (
+    Item,
+    Ledger,
+    ProblemKind,
+    Sequencer,
+    document_refs,
+)
+from supplier_stub.store import EnvelopeStore
+
+ORG = "5560000001"
+OTHER = "5560000019"
+CERT = "ab" * 32
+URL = "https://127.0.0.1:9443/b2b/envelopes"
+TIMEOUT_MS = 5_000
+T0 = 1_700_000_000_000
+_NS = (
+    'xmlns:cac="urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2" '
+    'xmlns:cbc="urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"'
+)
+
+
+def order_doc(doc_id: str) -> bytes:
+    """A minimal UBL Order with the id ``doc_id``."""
+    return (
+        f'<Order xmlns="urn:oasis:names:specification:ubl:schema:xsd:Order-2" {_NS}>'
+        f"<cbc:ID>{doc_id}</cbc:ID></Order>"
+    ).encode()
+
+
+def invoice_doc(doc_id: str) -> bytes:
+    """A minimal UBL Invoice with the id ``doc_id``."""
+    return (
+        f'<Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2" {_NS}>'
+        f"<cbc:ID>{doc_id}</cbc:ID></Invoice>"
+    ).encode()
+
+
+def credit_doc(doc_id: str, *invoices: str) -> bytes:
+    """A minimal UBL CreditNote with the id ``doc_id`` crediting ``invoices``."""
+    refs = "".join(
+        "<cac:BillingReference><cac:InvoiceDocumentReference>"
+        f"<cbc:ID>{inv}</cbc:ID><cbc:IssueDate>2024-01-01</cbc:IssueDate>"
+        "</cac:InvoiceDocumentReference></cac:BillingReference>"
+        for inv in invoices
+    )
+    return (
+        f'<CreditNote xmlns="urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2" {_NS}>'
+        f"<cbc:ID>{doc_id}</cbc:ID><cac:OrderReference><cbc:ID>O-1</cbc:ID>"
+        f"</cac:OrderReference>{refs}</CreditNote>"
+    ).encode()
+
+
+def envelope(
+    seq: int,
+    *,
+    org: str = ORG,
+    kind: MessageType = MessageType.INKOPSORDER,
+    document: bytes | None = None,
+    message_id: str | None = None,
+) -> Envelope:
+    """Supplier ``org``'s message number ``seq``, produced at T0 + seq ms."""
+    return Envelope.create(
+        MessageMeta.new(
+            kind, org, seq, produced_at_ms=T0 + seq, message_id=message_id or f"{org}-m{seq}"
+        ),
+        document if document is not None else order_doc(f"O-{seq}"),
+        receiver_cert_sha256=CERT,
+        receiver_url=URL,
+    )
+
+
+def item(env: Envelope, received_at_ms: int) -> Item:
+    """The sequencer's view of ``env`` stored at ``received_at_ms``."""
+    return Item.of(env, received_at_ms)
+
+
+def seqs(loads: list[Any]) -> list[int]:
+    """The sequence numbers of ``loads``, in load order."""
+    return [ld.item.sequence for ld in loads]
+
+
+class Clock:
+    """A clock the test moves by hand (epoch ms)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """All rows of ``sql`` on the database at ``db``."""
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+class TestDocumentRefs:
+    """Reading ids from the UBL document."""
+
+    def test_credit_names_its_invoices(self) -> None:
+        """A credit note's own id and each credited invoice id, without repeats."""
+        refs = document_refs(MessageType.KREDIT, credit_doc("K-1", "F-1", "F-2", "F-1"))
+        assert refs == ("K-1", ("F-1", "F-2"))
+
+    def test_invoice_has_only_its_id(self) -> None:
+        """An invoice gives its own id and credits nothing."""
+        assert document_refs(MessageType.SJALVFAKTURA, invoice_doc("F-9")) == ("F-9", ())
+
+    def test_unreadable_document_is_empty(self) -> None:
+        """A document that does not parse gives no ids instead of an error."""
+        assert document_refs(MessageType.KREDIT, b"<not closed") == ("", ())
+
+
+class TestSequencerOrder:
+    """Holding and loading by sequence."""
+
+    def test_in_order_arrival_loads_at_once(self) -> None:
+        """Messages arriving in order each load on arrival, none late."""
+        seq = Sequencer(TIMEOUT_MS)
+        for n in (1, 2, 3):
+            batch = seq.offer(item(envelope(n), T0), T0)
+            assert seqs(batch.loads) == [n]
+            assert not batch.loads[0].late
+        assert seq.held == 0
+
+    def test_3_1_2_loads_1_2_3(self) -> None:
+        """3 is held; 1 loads; 2 then releases 2 and 3 in order."""
+        seq = Sequencer(TIMEOUT_MS)
+        assert seqs(seq.offer(item(envelope(3), T0), T0).loads) == []
+        assert seqs(seq.offer(item(envelope(1), T0), T0).loads) == [1]
+        batch = seq.offer(item(envelope(2), T0), T0)
+        assert seqs(batch.loads) == [2, 3]
+        assert not batch.problems
+        assert seq.held == 0
+
+    def test_suppliers_are_independent(self) -> None:
+        """A gap for one supplier does not hold another supplier's messages."""
+        seq = Sequencer(TIMEOUT_MS)
+        assert seqs(seq.offer(item(envelope(2), T0), T0).loads) == []
+        assert seqs(seq.offer(item(envelope(1, org=OTHER), T0), T0).loads) == [1]
+
+    def test_missing_message_holds_until_timeout(self) -> None:
+        """3 waits for the missing 2 until the gap timeout, then loads with a gap recorded."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(1), T0), T0)
+        assert seqs(seq.offer(item(envelope(3), T0 + 10), T0 + 10).loads) == []
+        assert seqs(seq.expire(T0 + 10 + TIMEOUT_MS - 1).loads) == []
+        batch = seq.expire(T0 + 10 + TIMEOUT_MS)
+        assert seqs(batch.loads) == [3]
+        assert not batch.loads[0].late
+        (gap,) = batch.problems
+        assert (gap.kind, gap.org_number, gap.missing) == (ProblemKind.GAP, ORG, (2, 2))
+        assert seq.held == 0
+
+    def test_late_message_loads_marked_late(self) -> None:
+        """The missing message, arriving after the timeout, loads at once and is late."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(1), T0), T0)
+        seq.offer(item(envelope(3), T0), T0)
+        seq.expire(T0 + TIMEOUT_MS)
+        batch = seq.offer(item(envelope(2), T0 + 9_000), T0 + 9_000)
+        assert seqs(batch.loads) == [2]
+        assert batch.loads[0].late
+        assert seqs(seq.offer(item(envelope(4), T0 + 9_000), T0 + 9_000).loads) == [4]
+
+    def test_each_message_waits_its_own_timeout(self) -> None:
+        """A message held behind a second gap waits its full timeout from its arrival."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(2), T0), T0)
+        seq.offer(item(envelope(5), T0 + 4_000), T0 + 4_000)
+        first = seq.expire(T0 + TIMEOUT_MS)
+        assert seqs(first.loads) == [2]
+        assert [p.missing for p in first.problems] == [(1, 1)]
+        second = seq.expire(T0 + 4_000 + TIMEOUT_MS)
+        assert seqs(second.loads) == [5]
+        assert [p.missing for p in second.problems] == [(3, 4)]
+
+    def test_timeout_releases_what_follows_on(self) -> None:
+        """When the head is forced, the contiguous messages behind it load too, in order."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(4), T0 + 3_000), T0 + 3_000)
+        seq.offer(item(envelope(3), T0), T0)
+        seq.offer(item(envelope(2), T0 + 2_000), T0 + 2_000)
+        batch = seq.expire(T0 + TIMEOUT_MS)
+        assert seqs(batch.loads) == [2, 3, 4]
+        assert [p.missing for p in batch.problems] == [(1, 1)]
+
+    def test_zero_timeout_never_holds(self) -> None:
+        """With a gap timeout of 0 a message behind a gap loads at once, gap recorded."""
+        seq = Sequencer(0)
+        batch = seq.offer(item(envelope(2), T0), T0)
+        assert seqs(batch.loads) == [2]
+        assert [p.kind for p in batch.problems] == [ProblemKind.GAP]
+
+    def test_same_message_again_never_loads_twice(self) -> None:
+        """A second envelope carrying a loaded (or held) message id is a duplicate."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(1), T0), T0)
+        again = seq.offer(item(envelope(1), T0 + 1), T0 + 1)
+        assert again.loads == []
+        assert len(again.duplicates) == 1
+        seq.offer(item(envelope(3), T0), T0)
+        assert seq.offer(item(envelope(3), T0), T0).duplicates
+        assert seq.held == 1
+
+
+class TestSequencerCredits:
+    """A credit note never loads before the invoice it credits."""
+
+    def test_credit_before_its_invoice_waits(self) -> None:
+        """A credit (2) arriving first waits; the invoice (1) loads, then the credit."""
+        seq = Sequencer(TIMEOUT_MS)
+        credit = envelope(2, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-1"))
+        invoice = envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F-1"))
+        assert seqs(seq.offer(item(credit, T0), T0).loads) == []
+        batch = seq.offer(item(invoice, T0 + 5), T0 + 5)
+        assert seqs(batch.loads) == [1, 2]
+        assert not batch.problems
+
+    def test_credit_waits_for_an_invoice_outside_the_sequence(self) -> None:
+        """A credit in sequence still waits for an invoice that has not loaded, then times out."""
+        seq = Sequencer(TIMEOUT_MS)
+        credit = envelope(1, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-0"))
+        assert seqs(seq.offer(item(credit, T0), T0).loads) == []
+        assert seqs(seq.offer(item(envelope(2), T0), T0).loads) == []
+        batch = seq.expire(T0 + TIMEOUT_MS)
+        assert seqs(batch.loads) == [1, 2]
+        (problem,) = batch.problems
+        assert problem.kind is ProblemKind.CREDIT_BEFORE_INVOICE
+        assert problem.invoice_ids == ("F-0",)
+
+    def test_late_credit_waits_for_late_invoice(self) -> None:
+        """After a gap, a late credit waits for its late invoice and loads right after it."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(3), T0), T0)
+        seq.expire(T0 + TIMEOUT_MS)  # 1 and 2 given up
+        credit = envelope(2, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-1"))
+        assert seqs(seq.offer(item(credit, T0 + 6_000), T0 + 6_000).loads) == []
+        invoice = envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F-1"))
+        batch = seq.offer(item(invoice, T0 + 6_001), T0 + 6_001)
+        assert seqs(batch.loads) == [1, 2]
+        assert all(ld.late for ld in batch.loads)
+
+    def test_credit_for_a_loaded_invoice_loads_at_once(self) -> None:
+        """A credit whose invoice loaded earlier is not held."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(
+            item(envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F")), T0), T0
+        )
+        credit = envelope(2, kind=MessageType.KREDIT, document=credit_doc("K", "F"))
+        assert seqs(seq.offer(item(credit, T0), T0).loads) == [2]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EnvelopeStore]:
+    """An open store in a fresh directory."""
+    s = EnvelopeStore(tmp_path / "stub.sqlite")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def deliver(store: EnvelopeStore, ledger: Ledger, env: Envelope, at_ms: int) -> None:
+    """Store ``env`` as the app does, then hand it to the ledger if it was new."""
+    receipt = await store.store(env, serialize(to_xml(env)), at_ms)
+    if receipt.status.value == "accepted":
+        await ledger.offer(env, receipt.received_at_ms)
+
+
+class TestLedger:
+    """The ledger's tables in the store's SQLite file."""
+
+    async def test_loads_are_rows_in_order(self, store: EnvelopeStore) -> None:
+        """3,1,2 arriving gives ledger rows 1,2,3; 2 and 3 load when 2 arrives."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        for n in (3, 1, 2):
+            clock.now += 1
+            await deliver(store, ledger, envelope(n), clock.now)
+        assert rows(
+            store.path,
+            "SELECT sequence, message_id, document_id, late FROM ledger ORDER BY position",
+        ) == [(1, f"{ORG}-m1", "O-1", 0), (2, f"{ORG}-m2", "O-2", 0), (3, f"{ORG}-m3", "O-3", 0)]
+        assert rows(store.path, "SELECT loaded_at_ms FROM ledger ORDER BY position") == [
+            (T0 + 2,),
+            (T0 + 3,),
+            (T0 + 3,),
+        ]
+
+    async def test_gap_is_recorded_and_late_marked(self, store: EnvelopeStore) -> None:
+        """A gap row is written at the timeout; the late message's row says late."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        await deliver(store, ledger, envelope(1), clock.now)
+        await deliver(store, ledger, envelope(3), clock.now)
+        clock.now += 5_000
+        await ledger.expire()
+        assert rows(
+            store.path,
+            "SELECT org_number, kind, first_missing, last_missing, detected_at_ms FROM gaps",
+        ) == [(ORG, "gap", 2, 2, T0 + 5_000)]
+        await deliver(store, ledger, envelope(2), clock.now)
+        assert rows(store.path, "SELECT sequence, late FROM ledger ORDER BY position") == [
+            (1, 0),
+            (3, 0),
+            (2, 1),
+        ]
+
+    async def test_restart_rebuilds_held_state(self, tmp_path: Path) -> None:
+        """Held messages survive a restart: the missing one then releases them, once each."""
+        path = tmp_path / "stub.sqlite"
+        clock = Clock()
+        first = EnvelopeStore(path)
+        await first.open()
+        ledger = Ledger(first, gap_timeout=5, clock=clock)
+        await ledger.open()
+        for n in (1, 3, 4):
+            await deliver(first, ledger, envelope(n), clock.now)
+        assert ledger.held == 2
+        await ledger.close()
+        await first.close()
+
+        second = EnvelopeStore(path)
+        await second.open()
+        try:
+            again = Ledger(second, gap_timeout=5, clock=clock)
+            await again.open()
+            assert again.held == 2
+            await deliver(second, again, envelope(2), clock.now)
+            assert again.held == 0
+            await again.close()
+        finally:
+            await second.close()
+        assert rows(path, "SELECT sequence FROM ledger ORDER BY position") == [
+            (1,),
+            (2,),
+            (3,),
+            (4,),
+        ]
+        assert rows(path, "SELECT count(*) FROM gaps") == [(0,)]
+
+    async def test_restart_loads_what_is_overdue(self, tmp_path: Path) -> None:
+        """A held message whose wait ran out while the stub was down loads on open."""
+        path = tmp_path / "stub.sqlite"
+        clock = Clock()
+        first = EnvelopeStore(path)
+        await first.open()
+        ledger = Ledger(first, gap_timeout=5, clock=clock)
+        await ledger.open()
+        await deliver(first, ledger, envelope(2), clock.now)
+        await ledger.close()
+        await first.close()
+        clock.now += 60_000
+        second = EnvelopeStore(path)
+        await second.open()
+        try:
+            again = Ledger(second, gap_timeout=5, clock=clock)
+            await again.open()
+            await again.close()
+        finally:
+            await second.close()
+        assert rows(path, "SELECT sequence FROM ledger") == [(2,)]
+        assert rows(path, "SELECT first_missing, last_missing FROM gaps") == [(1, 1)]
+
+    async def test_stored_but_unoffered_is_picked_up(self, store: EnvelopeStore) -> None:
+        """An envelope stored without reaching the ledger (a crash) loads on the next open."""
+        await store.store(envelope(1), serialize(to_xml(envelope(1))), T0)
+        ledger = Ledger(store, gap_timeout=5, clock=Clock())
+        await ledger.open()
+        assert rows(store.path, "SELECT sequence FROM ledger") == [(1,)]
+
+    async def test_reopen_never_loads_twice(self, store: EnvelopeStore) -> None:
+        """Opening the ledger again over a loaded store adds no rows."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        await deliver(store, ledger, envelope(1), clock.now)
+        await ledger.close()
+        await Ledger(store, gap_timeout=5, clock=clock).open()
+        assert rows(store.path, "SELECT count(*) FROM ledger") == [(1,)]
+
+    async def test_same_message_in_two_envelopes_loads_once(self, store: EnvelopeStore) -> None:
+        """Two envelopes with one KA message id give one ledger row."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        await deliver(store, ledger, envelope(1), clock.now)
+        await deliver(store, ledger, envelope(1), clock.now)  # new envelope id, same message
+        await deliver(store, ledger, envelope(1), clock.now)
+        assert rows(store.path, "SELECT count(*) FROM envelopes") == [(3,)]
+        assert rows(store.path, "SELECT count(*) FROM ledger") == [(1,)]
+
+    async def test_envelope_id_is_unique_in_the_ledger(self, store: EnvelopeStore) -> None:
+        """The database itself refuses a second ledger row for an envelope."""
+        ledger = Ledger(store, gap_timeout=5, clock=Clock())
+        await ledger.open()
+        await deliver(store, ledger, envelope(1), T0)
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.call(
+                lambda db: db.execute(
+                    "INSERT INTO ledger (org_number, envelope_id, message_id, message_type, "
+                    "document_id, produced_at_ms, sequence, received_at_ms, loaded_at_ms, late) "
+                    "SELECT org_number, envelope_id, 'x', message_type, document_id, "
+                    "produced_at_ms, sequence, received_at_ms, loaded_at_ms, late FROM ledger"
+                )
+            )
+
+    async def test_credit_problem_is_recorded(self, store: EnvelopeStore) -> None:
+        """A credit loaded without its invoice writes a credit_before_invoice row."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        credit = envelope(1, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-7"))
+        await deliver(store, ledger, credit, clock.now)
+        assert rows(store.path, "SELECT count(*) FROM ledger") == [(0,)]
+        clock.now += 5_000
+        await ledger.expire()
+        assert rows(store.path, "SELECT kind, invoice_ids, envelope_id FROM gaps") == [
+            ("credit_before_invoice", "F-7", credit.envelope_id)
+        ]
+
+    async def test_timer_loads_held_messages(self, store: EnvelopeStore) -> None:
+        """With the timer started, a held message loads by itself after a short timeout."""
+        ledger = Ledger(store, gap_timeout=0.02)
+        await ledger.open()
+        ledger.start()
+        try:
+            await deliver(store, ledger, envelope(2), T0)  # received long ago: due now
+            for _ in range(400):  # the timer ticks every 10 ms here: 2 s is ample
+                if not ledger.held:
+                    break
+                await asyncio.sleep(0.005)
+        finally:
+            await ledger.close()
+        assert rows(store.path, "SELECT sequence FROM ledger") == [(2,)]
+
+    @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+    async def test_bad_gap_timeout_is_a_config_error(
+        self, store: EnvelopeStore, bad: float
+    ) -> None:
+        """A negative or non-finite gap timeout is refused with a ConfigError."""
+        with pytest.raises(ConfigError, match="gap timeout"):
+            Ledger(store, gap_timeout=bad)
+
+
+class TestReconcileReadsLedger:
+    """simulator.reconcile counts what the ledger loaded."""
+
+    def test_out_of_order_rows(self) -> None:
+        """Rows below an earlier-loaded row of the same supplier count; other suppliers not."""
+        loaded = [
+            ("a", ORG, T0 + 1, 1),
+            ("c", ORG, T0 + 3, 3),
+            ("b", ORG, T0 + 2, 2),
+            ("x", OTHER, T0 + 1, 1),
+            ("d", ORG, T0 + 4, 4),
+        ]
+        assert out_of_order_rows(loaded) == 1
+
+    async def test_figures_from_a_ledger(self, store: EnvelopeStore, tmp_path: Path) -> None:
+        """ingested, lost, double_ingested and out_of_order come from the ledger rows."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        await deliver(store, ledger, envelope(1), clock.now)
+        await deliver(store, ledger, envelope(3), clock.now)
+        clock.now += 5_000
+        await ledger.expire()
+        await deliver(store, ledger, envelope(2), clock.now)
+        await deliver(store, ledger, envelope(5), clock.now)  # held: not loaded
+        produced = tmp_path / "produced.jsonl"
+        produced.write_text("".join(f'{{"message_id": "{ORG}-m{n}"}}\n' for n in range(1, 6)))
+        assert [m for m, *_ in loaded_messages(store.path)] == [
+            f"{ORG}-m1",
+            f"{ORG}-m3",
+            f"{ORG}-m2",
+        ]
+        figures = reconcile(produced, tmp_path / "icc.jsonl", store.path)
+        assert (figures.ingested, figures.lost, figures.double_ingested) == (3, 2, 0)
+        assert figures.out_of_order == 1
+        assert figures.lost_ids == [f"{ORG}-m4", f"{ORG}-m5"]
