@@ -52,6 +52,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("NOT_FOUND", 404, "No such resource"),
         ProblemType("METHOD_NOT_ALLOWED", 405, "This method is not allowed here"),
         ProblemType("INTERNAL", 500, "The receiver failed; the envelope was not stored"),
+        ProblemType("SIMULATED_FAULT", 503, "A scenario injected this failure"),
     )
 }
 

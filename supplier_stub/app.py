@@ -36,7 +36,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from simulator.envelope import check_addressee
 from simulator.errors import B2BSimError
@@ -47,6 +47,7 @@ from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.signing import EnvelopeVerifier
 from simulator.state import StateDir
 from simulator.tls import peer_certificate, server_context
+from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
@@ -71,6 +72,7 @@ class StubConfig:
     max_body: int = DEFAULT_MAX_BODY
     document_check: DocumentCheck | None = None
     gap_timeout: float = DEFAULT_GAP_TIMEOUT  # seconds a message waits for its predecessor
+    faults: Path | None = None  # a faults file a scenario writes (supplier_stub/faults.py)
     suppliers: list[SupplierEntry] = field(default_factory=list, init=False)
 
 
@@ -107,9 +109,11 @@ class SupplierStub:
         """Open the store and listen on every supplier's port; returns the URLs."""
         await self._store.open()
         await self._ledger.open()
-        app = web.Application(
-            client_max_size=self.config.max_body, middlewares=[_problems_for_everything]
-        )
+        middlewares: list[Middleware] = [_problems_for_everything]
+        if self.config.faults is not None:
+            injector = FaultInjector(self.config.faults)
+            middlewares.append(injector.middleware(self._org_of))
+        app = web.Application(client_max_size=self.config.max_body, middlewares=middlewares)
         app.router.add_post(ENVELOPE_PATH, self._receive)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -214,6 +218,10 @@ class SupplierStub:
         }
         status = 201 if receipt.status is ReceiptStatus.ACCEPTED else 200
         return web.json_response(body, status=status)
+
+    def _org_of(self, request: web.Request) -> str | None:
+        supplier = self._supplier_of(request)
+        return supplier.org_number if supplier else None
 
     def _supplier_of(self, request: web.Request) -> SupplierEntry | None:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None

@@ -48,6 +48,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="HOST",
         help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)",
     )
+    s.add_argument(
+        "--faults",
+        type=Path,
+        metavar="FILE",
+        help="inject the faults this JSON file lists (re-read when it changes)",
+    )
     s.add_argument("--max-body", type=int, default=2 * 1024 * 1024, metavar="BYTES")
     s.add_argument(
         "--gap-timeout",
@@ -146,6 +152,7 @@ def _serve_stub(args: argparse.Namespace) -> int:
         org_numbers=args.org_numbers,
         max_body=args.max_body,
         bind_host=args.bind,
+        faults=args.faults,
         document_check=document_check_for(args.rules),
         gap_timeout=args.gap_timeout,
     )
