@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from simulator.messages import (
     now_ms,
 )
 from simulator.registry import Registry
+from simulator.retry import RetryPolicy
 from simulator.signing import EnvelopeSigner
 from simulator.stomp_io import Frame, StompConnection
 
@@ -58,23 +59,6 @@ RECONNECT_MAX = 10.0
 def envelope_id_for(message_id: str) -> str:
     """The envelope id of KA's message ``message_id`` (stable across redeliveries)."""
     return str(uuid.uuid5(ENVELOPE_NAMESPACE, message_id))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter; documented in docs/icc.md."""
-
-    max_attempts: int = 8
-    initial_delay: float = 0.2
-    max_delay: float = 10.0
-    multiplier: float = 2.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (from 1)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
 
 
 @dataclass
@@ -229,8 +213,9 @@ class Bridge:
         except B2BSimError as exc:  # e.g. the document is not XML
             await self._dead_letter(frame, meta, exc.code, str(exc))
             return
-        policy = self.config.retry
+        policy = supplier.retry or self.config.retry
         attempt: Attempt | None = None
+        first = time.monotonic()
         for number in range(1, policy.max_attempts + 1):
             attempt = await self._push.push(supplier, signed)
             if attempt.outcome is not Outcome.RETRY:
@@ -244,8 +229,9 @@ class Bridge:
                 attempt.detail,
             )
             self._event("retry", meta, envelope.envelope_id, attempt=number, detail=attempt.detail)
-            if number < policy.max_attempts:
-                await asyncio.sleep(policy.delay(number, attempt.retry_after))
+            if policy.gives_up(number, time.monotonic() - first):
+                break
+            await asyncio.sleep(policy.delay(number, attempt.retry_after))
         assert attempt is not None
         if attempt.outcome is Outcome.DELIVERED:
             await self._ack(frame)

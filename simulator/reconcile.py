@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,19 @@ def duplicate_arrivals(db: Path) -> int:
         con.close()
 
 
-def reconcile(produced_log: Path, icc_log: Path, stub_db: Path) -> Reconciliation:
+def icc_events(logs: Iterable[Path]) -> list[dict[str, Any]]:
+    """Every event of every ICC worker's log."""
+    return [e for log in logs for e in read_jsonl(log)]
+
+
+def dead_lettered_ids(logs: Iterable[Path]) -> set[str]:
+    return {str(e.get("message_id")) for e in icc_events(logs) if e.get("event") == "dead_lettered"}
+
+
+def reconcile(produced_log: Path, icc_logs: Iterable[Path], stub_db: Path) -> Reconciliation:
+    """Compare KA's log, the ICC workers' event logs and the supplier's ledger."""
     produced = {r["message_id"] for r in read_jsonl(produced_log)}
-    events = read_jsonl(icc_log)
+    events = icc_events(icc_logs)
     delivered = {e["message_id"] for e in events if e.get("event") == "delivered"}
     dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}
     loaded = loaded_messages(stub_db)

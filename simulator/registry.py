@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from simulator.errors import RegistryError, UnknownSupplierError
 from simulator.identifiers import is_valid_org_number
+from simulator.retry import RetryPolicy
 
 REGISTRY_VERSION = 1
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -40,6 +41,7 @@ class SupplierEntry:
     url: str
     cert_sha256: str  # lower-case hex SHA-256 of the DER certificate the ICC pins
     delivery_mode: DeliveryMode = DeliveryMode.PUSH
+    retry: RetryPolicy | None = None  # None: the ICC's default policy
 
     def __post_init__(self) -> None:
         where = f"supplier {self.org_number!r}"
@@ -95,7 +97,13 @@ class Registry:
 
     # --- file form ----------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {"version": REGISTRY_VERSION, "suppliers": [asdict(e) for e in self]}
+        suppliers = []
+        for e in self:
+            item = asdict(e)
+            if e.retry is None:
+                del item["retry"]
+            suppliers.append(item)
+        return {"version": REGISTRY_VERSION, "suppliers": suppliers}
 
     def save(self, path: Path) -> None:
         """Write atomically, so a reader never sees half a registry."""
@@ -135,7 +143,7 @@ class Registry:
             ):
                 raise RegistryError(
                     f"{path}: suppliers[{i}] must have exactly the keys {sorted(fields)}",
-                    hint="delivery_mode is optional (push or pull)",
+                    hint="delivery_mode (push or pull) and retry are optional",
                 )
             try:
                 mode = DeliveryMode(item.get("delivery_mode", "push"))
@@ -144,6 +152,11 @@ class Registry:
                     f"{path}: suppliers[{i}].delivery_mode {item['delivery_mode']!r} is unknown",
                     hint="use push or pull",
                 ) from None
+            retry = (
+                RetryPolicy.from_json(item["retry"], f"{path}: suppliers[{i}]")
+                if "retry" in item
+                else None
+            )
             try:
                 entries.append(
                     SupplierEntry(
@@ -152,6 +165,7 @@ class Registry:
                         url=str(item["url"]),
                         cert_sha256=str(item["cert_sha256"]),
                         delivery_mode=mode,
+                        retry=retry,
                     )
                 )
             except RegistryError as exc:

@@ -1,10 +1,11 @@
 """Run a scenario end to end: the conductor of the simulator.
 
 ``run_scenario`` prepares the run (PKI, registry, broker), then in asyncio
-starts the supplier stub and the ICC bridge as child processes, plays the
-scenario's steps with KA's producer, waits until every message is stored or
-dead-lettered, stops everything and reconciles the run's files.  Nothing is
-left running, whatever goes wrong.
+starts the chain (:class:`simulator.chain.RunningChain`: the supplier stub and
+the ICC workers as child processes), plays the scenario's steps with KA's
+producer, waits until every message is loaded or dead-lettered, stops
+everything and reconciles the run's files.  Nothing is left running,
+whatever goes wrong.
 """
 
 from __future__ import annotations
@@ -14,25 +15,40 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ka_producer import Producer
-from ka_producer.documents import DocumentFactory, seller_profile
-from ka_producer.service import publish_round
+from ka_producer.documents import DocumentFactory, Seller, seller_profile
+from ka_producer.service import Pacer, publish_round
 from simulator.broker import LocalBroker, resolve_broker_url
-from simulator.components import Component
-from simulator.errors import B2BSimError
+from simulator.chain import ChainSpec, RunningChain, rule_for
+from simulator.errors import B2BSimError, ConfigError
+from simulator.messages import now_ms
 from simulator.pki import cert_sha256, init_pki
-from simulator.reconcile import Reconciliation, loaded_messages, read_jsonl, reconcile
+from simulator.reconcile import Reconciliation, dead_lettered_ids, loaded_messages, reconcile
 from simulator.registry import Registry, SupplierEntry
-from simulator.scenario import Produce, Scenario, Wait
+from simulator.scenario import (
+    ZERO_BY_DEFAULT,
+    Clock,
+    KillIcc,
+    Produce,
+    RestartBroker,
+    Scenario,
+    Sleep,
+    Step,
+    SupplierFault,
+    Wait,
+)
 from simulator.state import StateDir
 from simulator.suppliers import make_suppliers
 
 log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
 
 
 class RunTimeoutError(B2BSimError, TimeoutError):
@@ -44,7 +60,7 @@ class RunOptions:
     state: StateDir
     broker_url: str | None = None  # an existing broker; None: the embedded one
     rules: str | None = None  # validate documents at the stub with these rules
-    progress: Any = None  # callable(str) for progress lines, or None
+    progress: Say | None = None  # called with one line per event of the run
 
 
 @dataclass
@@ -66,6 +82,7 @@ class RunResult:
     expectations: list[Expectation] = field(default_factory=list)
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    faults: dict[str, int] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -83,6 +100,7 @@ class RunResult:
                 {"name": e.name, "expected": e.expected, "actual": e.actual, "passed": e.passed}
                 for e in self.expectations
             ],
+            "faults": self.faults,
             "dead_letters": f.dead_letters,
             "lost_ids": f.lost_ids,
             "run_dir": str(self.run_dir),
@@ -94,110 +112,91 @@ class RunResult:
 def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     """Run one scenario; always stops what it started."""
     say = options.progress or (lambda _msg: None)
+    url = resolve_broker_url(options.broker_url)
+    if url is not None and scenario.needs_embedded_broker:
+        raise ConfigError(
+            f"scenario {scenario.name!r} restarts the broker, so it needs the embedded one",
+            hint="run it without --broker and with $B2BSIM_BROKER unset",
+        )
     state = options.state.ensure()
     started = time.monotonic()
     run_dir = _new_run_dir(state, scenario.name)
     suppliers = make_suppliers(scenario.supplier_count, scenario.seed)
     init_pki(state, suppliers)
-    registry = Registry(
+    Registry(
         SupplierEntry(
             org_number=s.org_number,
             name=s.name,
             url=f"https://127.0.0.1:{port}/b2b/envelopes",
-            cert_sha256=_fingerprint(state, s.org_number),
+            cert_sha256=cert_sha256(state.supplier_cert(s.org_number)),
         )
         for s, port in zip(suppliers, _free_ports(len(suppliers)), strict=True)
-    )
-    registry.save(run_dir / "registry.json")
+    ).save(run_dir / "registry.json")
     timings = {"prepare": time.monotonic() - started}
 
     broker: LocalBroker | None = None
-    url = resolve_broker_url(options.broker_url)
     if url is None:
         broker = LocalBroker(state.broker, die_with_parent=True)
-        if broker.status().running:
-            url, broker = broker.status().url, None  # someone else's: use it, leave it running
+        status = broker.status()
+        if status.running and not scenario.needs_embedded_broker:
+            url, broker = status.url, None  # someone else's: use it, leave it running
         else:
-            t0 = time.monotonic()
+            if status.running:
+                raise ConfigError(
+                    f"scenario {scenario.name!r} restarts the broker, but `b2bsim broker start` "
+                    "runs one in this state directory",
+                    hint="stop it (b2bsim broker stop) or use another --state",
+                )
             info = broker.start()
             url = info.url
-            timings["broker_start"] = time.monotonic() - t0
+            timings["broker_start"] = info.startup_seconds
             say(f"broker started: {url} in {info.startup_seconds:.1f} s")
     assert url is not None
-    queue = f"/queue/af.ka.outbound.run-{run_dir.name}"
+    spec = ChainSpec(
+        state=state,
+        run_dir=run_dir,
+        broker_url=url,
+        queue=f"/queue/af.ka.outbound.run-{run_dir.name}",
+        workers=scenario.icc_workers,
+        retry=scenario.retry,
+        gap_timeout=scenario.gap_timeout,
+        rules=options.rules,
+        seed=scenario.seed,
+    )
+    chain = RunningChain(spec, broker, say)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
     try:
-        asyncio.run(
-            _play(
-                scenario,
-                options=options,
-                state=state,
-                run_dir=run_dir,
-                broker_url=url,
-                queue=queue,
-                result=result,
-            )
-        )
+        asyncio.run(_play(scenario, chain, suppliers_of(scenario), result, say))
     except B2BSimError as exc:
         result.error = exc.one_line()
     finally:
-        if broker is not None:
-            broker.stop()
-    result.figures = reconcile(
-        run_dir / "produced.jsonl", run_dir / "icc.jsonl", run_dir / "supplier-stub.sqlite"
-    )
+        if chain.broker is not None:
+            chain.broker.stop()
+    result.faults = {"icc_kills": chain.kills, "broker_restarts": chain.broker_restarts}
+    result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
     result.expectations = _expectations(scenario, result.figures)
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
+def suppliers_of(scenario: Scenario) -> list[Seller]:
+    return [
+        seller_profile(s.org_number, s.name)
+        for s in make_suppliers(scenario.supplier_count, scenario.seed)
+    ]
+
+
 async def _play(
-    scenario: Scenario,
-    *,
-    options: RunOptions,
-    state: StateDir,
-    run_dir: Path,
-    broker_url: str,
-    queue: str,
-    result: RunResult,
+    scenario: Scenario, chain: RunningChain, sellers: list[Seller], result: RunResult, say: Say
 ) -> None:
-    say = options.progress or (lambda _msg: None)
-    registry_file = run_dir / "registry.json"
-    stub_args = ["--registry", str(registry_file), "--db", str(run_dir / "supplier-stub.sqlite")]
-    if options.rules:
-        stub_args += ["--rules", options.rules]
-    components: list[Component] = []
     try:
         t0 = time.monotonic()
-        components.append(
-            await Component.start(
-                "supplier-stub", state.root, stub_args, run_dir / "supplier-stub.log"
-            )
-        )
-        say(f"supplier stub ready: {scenario.supplier_count} supplier endpoint(s)")
-        components.append(
-            await Component.start(
-                "icc",
-                state.root,
-                [
-                    "--broker",
-                    broker_url,
-                    "--queue",
-                    queue,
-                    "--registry",
-                    str(registry_file),
-                    "--events",
-                    str(run_dir / "icc.jsonl"),
-                ],
-                run_dir / "icc.log",
-            )
-        )
-        say("icc bridge ready")
+        await chain.start()
         result.timings["components_start"] = time.monotonic() - t0
         t0 = time.monotonic()
         async with asyncio.timeout(scenario.timeout):
-            await _steps(scenario, run_dir, broker_url, queue, say)
+            await _Player(scenario, chain, sellers, say).play()
         result.timings["steps"] = time.monotonic() - t0
     except TimeoutError:
         raise RunTimeoutError(
@@ -205,59 +204,127 @@ async def _play(
             hint="see the component logs in the run directory; raise `timeout:` if the run is big",
         ) from None
     finally:
-        for component in reversed(components):
-            await component.stop()
+        await chain.stop()
 
 
-async def _steps(scenario: Scenario, run_dir: Path, broker_url: str, queue: str, say: Any) -> None:
-    factory = DocumentFactory(scenario.seed)
-    sellers = [
-        seller_profile(s.org_number, s.name)
-        for s in make_suppliers(scenario.supplier_count, scenario.seed)
-    ]
-    produced = 0
-    async with Producer(broker_url, queue=queue, produced_log=run_dir / "produced.jsonl") as ka:
-        for step in scenario.steps:
-            if isinstance(step, Produce):
-                rounds = step.chains or step.count
-                for _ in range(rounds):
-                    produced += await publish_round(ka, factory, sellers, doc_type=step.doc_type)
-                await ka.flush()
-                say(f"KA produced {produced} message(s)")
-            elif isinstance(step, Wait):
-                await _settle(run_dir, produced, step.timeout, say)
-    if not isinstance(scenario.steps[-1], Wait):
-        await _settle(run_dir, produced, scenario.timeout, say)
+class _Player:
+    """Plays a scenario's steps in order; background steps run alongside."""
 
+    def __init__(
+        self, scenario: Scenario, chain: RunningChain, sellers: list[Seller], say: Say
+    ) -> None:
+        self.scenario, self.chain, self.sellers, self.say = scenario, chain, sellers, say
+        self.factory = DocumentFactory(scenario.seed)
+        self.skew_ms = 0
+        self.produced = 0
+        self.background: list[asyncio.Task[None]] = []
 
-async def _settle(run_dir: Path, expected: int, timeout: float, say: Any) -> None:
-    """Wait until ``expected`` messages are loaded into the supplier's ledger or
-    dead-lettered (or ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        loaded = await asyncio.to_thread(loaded_messages, run_dir / "supplier-stub.sqlite")
-        loaded_ids = {m for m, *_ in loaded}
-        dead_ids = {
-            str(e.get("message_id"))
-            for e in read_jsonl(run_dir / "icc.jsonl")
-            if e.get("event") == "dead_lettered"
-        }
-        done, dead = len(loaded_ids), len(dead_ids)
-        if len(loaded_ids | dead_ids) >= expected:
-            say(f"settled: {done} loaded, {dead} dead-lettered of {expected}")
+    def clock(self) -> int:
+        return now_ms() + self.skew_ms
+
+    async def play(self) -> None:
+        spec = self.chain.spec
+        produced_log = spec.run_dir / "produced.jsonl"
+        async with Producer(
+            spec.broker_url, queue=spec.queue, produced_log=produced_log, clock=self.clock
+        ) as ka:
+            self.ka = ka
+            for step in self.scenario.steps:
+                action = self._action(step)
+                if getattr(step, "background", False):
+                    self.background.append(asyncio.create_task(action))
+                else:
+                    await action
+            if self.background or not isinstance(self.scenario.steps[-1], Wait):
+                await self._wait(Wait(timeout=self.scenario.timeout))
+
+    def _action(self, step: Step) -> Coroutine[Any, Any, None]:
+        if isinstance(step, Produce):
+            return self._produce(step)
+        if isinstance(step, Wait):
+            return self._wait(step)
+        if isinstance(step, Sleep):
+            return asyncio.sleep(step.seconds)
+        if isinstance(step, Clock):
+            return self._clock(step)
+        if isinstance(step, KillIcc):
+            return self._kill(step)
+        if isinstance(step, RestartBroker):
+            return self.chain.restart_broker(step.down)
+        return self._supplier_fault(step)
+
+    async def _produce(self, step: Produce) -> None:
+        pacer = Pacer(step.rate)
+        rounds = step.chains or step.count
+        for _ in range(rounds):
+            self.produced += await publish_round(
+                self.ka, self.factory, self.sellers, doc_type=step.doc_type, pacer=pacer
+            )
+        await self.ka.flush()
+        self.say(f"KA produced {self.produced} message(s)")
+
+    async def _clock(self, step: Clock) -> None:
+        self.skew_ms = step.ka_skew_ms
+        self.say(f"fault: KA's clock skewed by {step.ka_skew_ms} ms")
+
+    async def _kill(self, step: KillIcc) -> None:
+        if step.after:
+            # The stub's SQLite file is the only signal: poll it.
+            while len(await self._loaded()) < step.after:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        for n in range(step.times):
+            await self.chain.kill_worker()
+            if n < step.times - 1:
+                await asyncio.sleep(step.every)
+
+    async def _supplier_fault(self, step: SupplierFault) -> None:
+        if step.kind == "down":
+            await self.chain.supplier_down(step.seconds)
             return
-        if time.monotonic() > deadline:
-            say(f"wait timed out: {done} loaded, {dead} dead-lettered of {expected}")
+        if step.kind == "clear":
+            self.chain.supplier_rule(None)
+            self.say("fault: supplier faults cleared")
             return
-        await asyncio.sleep(0.2)
+        self.chain.supplier_rule(
+            rule_for(
+                step.kind,
+                seconds=step.seconds,
+                status=step.status,
+                retry_after=step.retry_after,
+                probability=step.probability,
+                first=step.first,
+                duration=step.duration,
+            )
+        )
+        self.say(f"fault: supplier answers {step.kind} (p={step.probability:g})")
+
+    async def _loaded(self) -> set[str]:
+        loaded = await asyncio.to_thread(loaded_messages, self.chain.db)
+        return {m for m, *_ in loaded}
+
+    async def _wait(self, step: Wait) -> None:
+        """Let background steps finish, then wait until all is loaded or dead-lettered."""
+        tasks, self.background = self.background, []
+        await asyncio.gather(*tasks)
+        deadline = time.monotonic() + step.timeout
+        while True:
+            loaded = await self._loaded()
+            dead = dead_lettered_ids(self.chain.events_files())
+            counts = f"{len(loaded)} loaded, {len(dead)} dead-lettered of {self.produced}"
+            if len(loaded | dead) >= self.produced:
+                self.say(f"settled: {counts}")
+                return
+            if time.monotonic() > deadline:
+                self.say(f"wait timed out: {counts}")
+                return
+            await asyncio.sleep(0.2)
 
 
 def _expectations(scenario: Scenario, figures: Reconciliation) -> list[Expectation]:
     actual = figures.figures()
     wanted: dict[str, int] = {
         "produced": scenario.expected_messages,
-        "lost": 0,
-        "double_ingested": 0,
+        **dict.fromkeys(ZERO_BY_DEFAULT, 0),
         **scenario.expect,
     }
     return [Expectation(name, value, actual[name]) for name, value in wanted.items()]
@@ -282,7 +349,3 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def _fingerprint(state: StateDir, org_number: str) -> str:
-    return cert_sha256(state.supplier_cert(org_number))

@@ -1,20 +1,24 @@
 """Scenarios: what a run does, read from YAML and checked before anything starts.
 
-The language (``docs/scenarios.md``)::
+The language is documented in ``docs/scenarios.md``; in short::
 
-    name: happy-path
+    name: supplier-outage
     description: what the scenario shows and why it matters
-    seed: 42                # same seed → same documents and ids
-    timeout: 60             # seconds for the whole run
-    suppliers:
-      count: 3
+    seed: 42                  # same seed → same documents and ids
+    timeout: 120              # seconds for the whole run
+    suppliers: {count: 3}
+    icc: {workers: 2, retry: {max_attempts: 40, max_delay: 2}}
+    stub: {gap_timeout: 5}
     steps:
-      - produce: {chains: 1}             # per supplier: order → invoice → credit
-      - produce: {type: order, count: 2} # per supplier
-      - wait: {timeout: 30}              # until all is delivered or dead-lettered
-    expect:                 # the run passes when every figure matches
-      ingested: 9
-      lost: 0
+      - produce: {chains: 20, rate: 50, background: true}
+      - fault: {supplier: down, seconds: 30}
+      - fault: {kill: icc, times: 3, every: 1}
+      - fault: {restart: broker}
+      - fault: {supplier: status, status: 503, probability: 0.3}
+      - clock: {ka_skew_ms: -2000}
+      - sleep: 1
+      - wait: {timeout: 60}
+    expect: {lost: 0, double_ingested: 0}
 
 Every error names the file, the line and what was expected.
 """
@@ -27,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ScenarioError
+from simulator.errors import ConfigError, ScenarioError
+from simulator.retry import RetryPolicy
 from simulator.yamlfile import Location, load_located
 
 DOCUMENT_TYPES = ("order", "invoice", "credit")
@@ -39,17 +44,24 @@ EXPECTABLE = (
     "lost",
     "double_ingested",
     "dead_lettered",
+    "redelivered",
+    "out_of_order",
 )
+#: Figures that must be 0 unless a scenario says otherwise.
+ZERO_BY_DEFAULT = ("lost", "double_ingested", "out_of_order")
 MAX_SUPPLIERS = 5000
+SUPPLIER_FAULTS = ("down", "status", "delay", "reset", "clear")
 
 
 @dataclass(frozen=True)
 class Produce:
-    """Publish documents for every supplier: ``chains`` full chains, or ``count`` of ``type``."""
+    """Publish for every supplier: ``chains`` full chains, or ``count`` of ``doc_type``."""
 
     chains: int = 0
     doc_type: str | None = None
     count: int = 0
+    rate: float = 0.0  # messages per second; 0: as fast as possible
+    background: bool = False
 
     @property
     def messages_per_supplier(self) -> int:
@@ -58,12 +70,56 @@ class Produce:
 
 @dataclass(frozen=True)
 class Wait:
-    """Wait until everything produced so far is ingested or dead-lettered."""
+    """Wait for background steps, then until everything produced is loaded or dead-lettered."""
 
     timeout: float
 
 
-Step = Produce | Wait
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KillIcc:
+    """kill -9 an ICC worker ``times`` times, ``every`` seconds (or once ``after`` N loads)."""
+
+    times: int = 1
+    every: float = 1.0
+    after: int = 0
+    background: bool = False
+
+
+@dataclass(frozen=True)
+class RestartBroker:
+    """Stop the embedded broker, keep it down ``down`` seconds, start it again."""
+
+    down: float = 1.0
+    background: bool = False
+
+
+@dataclass(frozen=True)
+class SupplierFault:
+    """A fault at the supplier endpoint; ``down`` stops it for ``seconds``."""
+
+    kind: str  # down | status | delay | reset | clear
+    seconds: float = 0.0  # down: how long; delay: how long each answer waits
+    status: int = 503
+    retry_after: float | None = None
+    probability: float = 1.0
+    first: int | None = None  # only the first N requests
+    duration: float | None = None  # the rule lasts this long (None: until cleared)
+    background: bool = False
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Skew KA's clock by ``ka_skew_ms`` from now on."""
+
+    ka_skew_ms: int
+
+
+Step = Produce | Wait | Sleep | KillIcc | RestartBroker | SupplierFault | Clock
 
 
 @dataclass(frozen=True)
@@ -74,6 +130,9 @@ class Scenario:
     seed: int = 1
     timeout: float = 60.0
     supplier_count: int = 3
+    icc_workers: int = 1
+    retry: RetryPolicy | None = None
+    gap_timeout: float = 5.0
     steps: tuple[Step, ...] = ()
     expect: Mapping[str, int] = field(default_factory=dict)
 
@@ -82,6 +141,10 @@ class Scenario:
         return self.supplier_count * sum(
             s.messages_per_supplier for s in self.steps if isinstance(s, Produce)
         )
+
+    @property
+    def needs_embedded_broker(self) -> bool:
+        return any(isinstance(s, RestartBroker) for s in self.steps)
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -104,7 +167,7 @@ class _Checker:
         return ScenarioError(f"{where}: {what} (at {dotted})", hint=hint)
 
     def mapping(
-        self, value: Any, at: Location, allowed: tuple[str, ...], required: tuple[str, ...]
+        self, value: Any, at: Location, allowed: tuple[str, ...], required: tuple[str, ...] = ()
     ) -> dict[str, Any]:
         if not isinstance(value, dict):
             raise self.fail(
@@ -129,18 +192,23 @@ class _Checker:
             )
         return value
 
-    def number(self, value: Any, at: Location, low: float, high: float) -> float:
+    def number(
+        self, value: Any, at: Location, low: float, high: float, what: str = "seconds"
+    ) -> float:
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not low <= value <= high
         ):
             raise self.fail(
-                at,
-                f"expected seconds from {low} to {high}, got {value!r}",
-                "write a number of seconds",
+                at, f"expected {what} from {low:g} to {high:g}, got {value!r}", f"write {what}"
             )
         return float(value)
+
+    def flag(self, value: Any, at: Location) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(at, f"expected true or false, got {value!r}", "write true or false")
+        return value
 
     def text(self, value: Any, at: Location) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -151,19 +219,37 @@ class _Checker:
         top = self.mapping(
             data,
             (),
-            ("name", "description", "seed", "timeout", "suppliers", "steps", "expect"),
+            (
+                "name",
+                "description",
+                "seed",
+                "timeout",
+                "suppliers",
+                "icc",
+                "stub",
+                "steps",
+                "expect",
+            ),
             ("name", "description", "steps"),
         )
         suppliers = self.mapping(
             top.get("suppliers", {"count": 3}), ("suppliers",), ("count",), ("count",)
         )
+        icc = self.mapping(top.get("icc", {}), ("icc",), ("workers", "retry"))
+        stub = self.mapping(top.get("stub", {}), ("stub",), ("gap_timeout",))
+        retry = None
+        if "retry" in icc:
+            try:
+                retry = RetryPolicy.from_json(icc["retry"], "icc.retry")
+            except ConfigError as exc:
+                raise self.fail(("icc", "retry"), exc.message, exc.hint or "") from None
         steps_raw = top["steps"]
         if not isinstance(steps_raw, list) or not steps_raw:
             raise self.fail(
                 ("steps",), "expected a non-empty list of steps", "e.g. `- produce: {chains: 1}`"
             )
         steps = tuple(self.step(s, ("steps", i)) for i, s in enumerate(steps_raw))
-        expect_raw = self.mapping(top.get("expect", {}), ("expect",), EXPECTABLE, ())
+        expect_raw = self.mapping(top.get("expect", {}), ("expect",), EXPECTABLE)
         expect = {k: self.integer(v, ("expect", k), 0, 10**9) for k, v in expect_raw.items()}
         return Scenario(
             name=self.text(top["name"], ("name",)),
@@ -174,29 +260,44 @@ class _Checker:
             supplier_count=self.integer(
                 suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS
             ),
+            icc_workers=self.integer(icc.get("workers", 1), ("icc", "workers"), 1, 16),
+            retry=retry,
+            gap_timeout=self.number(stub.get("gap_timeout", 5), ("stub", "gap_timeout"), 0, 3600),
             steps=steps,
             expect=expect,
         )
 
     def step(self, raw: Any, at: Location) -> Step:
-        step = self.mapping(raw, at, ("produce", "wait"), ())
+        step = self.mapping(raw, at, ("produce", "wait", "sleep", "fault", "clock"))
         if len(step) != 1:
             raise self.fail(
-                at, "a step has exactly one action", "write `- produce: …` or `- wait: …`"
+                at, "a step has exactly one action", "write `- produce: …`, `- fault: …`, …"
             )
         ((kind, body),) = step.items()
         at = (*at, kind)
         if kind == "wait":
-            wait = self.mapping(body or {}, at, ("timeout",), ())
+            wait = self.mapping(body or {}, at, ("timeout",))
             return Wait(
                 timeout=self.number(wait.get("timeout", 60), (*at, "timeout"), 0.1, 24 * 3600)
             )
-        produce = self.mapping(body, at, ("chains", "type", "count"), ())
-        if "chains" in produce:
-            if set(produce) != {"chains"}:
-                raise self.fail(at, "`chains` stands alone", "use either chains or type+count")
-            return Produce(chains=self.integer(produce["chains"], (*at, "chains"), 1, 100_000))
-        if set(produce) != {"type", "count"}:
+        if kind == "sleep":
+            return Sleep(self.number(body, at, 0, 3600))
+        if kind == "clock":
+            clock = self.mapping(body, at, ("ka_skew_ms",), ("ka_skew_ms",))
+            return Clock(self.integer(clock["ka_skew_ms"], (*at, "ka_skew_ms"), -(10**9), 10**9))
+        if kind == "fault":
+            return self.fault(body, at)
+        return self.produce(body, at)
+
+    def produce(self, body: Any, at: Location) -> Produce:
+        produce = self.mapping(body, at, ("chains", "type", "count", "rate", "background"))
+        rate = self.number(produce.get("rate", 0), (*at, "rate"), 0, 1e6, "messages per second")
+        background = self.flag(produce.get("background", False), (*at, "background"))
+        what = set(produce) - {"rate", "background"}
+        if what == {"chains"}:
+            chains = self.integer(produce["chains"], (*at, "chains"), 1, 100_000)
+            return Produce(chains=chains, rate=rate, background=background)
+        if what != {"type", "count"}:
             raise self.fail(
                 at,
                 "expected `chains: N` or `type:` with `count:`",
@@ -209,9 +310,73 @@ class _Checker:
                 f"unknown document type {doc_type!r}",
                 f"use one of {', '.join(DOCUMENT_TYPES)}",
             )
-        return Produce(
-            doc_type=doc_type, count=self.integer(produce["count"], (*at, "count"), 1, 100_000)
-        )
+        count = self.integer(produce["count"], (*at, "count"), 1, 100_000)
+        return Produce(doc_type=doc_type, count=count, rate=rate, background=background)
+
+    def fault(self, body: Any, at: Location) -> Step:
+        if not isinstance(body, dict):
+            raise self.fail(at, "expected a mapping", "e.g. `fault: {supplier: down, seconds: 30}`")
+        background = self.flag(body.get("background", False), (*at, "background"))
+        if "kill" in body:
+            f = self.mapping(body, at, ("kill", "times", "every", "after", "background"))
+            if f["kill"] != "icc":
+                raise self.fail((*at, "kill"), f"cannot kill {f['kill']!r}", "use `kill: icc`")
+            return KillIcc(
+                times=self.integer(f.get("times", 1), (*at, "times"), 1, 1000),
+                every=self.number(f.get("every", 1.0), (*at, "every"), 0, 3600),
+                after=self.integer(f.get("after", 0), (*at, "after"), 0, 10**9),
+                background=background,
+            )
+        if "restart" in body:
+            f = self.mapping(body, at, ("restart", "down", "background"))
+            if f["restart"] != "broker":
+                raise self.fail(
+                    (*at, "restart"), f"cannot restart {f['restart']!r}", "use `restart: broker`"
+                )
+            return RestartBroker(
+                down=self.number(f.get("down", 1.0), (*at, "down"), 0, 3600), background=background
+            )
+        if "supplier" in body:
+            f = self.mapping(
+                body,
+                at,
+                (
+                    "supplier",
+                    "seconds",
+                    "status",
+                    "retry_after",
+                    "probability",
+                    "first",
+                    "for",
+                    "background",
+                ),
+            )
+            kind = f["supplier"]
+            if kind not in SUPPLIER_FAULTS:
+                raise self.fail(
+                    (*at, "supplier"),
+                    f"unknown supplier fault {kind!r}",
+                    f"use one of {', '.join(SUPPLIER_FAULTS)}",
+                )
+            if kind in ("down", "delay") and "seconds" not in f:
+                raise self.fail(at, f"`supplier: {kind}` needs `seconds:`", "e.g. `seconds: 30`")
+            return SupplierFault(
+                kind=kind,
+                seconds=self.number(f.get("seconds", 0), (*at, "seconds"), 0, 3600),
+                status=self.integer(f.get("status", 503), (*at, "status"), 400, 599),
+                retry_after=(
+                    self.number(f["retry_after"], (*at, "retry_after"), 0, 3600)
+                    if "retry_after" in f
+                    else None
+                ),
+                probability=self.number(
+                    f.get("probability", 1.0), (*at, "probability"), 0, 1, "a probability"
+                ),
+                first=self.integer(f["first"], (*at, "first"), 1, 10**9) if "first" in f else None,
+                duration=self.number(f["for"], (*at, "for"), 0, 24 * 3600) if "for" in f else None,
+                background=background,
+            )
+        raise self.fail(at, "unknown fault", "use `kill: icc`, `restart: broker` or `supplier: …`")
 
 
 def _kind(value: Any) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from simulator.broker import LocalBroker, resolve_broker_url
 from simulator.errors import ConfigError
 from simulator.messages import KA_QUEUE
+from simulator.retry import RetryPolicy
 from simulator.state import StateDir
 
 
@@ -70,6 +71,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     i.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
     i.add_argument("--events", type=Path, help="append the ICC's events log (JSON lines) here")
     i.add_argument("--prefetch", type=int, default=200)
+    defaults = RetryPolicy()
+    i.add_argument("--retry-max-attempts", type=int, default=defaults.max_attempts, metavar="N")
+    i.add_argument("--retry-max-age", type=float, default=defaults.max_age, metavar="S")
+    i.add_argument("--retry-initial-delay", type=float, default=defaults.initial_delay, metavar="S")
+    i.add_argument("--retry-max-delay", type=float, default=defaults.max_delay, metavar="S")
     i.set_defaults(func=_serve_icc)
 
     k = comp.add_parser("producer", help="a fake KA publishing document chains")
@@ -172,6 +178,12 @@ def _serve_icc(args: argparse.Namespace) -> int:
         queue=args.queue,
         events_log=args.events,
         prefetch=args.prefetch,
+        retry=RetryPolicy(
+            max_attempts=args.retry_max_attempts,
+            max_age=args.retry_max_age,
+            initial_delay=args.retry_initial_delay,
+            max_delay=args.retry_max_delay,
+        ),
     )
     bridge = Bridge(config)
 

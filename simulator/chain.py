@@ -1,0 +1,193 @@
+"""The running chain of one scenario run: its processes and the faults it suffers.
+
+The runner asks this class to start the supplier stub and the ICC workers
+(``b2bsim serve …`` child processes), and, for fault steps, to kill -9 a
+worker, to take the supplier endpoint down, to write the stub's faults file,
+and to restart the embedded broker.  Every file it uses is in the run
+directory (docs/files.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.broker import LocalBroker
+from simulator.components import Component
+from simulator.errors import ConfigError
+from simulator.messages import now_ms
+from simulator.retry import RetryPolicy
+from simulator.state import StateDir
+from supplier_stub.faults import write_faults
+
+log = logging.getLogger(__name__)
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class ChainSpec:
+    state: StateDir
+    run_dir: Path
+    broker_url: str
+    queue: str
+    workers: int = 1
+    retry: RetryPolicy | None = None
+    gap_timeout: float = 5.0
+    rules: str | None = None
+    seed: int = 1
+
+
+class RunningChain:
+    """The stub and the ICC workers of a run, as child processes."""
+
+    def __init__(self, spec: ChainSpec, broker: LocalBroker | None, say: Say) -> None:
+        self.spec, self.broker, self.say = spec, broker, say
+        self.stub: Component | None = None
+        self.workers: list[Component | None] = [None] * spec.workers
+        self.kills = 0
+        self.broker_restarts = 0
+        self._rng = random.Random(spec.seed)  # noqa: S311 - which worker to kill, not security
+        self._fault_rules: list[dict[str, Any]] = []
+
+    @property
+    def faults_file(self) -> Path:
+        return self.spec.run_dir / "faults.json"
+
+    @property
+    def db(self) -> Path:
+        return self.spec.run_dir / "supplier-stub.sqlite"
+
+    def events_files(self) -> list[Path]:
+        return sorted(self.spec.run_dir.glob("icc*.jsonl"))
+
+    # --- life cycle -----------------------------------------------------------
+    async def start(self) -> None:
+        write_faults(self.faults_file, [])
+        await self.start_stub()
+        self.say("supplier stub ready")
+        for i in range(self.spec.workers):
+            await self.start_worker(i)
+        self.say(f"icc bridge ready ({self.spec.workers} worker(s))")
+
+    async def stop(self) -> None:
+        for component in [*self.workers, self.stub]:
+            if component is not None:
+                await component.stop()
+
+    async def start_stub(self) -> None:
+        s = self.spec
+        args = [
+            "--registry",
+            str(s.run_dir / "registry.json"),
+            "--db",
+            str(self.db),
+            "--faults",
+            str(self.faults_file),
+            "--gap-timeout",
+            str(s.gap_timeout),
+        ]
+        if s.rules:
+            args += ["--rules", s.rules]
+        self.stub = await Component.start(
+            "supplier-stub", s.state.root, args, s.run_dir / "supplier-stub.log"
+        )
+
+    async def start_worker(self, i: int) -> None:
+        s = self.spec
+        retry = s.retry or RetryPolicy()
+        args = [
+            "--broker",
+            s.broker_url,
+            "--queue",
+            s.queue,
+            "--registry",
+            str(s.run_dir / "registry.json"),
+            "--events",
+            str(s.run_dir / f"icc-{i + 1}.jsonl"),
+            "--retry-max-attempts",
+            str(retry.max_attempts),
+            "--retry-max-age",
+            str(retry.max_age),
+            "--retry-initial-delay",
+            str(retry.initial_delay),
+            "--retry-max-delay",
+            str(retry.max_delay),
+        ]
+        self.workers[i] = await Component.start(
+            "icc", s.state.root, args, s.run_dir / f"icc-{i + 1}.log"
+        )
+
+    # --- faults -----------------------------------------------------------------
+    async def kill_worker(self) -> None:
+        """kill -9 one ICC worker (chosen by the seed), then start it again."""
+        i = self._rng.randrange(len(self.workers))
+        worker = self.workers[i]
+        if worker is not None:
+            await worker.kill()
+        self.kills += 1
+        self.say(f"fault: killed icc worker {i + 1} (kill -9 #{self.kills})")
+        await self.start_worker(i)
+
+    async def supplier_down(self, seconds: float) -> None:
+        """The endpoint refuses connections for ``seconds``: the stub process is stopped."""
+        if self.stub is not None:
+            await self.stub.stop()
+        self.say(f"fault: supplier endpoint down for {seconds:g} s")
+        await asyncio.sleep(seconds)
+        await self.start_stub()
+        self.say("fault over: supplier endpoint back")
+
+    def supplier_rule(self, rule: dict[str, Any] | None) -> None:
+        """Add a rule to the stub's faults file (None clears them all)."""
+        self._fault_rules = [] if rule is None else [*self._fault_rules, rule]
+        write_faults(self.faults_file, self._fault_rules)
+
+    async def restart_broker(self, down: float) -> None:
+        if self.broker is None:
+            raise ConfigError(
+                "a scenario step restarts the broker, but this run uses an external one",
+                hint="run it without --broker / $B2BSIM_BROKER, so it starts the embedded broker",
+            )
+        info = self.broker.info()
+        port = info.port if info else None
+        # Blocking calls on a worker thread: the event loop (and KA) keep running.
+        # The executor's threads live as long as the loop, so the JVM's
+        # PR_SET_PDEATHSIG parent thread outlives the broker.
+        await asyncio.to_thread(self.broker.stop)
+        self.say(f"fault: broker stopped (down for {down:g} s)")
+        await asyncio.sleep(down)
+        self.broker = LocalBroker(self.spec.state.broker, port=port, die_with_parent=True)
+        restarted = await asyncio.to_thread(self.broker.start)
+        self.broker_restarts += 1
+        self.say(f"fault over: broker back in {restarted.startup_seconds:.1f} s")
+
+
+def rule_for(
+    kind: str,
+    *,
+    seconds: float,
+    status: int,
+    retry_after: float | None,
+    probability: float,
+    first: int | None,
+    duration: float | None,
+) -> dict[str, Any]:
+    """A faults-file rule (supplier_stub/faults.py) for a scenario's supplier fault."""
+    rule: dict[str, Any] = {"kind": kind, "probability": probability}
+    if kind == "status":
+        rule["status"] = status
+        if retry_after is not None:
+            rule["retry_after"] = retry_after
+    if kind == "delay":
+        rule["seconds"] = seconds
+    if first is not None:
+        rule["first"] = first
+    if duration is not None:
+        rule["until_ms"] = now_ms() + int(duration * 1000)
+    return rule
