@@ -1,10 +1,21 @@
 """icc_bridge: the integration platform (ICC) between KA's queue and the suppliers.
 
 Public face: :class:`Bridge` with :class:`BridgeConfig` — build it, ``await
-bridge.run(stop_event)``, set the event to stop.
+bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
+``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md).
 """
 
 from icc_bridge.bridge import Bridge, BridgeConfig, envelope_id_for
+from icc_bridge.outbox import Outbox
+from icc_bridge.pull_api import PullApi, PullApiConfig
 from simulator.retry import RetryPolicy
 
-__all__ = ["Bridge", "BridgeConfig", "RetryPolicy", "envelope_id_for"]
+__all__ = [
+    "Bridge",
+    "BridgeConfig",
+    "Outbox",
+    "PullApi",
+    "PullApiConfig",
+    "RetryPolicy",
+    "envelope_id_for",
+]

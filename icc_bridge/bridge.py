@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,9 +29,10 @@ from pathlib import Path
 from typing import IO
 
 from icc_bridge.delivery import Attempt, Outcome, PushClient
+from icc_bridge.outbox import Outbox
 from simulator.broker import parse_broker_url
 from simulator.envelope import Envelope
-from simulator.errors import B2BSimError, BrokerUnreachableError
+from simulator.errors import B2BSimError, BrokerUnreachableError, ConfigError
 from simulator.messages import (
     DLQ_AT,
     DLQ_CODE,
@@ -40,7 +42,7 @@ from simulator.messages import (
     dead_letter_queue,
     now_ms,
 )
-from simulator.registry import Registry
+from simulator.registry import DeliveryMode, Registry
 from simulator.retry import RetryPolicy
 from simulator.signing import EnvelopeSigner
 from simulator.stomp_io import Frame, StompConnection
@@ -75,6 +77,7 @@ class BridgeConfig:
     prefetch: int = 200
     request_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    outbox: Path | None = None  # where pull suppliers' envelopes wait (icc_bridge/outbox.py)
 
 
 class Bridge:
@@ -96,6 +99,14 @@ class Bridge:
         self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._events: IO[str] | None = None
+        self._outbox = Outbox(config.outbox) if config.outbox is not None else None
+        if self._outbox is None and any(
+            s.delivery_mode is DeliveryMode.PULL for s in self.registry
+        ):
+            raise ConfigError(
+                f"{config.registry} has pull suppliers, but the ICC has no outbox",
+                hint="pass --outbox FILE (and --pull-port P so that they can fetch)",
+            )
         self.delivered = 0
         self.dead_lettered = 0
 
@@ -110,6 +121,8 @@ class Bridge:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
         await self._push.start()
         try:
+            if self._outbox is not None:
+                await self._outbox.open()
             conn = await self._subscribe()
             if ready is not None:
                 ready.set()
@@ -132,6 +145,8 @@ class Bridge:
                     return
         finally:
             await self._push.close()
+            if self._outbox is not None:
+                await self._outbox.close()
             if self._events is not None:
                 self._events.close()
 
@@ -213,6 +228,9 @@ class Bridge:
         except B2BSimError as exc:  # e.g. the document is not XML
             await self._dead_letter(frame, meta, exc.code, str(exc))
             return
+        if supplier.delivery_mode is DeliveryMode.PULL:
+            await self._hold_for_pull(frame, meta, envelope.envelope_id, signed)
+            return
         policy = supplier.retry or self.config.retry
         attempt: Attempt | None = None
         first = time.monotonic()
@@ -247,6 +265,37 @@ class Bridge:
         code = "DELIVERY_REFUSED" if attempt.outcome is Outcome.REFUSED else "DELIVERY_GAVE_UP"
         reason = f"HTTP {attempt.status}: {attempt.detail}" if attempt.status else attempt.detail
         await self._dead_letter(frame, meta, code, reason, envelope_id=envelope.envelope_id)
+
+    async def _hold_for_pull(
+        self, frame: Frame, meta: MessageMeta, envelope_id: str, signed: bytes
+    ) -> None:
+        """A pull supplier's envelope: committed to the outbox first, then the broker ack.
+
+        A crash in between means a redelivery, which the outbox ignores (same
+        envelope id).  The ``delivered`` event comes when the supplier acks
+        (icc_bridge/pull_api.py).
+        """
+        if self._outbox is None:
+            await self._dead_letter(
+                frame, meta, "DELIVERY_REFUSED", "the supplier pulls, but the ICC has no outbox"
+            )
+            return
+        while True:
+            try:
+                new = await self._outbox.put(
+                    envelope_id=envelope_id,
+                    org_number=meta.org_number,
+                    message_id=meta.message_id,
+                    message_type=meta.message_type.value,
+                    sequence=meta.sequence,
+                    envelope=signed,
+                )
+                break
+            except (sqlite3.Error, OSError) as exc:  # the lane waits: order holds
+                log.error("outbox write failed envelope_id=%s: %s; retrying", envelope_id, exc)
+                await asyncio.sleep(RECONNECT_MAX / 10)
+        await self._ack(frame)
+        self._event("outboxed", meta, envelope_id, detail="held" if new else "already held")
 
     async def _dead_letter(
         self,

@@ -61,7 +61,7 @@ class Producer:
     async def __aenter__(self) -> Producer:
         await self._conn.connect()
         if self._log_path is not None:
-            self._log = self._log_path.open("a", encoding="utf-8")
+            self._log = self._log_path.open("a", encoding="utf-8", buffering=1)
         return self
 
     async def __aexit__(
@@ -120,6 +120,10 @@ class Producer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def send_raw(self, headers: dict[str, str], body: str) -> None:
+        """Send a message exactly as given (fault injection: poison messages)."""
+        await self._send(body, headers)
+
     async def publish(
         self,
         message_type: MessageType,
@@ -141,8 +145,7 @@ class Producer:
             message_id=message_id,
         )
         self.published += 1
-        confirm = self.published % RECEIPT_EVERY == 0
-        await self._conn.send(self.queue, document.decode("utf-8"), meta.headers(), receipt=confirm)
+        await self._send(document.decode("utf-8"), meta.headers())
         if self._log is not None:
             record = {
                 "message_id": meta.message_id,

@@ -37,6 +37,7 @@ class ChainSpec:
     broker_url: str
     queue: str
     workers: int = 1
+    request_timeout: float = 10.0
     retry: RetryPolicy | None = None
     gap_timeout: float = 5.0
     rules: str | None = None
@@ -101,24 +102,18 @@ class RunningChain:
     async def start_worker(self, i: int) -> None:
         s = self.spec
         retry = s.retry or RetryPolicy()
-        args = [
-            "--broker",
-            s.broker_url,
-            "--queue",
-            s.queue,
-            "--registry",
-            str(s.run_dir / "registry.json"),
-            "--events",
-            str(s.run_dir / f"icc-{i + 1}.jsonl"),
-            "--retry-max-attempts",
-            str(retry.max_attempts),
-            "--retry-max-age",
-            str(retry.max_age),
-            "--retry-initial-delay",
-            str(retry.initial_delay),
-            "--retry-max-delay",
-            str(retry.max_delay),
-        ]
+        options = {
+            "--broker": s.broker_url,
+            "--queue": s.queue,
+            "--registry": s.run_dir / "registry.json",
+            "--events": s.run_dir / f"icc-{i + 1}.jsonl",
+            "--request-timeout": s.request_timeout,
+            "--retry-max-attempts": retry.max_attempts,
+            "--retry-max-age": retry.max_age,
+            "--retry-initial-delay": retry.initial_delay,
+            "--retry-max-delay": retry.max_delay,
+        }
+        args = [str(part) for pair in options.items() for part in pair]
         self.workers[i] = await Component.start(
             "icc", s.state.root, args, s.run_dir / f"icc-{i + 1}.log"
         )

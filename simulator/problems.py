@@ -53,6 +53,13 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("METHOD_NOT_ALLOWED", 405, "This method is not allowed here"),
         ProblemType("INTERNAL", 500, "The receiver failed; the envelope was not stored"),
         ProblemType("SIMULATED_FAULT", 503, "A scenario injected this failure"),
+        ProblemType("ENVELOPE_STALE", 422, "The envelope's creation time is outside the window"),
+        ProblemType("SIGNER_REVOKED", 403, "The envelope's signing certificate is revoked"),
+        ProblemType("REQUEST_TIMEOUT", 408, "The request was not received in time"),
+        ProblemType("CLIENT_NOT_SUPPLIER", 403, "The client certificate is not a pull supplier's"),
+        ProblemType("CURSOR_INVALID", 400, "The cursor is not one this outbox issued to you"),
+        ProblemType("PAGE_LIMIT_INVALID", 400, "The page limit is not a whole number in range"),
+        ProblemType("ACK_INVALID", 400, "The acknowledgement is not valid JSON {up_to: cursor}"),
     )
 }
 

@@ -115,6 +115,10 @@ def duplicate_arrivals(db: Path) -> int:
         con.close()
 
 
+def produced_ids(produced_log: Path) -> set[str]:
+    return {str(r["message_id"]) for r in read_jsonl(produced_log)}
+
+
 def icc_events(logs: Iterable[Path]) -> list[dict[str, Any]]:
     """Every event of every ICC worker's log."""
     return [e for log in logs for e in read_jsonl(log)]
@@ -126,7 +130,7 @@ def dead_lettered_ids(logs: Iterable[Path]) -> set[str]:
 
 def reconcile(produced_log: Path, icc_logs: Iterable[Path], stub_db: Path) -> Reconciliation:
     """Compare KA's log, the ICC workers' event logs and the supplier's ledger."""
-    produced = {r["message_id"] for r in read_jsonl(produced_log)}
+    produced = produced_ids(produced_log)
     events = icc_events(icc_logs)
     delivered = {e["message_id"] for e in events if e.get("event") == "delivered"}
     dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}

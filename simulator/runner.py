@@ -23,18 +23,25 @@ from typing import Any
 
 from ka_producer import Producer
 from ka_producer.documents import DocumentFactory, Seller, seller_profile
-from ka_producer.service import Pacer, publish_round
+from ka_producer.service import Pacer, documents_for, publish_round
 from simulator.broker import LocalBroker, resolve_broker_url
 from simulator.chain import ChainSpec, RunningChain, rule_for
 from simulator.errors import B2BSimError, ConfigError
-from simulator.messages import now_ms
+from simulator.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.pki import cert_sha256, init_pki
-from simulator.reconcile import Reconciliation, dead_lettered_ids, loaded_messages, reconcile
+from simulator.reconcile import (
+    Reconciliation,
+    dead_lettered_ids,
+    loaded_messages,
+    produced_ids,
+    reconcile,
+)
 from simulator.registry import Registry, SupplierEntry
 from simulator.scenario import (
     ZERO_BY_DEFAULT,
     Clock,
     KillIcc,
+    Poison,
     Produce,
     RestartBroker,
     Scenario,
@@ -49,6 +56,10 @@ from simulator.suppliers import make_suppliers
 log = logging.getLogger(__name__)
 
 Say = Callable[[str], None]
+
+
+#: A valid organisation number that no run's registry holds (poison messages).
+UNREGISTERED_ORG = "5560360793"
 
 
 class RunTimeoutError(B2BSimError, TimeoutError):
@@ -158,6 +169,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         broker_url=url,
         queue=f"/queue/af.ka.outbound.run-{run_dir.name}",
         workers=scenario.icc_workers,
+        request_timeout=scenario.request_timeout,
         retry=scenario.retry,
         gap_timeout=scenario.gap_timeout,
         rules=options.rules,
@@ -218,6 +230,7 @@ class _Player:
         self.skew_ms = 0
         self.produced = 0
         self.background: list[asyncio.Task[None]] = []
+        self.poisoned: set[str] = set()
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -251,6 +264,8 @@ class _Player:
             return self._kill(step)
         if isinstance(step, RestartBroker):
             return self.chain.restart_broker(step.down)
+        if isinstance(step, Poison):
+            return self._poison(step)
         return self._supplier_fault(step)
 
     async def _produce(self, step: Produce) -> None:
@@ -298,6 +313,25 @@ class _Player:
         )
         self.say(f"fault: supplier answers {step.kind} (p={step.probability:g})")
 
+    async def _poison(self, step: Poison) -> None:
+        """Messages the ICC must dead-letter at once, sent beside KA's own."""
+        org = self.sellers[0].org_number
+        doc = documents_for(self.factory, self.sellers[0], doc_type="order")[0].xml.decode()
+        for kind in step.kinds:
+            meta = MessageMeta.new(MessageType.INKOPSORDER, org, 10**9, message_id=f"poison-{kind}")
+            headers, body = meta.headers(), doc
+            if kind == "no-headers":
+                headers = {"b2b-message-id": meta.message_id}
+            elif kind == "unknown-type":
+                headers[Header.MESSAGE_TYPE] = "FAKTURA"
+            elif kind == "unknown-supplier":
+                headers[Header.ORG_NUMBER] = headers[Header.GROUP] = UNREGISTERED_ORG
+            else:
+                body = "this is not XML"
+            await self.ka.send_raw(headers, body)
+            self.poisoned.add(meta.message_id)
+        self.say(f"fault: {len(step.kinds)} poison message(s) on KA's queue")
+
     async def _loaded(self) -> set[str]:
         loaded = await asyncio.to_thread(loaded_messages, self.chain.db)
         return {m for m, *_ in loaded}
@@ -310,8 +344,9 @@ class _Player:
         while True:
             loaded = await self._loaded()
             dead = dead_lettered_ids(self.chain.events_files())
-            counts = f"{len(loaded)} loaded, {len(dead)} dead-lettered of {self.produced}"
-            if len(loaded | dead) >= self.produced:
+            produced = produced_ids(self.chain.spec.run_dir / "produced.jsonl")
+            counts = f"{len(loaded)} loaded, {len(dead)} dead-lettered of {len(produced)}"
+            if produced <= loaded | dead and self.poisoned <= dead:
                 self.say(f"settled: {counts}")
                 return
             if time.monotonic() > deadline:

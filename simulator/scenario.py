@@ -112,6 +112,17 @@ class SupplierFault:
     background: bool = False
 
 
+POISON_KINDS = ("no-headers", "unknown-type", "unknown-supplier", "not-xml")
+
+
+@dataclass(frozen=True)
+class Poison:
+    """Put messages on KA's queue that the ICC must dead-letter at once."""
+
+    kinds: tuple[str, ...]
+    background: bool = False
+
+
 @dataclass(frozen=True)
 class Clock:
     """Skew KA's clock by ``ka_skew_ms`` from now on."""
@@ -119,7 +130,7 @@ class Clock:
     ka_skew_ms: int
 
 
-Step = Produce | Wait | Sleep | KillIcc | RestartBroker | SupplierFault | Clock
+Step = Produce | Wait | Sleep | KillIcc | RestartBroker | SupplierFault | Poison | Clock
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,7 @@ class Scenario:
     timeout: float = 60.0
     supplier_count: int = 3
     icc_workers: int = 1
+    request_timeout: float = 10.0
     retry: RetryPolicy | None = None
     gap_timeout: float = 5.0
     steps: tuple[Step, ...] = ()
@@ -235,7 +247,7 @@ class _Checker:
         suppliers = self.mapping(
             top.get("suppliers", {"count": 3}), ("suppliers",), ("count",), ("count",)
         )
-        icc = self.mapping(top.get("icc", {}), ("icc",), ("workers", "retry"))
+        icc = self.mapping(top.get("icc", {}), ("icc",), ("workers", "retry", "request_timeout"))
         stub = self.mapping(top.get("stub", {}), ("stub",), ("gap_timeout",))
         retry = None
         if "retry" in icc:
@@ -261,6 +273,9 @@ class _Checker:
                 suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS
             ),
             icc_workers=self.integer(icc.get("workers", 1), ("icc", "workers"), 1, 16),
+            request_timeout=self.number(
+                icc.get("request_timeout", 10), ("icc", "request_timeout"), 0.1, 600
+            ),
             retry=retry,
             gap_timeout=self.number(stub.get("gap_timeout", 5), ("stub", "gap_timeout"), 0, 3600),
             steps=steps,
@@ -376,7 +391,20 @@ class _Checker:
                 duration=self.number(f["for"], (*at, "for"), 0, 24 * 3600) if "for" in f else None,
                 background=background,
             )
-        raise self.fail(at, "unknown fault", "use `kill: icc`, `restart: broker` or `supplier: …`")
+        if "poison" in body:
+            f = self.mapping(body, at, ("poison", "background"))
+            kinds = f["poison"] if isinstance(f["poison"], list) else [f["poison"]]
+            for i, k in enumerate(kinds):
+                if k not in POISON_KINDS:
+                    raise self.fail(
+                        (*at, "poison", i),
+                        f"unknown poison {k!r}",
+                        f"use {', '.join(POISON_KINDS)}",
+                    )
+            return Poison(kinds=tuple(kinds), background=background)
+        raise self.fail(
+            at, "unknown fault", "use `kill: icc`, `restart: broker`, `supplier: …` or `poison: …`"
+        )
 
 
 def _kind(value: Any) -> str:

@@ -30,7 +30,7 @@ import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,6 +49,7 @@ from simulator.state import StateDir
 from simulator.tls import peer_certificate, server_context
 from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
+from supplier_stub.puller import DEFAULT_POLL_INTERVAL, Puller, PullerSettings
 from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
 log = logging.getLogger(__name__)
@@ -67,12 +68,14 @@ class StubConfig:
     registry: Path
     state: StateDir  # where the test PKI lives
     db: Path
-    org_numbers: list[str] | None = None  # None: every push supplier in the registry
+    org_numbers: list[str] | None = None  # None: every supplier in the registry
     bind_host: str = "127.0.0.1"
     max_body: int = DEFAULT_MAX_BODY
     document_check: DocumentCheck | None = None
     gap_timeout: float = DEFAULT_GAP_TIMEOUT  # seconds a message waits for its predecessor
     faults: Path | None = None  # a faults file a scenario writes (supplier_stub/faults.py)
+    pull_url: str | None = None  # pull suppliers fetch here, not at their registry URL
+    poll_interval: float = DEFAULT_POLL_INTERVAL  # seconds between polls of an empty outbox
     suppliers: list[SupplierEntry] = field(default_factory=list, init=False)
 
 
@@ -84,12 +87,12 @@ class SupplierStub:
         registry = Registry.load(config.registry)
         wanted = config.org_numbers
         self.suppliers = (
-            [registry.lookup(org) for org in wanted]
-            if wanted is not None
-            else [s for s in registry if s.delivery_mode is DeliveryMode.PUSH]
+            [registry.lookup(org) for org in wanted] if wanted is not None else list(registry)
         )
         self._by_port: dict[int, SupplierEntry] = {}
         for s in self.suppliers:
+            if s.delivery_mode is DeliveryMode.PULL:
+                continue  # fetched from the ICC's outbox by a Puller (supplier_stub/puller.py)
             port = _port_of(s.url)
             if port in self._by_port:
                 raise B2BSimError(
@@ -103,6 +106,7 @@ class SupplierStub:
         self._store = EnvelopeStore(config.db)
         self._ledger = Ledger(self._store, gap_timeout=config.gap_timeout)
         self._runner: web.AppRunner | None = None
+        self._pullers: list[tuple[asyncio.Task[None], asyncio.Event]] = []
         self.urls: list[str] = []
 
     async def start(self) -> list[str]:
@@ -134,6 +138,7 @@ class SupplierStub:
                         hint="another process uses the port: stop it or change the registry URL",
                     ) from None
                 self.urls.append(supplier.url)
+            self._start_pullers()
         except BaseException:
             await self.stop()
             raise
@@ -152,7 +157,23 @@ class SupplierStub:
             )
         return server_context(cert_path, state.supplier_key(supplier.org_number), state.ca_cert)
 
+    def _start_pullers(self) -> None:
+        """One Puller per pull supplier: same receive path, store and ledger as a push."""
+        for s in self.suppliers:
+            if s.delivery_mode is DeliveryMode.PULL:
+                settings = PullerSettings.for_supplier(s, self.config.state, self.config.pull_url)
+                settings = replace(settings, poll_interval=self.config.poll_interval)
+                puller = Puller(s, settings, ingest=self.ingest, store=self._store)
+                stop = asyncio.Event()
+                task = asyncio.create_task(puller.run(stop), name=f"pull-{s.org_number}")
+                self._pullers.append((task, stop))
+
     async def stop(self) -> None:
+        for task, stop in self._pullers:  # an unacked page is fetched again next start
+            stop.set()
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in self._pullers), return_exceptions=True)
+        self._pullers.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -175,6 +196,10 @@ class SupplierStub:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _problem("BODY_TOO_LARGE", f"the limit is {self.config.max_body} bytes")
+        return await self.ingest(supplier, raw)
+
+    async def ingest(self, supplier: SupplierEntry, raw: bytes) -> web.Response:
+        """Verify, check the addressee, store once, offer to the ledger: pushed and pulled alike."""
         try:
             envelope = self._verifier.open(raw, max_bytes=self.config.max_body)
             check_addressee(

@@ -16,9 +16,9 @@ middleware applies the first active rule that matches a request.  Outages
 
 - ``status``: answer ``status`` (a problem ``SIMULATED_FAULT``) without
   storing; ``retry_after`` adds that header.
-- ``delay``: wait ``seconds``, then handle the request normally.  Longer than
-  the ICC's timeout, it is a timeout: the ICC retries and the supplier sees
-  a duplicate.
+- ``delay``: handle the request normally, then wait ``seconds`` before
+  answering.  Longer than the ICC's timeout, it is a timeout after the
+  envelope was stored: the ICC retries and the supplier sees a duplicate.
 - ``reset``: close the connection without an answer.
 
 Each rule may narrow itself to one ``org_number``, the ``first`` N matching
@@ -139,8 +139,13 @@ class FaultInjector:
                     request.transport.close()
                 raise asyncio.CancelledError  # aiohttp drops the request quietly
             if rule.kind == "delay":
+                # Handle (and store) first, answer late: past the ICC's timeout this is
+                # the classic "the supplier has it but the ICC does not know" case.
+                # The shield keeps the store going when aiohttp cancels the handler
+                # because the ICC hung up.
+                response = await asyncio.shield(handler(request))
                 await asyncio.sleep(rule.seconds)
-                return await handler(request)
+                return response
             _, body = problem("SIMULATED_FAULT", f"a scenario made this answer {rule.status}")
             headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after else {}
             return web.Response(

@@ -64,6 +64,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="seconds a message waits for its predecessor (or a credit for its invoice) "
         "before it loads anyway and the gap is reported (default 5)",
     )
+    s.add_argument(
+        "--pull-url",
+        metavar="URL",
+        help="pull suppliers fetch from this ICC outbox URL (default: their registry URL)",
+    )
+    s.add_argument(
+        "--poll-interval", type=float, default=0.5, metavar="S", help="empty-outbox poll (0.5)"
+    )
     s.set_defaults(func=_serve_stub)
 
     i = comp.add_parser("icc", help="the ICC bridge: KA queue → signed envelopes → suppliers")
@@ -71,11 +79,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     i.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
     i.add_argument("--events", type=Path, help="append the ICC's events log (JSON lines) here")
     i.add_argument("--prefetch", type=int, default=200)
+    i.add_argument(
+        "--request-timeout", type=float, default=10.0, metavar="S", help="per POST (default 10)"
+    )
     defaults = RetryPolicy()
     i.add_argument("--retry-max-attempts", type=int, default=defaults.max_attempts, metavar="N")
     i.add_argument("--retry-max-age", type=float, default=defaults.max_age, metavar="S")
     i.add_argument("--retry-initial-delay", type=float, default=defaults.initial_delay, metavar="S")
     i.add_argument("--retry-max-delay", type=float, default=defaults.max_delay, metavar="S")
+    i.add_argument(
+        "--outbox",
+        type=Path,
+        metavar="FILE",
+        help="SQLite outbox for pull suppliers (default: STATE/icc-outbox.sqlite)",
+    )
+    i.add_argument(
+        "--pull-port", type=int, metavar="P", help="serve the pull API on this port (docs/pull.md)"
+    )
+    i.add_argument("--pull-bind", default="127.0.0.1", metavar="HOST", help="pull API address")
     i.set_defaults(func=_serve_icc)
 
     k = comp.add_parser("producer", help="a fake KA publishing document chains")
@@ -161,6 +182,8 @@ def _serve_stub(args: argparse.Namespace) -> int:
         faults=args.faults,
         document_check=document_check_for(args.rules),
         gap_timeout=args.gap_timeout,
+        pull_url=args.pull_url,
+        poll_interval=args.poll_interval,
     )
     return _run_until_signal(lambda stop: serve_forever(config, stop))
 
@@ -178,23 +201,52 @@ def _serve_icc(args: argparse.Namespace) -> int:
         queue=args.queue,
         events_log=args.events,
         prefetch=args.prefetch,
+        request_timeout=args.request_timeout,
         retry=RetryPolicy(
             max_attempts=args.retry_max_attempts,
             max_age=args.retry_max_age,
             initial_delay=args.retry_initial_delay,
             max_delay=args.retry_max_delay,
         ),
+        outbox=args.outbox or state.root / "icc-outbox.sqlite",
     )
     bridge = Bridge(config)
+    pull_api = None
+    if args.pull_port is not None:
+        from icc_bridge.pull_api import PullApi, PullApiConfig
+
+        assert config.outbox is not None
+        pull_api = PullApi(
+            PullApiConfig(
+                outbox=config.outbox,
+                registry=config.registry,
+                ca_cert=state.ca_cert,
+                icc_cert=state.icc_cert,
+                icc_key=state.icc_key,
+                host=args.pull_bind,
+                port=args.pull_port,
+                events_log=args.events,
+            )
+        )
 
     async def main(stop: asyncio.Event) -> None:
+        if pull_api is not None:
+            await pull_api.start()
+        try:
+            await run_bridge(stop)
+        finally:
+            if pull_api is not None:
+                await pull_api.stop()
+
+    async def run_bridge(stop: asyncio.Event) -> None:
         ready = asyncio.Event()
         task = asyncio.create_task(bridge.run(stop, ready))
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if ready.is_set():
-            _ready("icc", queue=config.queue, suppliers=len(bridge.registry))
+            pull = {"pull_url": pull_api.url} if pull_api is not None else {}
+            _ready("icc", queue=config.queue, suppliers=len(bridge.registry), **pull)
         await task
 
     return _run_until_signal(main)

@@ -497,7 +497,7 @@ class TestClientCertificate:
     """Only the ICC may deliver."""
 
     async def test_supplier_certificate_as_client(self, running: Running) -> None:
-        """Supplier B's certificate (serverAuth only) as client certificate fails in TLS."""
+        """Supplier B's certificate (it may act as a client, for pull) is not the ICC's: 403."""
         pki = running.pki
         state = pki.state
         b = pki.b.org_number
@@ -508,8 +508,8 @@ class TestClientCertificate:
             pin_sha256=pki.a.cert_sha256,
         )
         raw = sign(pki, envelope_for(pki, pki.a))
-        with pytest.raises(aiohttp.ClientError):
-            await running.post(pki.a, raw, ssl_context=ctx)
+        reply = await running.post(pki.a, raw, ssl_context=ctx)
+        assert_problem(reply, 403, "CLIENT_NOT_ICC")
         assert running.count("envelopes") == 0
 
     async def test_non_icc_client_certificate(self, running: Running) -> None:

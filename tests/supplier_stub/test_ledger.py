@@ -500,7 +500,7 @@ class TestReconcileReadsLedger:
             f"{ORG}-m3",
             f"{ORG}-m2",
         ]
-        figures = reconcile(produced, tmp_path / "icc.jsonl", store.path)
+        figures = reconcile(produced, [tmp_path / "icc.jsonl"], store.path)
         assert (figures.ingested, figures.lost, figures.double_ingested) == (3, 2, 0)
         assert figures.out_of_order == 1
         assert figures.lost_ids == [f"{ORG}-m4", f"{ORG}-m5"]

@@ -1,0 +1,237 @@
+"""The ICC's outbox: signed envelopes held for suppliers that pull (SQLite).
+
+For a supplier whose ``delivery_mode`` is ``pull`` the bridge does not POST
+the envelope: it appends it here, durably, and only then acks the broker
+message.  The pull API (:mod:`icc_bridge.pull_api`) hands a supplier its own
+rows, a page at a time after a cursor, and marks them acknowledged when the
+supplier says it has stored them.
+
+* The **cursor** is the row's ``INTEGER PRIMARY KEY AUTOINCREMENT``: it only
+  grows, and a supplier's rows are appended in the order its lane delivered
+  them (broker order), so cursor order is per-supplier delivery order.
+* An envelope id is stored **once** (``UNIQUE``; insert-or-ignore): a broker
+  redelivery after a crash between insert and ack adds nothing.
+* Acknowledged rows are marked (``acked_at_ms``), not deleted, so the run
+  can be reconciled; :meth:`Outbox.prune` deletes old acknowledged rows.
+
+SQLite calls block, so they run on one dedicated thread; the event loop only
+awaits them.  The schema is documented in docs/pull.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from simulator.errors import B2BSimError, ConfigError
+from simulator.messages import now_ms
+
+__all__ = ["OUTBOX_SCHEMA", "CursorError", "Outbox", "OutboxRow", "Page"]
+
+T = TypeVar("T")
+
+OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    cursor         INTEGER PRIMARY KEY AUTOINCREMENT,
+    envelope_id    TEXT NOT NULL UNIQUE,
+    org_number     TEXT NOT NULL,
+    message_id     TEXT NOT NULL,
+    message_type   TEXT NOT NULL,
+    sequence       INTEGER NOT NULL,
+    created_at_ms  INTEGER NOT NULL,
+    acked_at_ms    INTEGER,
+    envelope       BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_supplier ON outbox (org_number, cursor);
+"""
+
+
+class CursorError(B2BSimError, ValueError):
+    """A supplier named a cursor the outbox never issued to it."""
+
+    code = "CURSOR_INVALID"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One held envelope (``envelope`` is the signed XML, as a push would send it)."""
+
+    cursor: int
+    envelope_id: str
+    org_number: str
+    message_id: str
+    message_type: str
+    sequence: int
+    created_at_ms: int
+    envelope: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Unacknowledged rows after a cursor, in cursor order."""
+
+    rows: list[OutboxRow]
+    next_cursor: int  # the last row's cursor, or the cursor asked for if empty
+    more: bool  # more unacknowledged rows follow
+
+
+class Outbox:
+    """The outbox file; ``await open()``, then ``put``/``page``/``ack``, ``await close()``.
+
+    Several processes may open the same file (the bridge and a pull API):
+    SQLite's WAL mode and a busy timeout let them share it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icc-outbox")
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        await self._run(self._open_sync)
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # an outboxed envelope survives a power cut
+            db.executescript(OUTBOX_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the ICC outbox {self.path}: {exc}",
+                hint="pass --outbox FILE in a writable directory",
+            ) from None
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("Outbox.open() was not awaited")
+        return self._db
+
+    # --- the bridge's side --------------------------------------------------
+    async def put(
+        self,
+        *,
+        envelope_id: str,
+        org_number: str,
+        message_id: str,
+        message_type: str,
+        sequence: int,
+        envelope: bytes,
+    ) -> bool:
+        """Append a signed envelope (committed when this returns); False if already held."""
+        row = (envelope_id, org_number, message_id, message_type, sequence, now_ms(), envelope)
+        return await self._run(self._put_sync, row)
+
+    def _put_sync(self, row: tuple[object, ...]) -> bool:
+        cur = self._require().execute(
+            "INSERT OR IGNORE INTO outbox (envelope_id, org_number, message_id, message_type, "
+            "sequence, created_at_ms, envelope) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            row,
+        )
+        return cur.rowcount == 1
+
+    # --- the pull API's side ------------------------------------------------
+    async def page(self, org_number: str, after: int, limit: int) -> Page:
+        """Up to ``limit`` unacknowledged rows of ``org_number`` with cursor > ``after``.
+
+        CursorError if ``after`` is beyond the last cursor ever issued to the
+        supplier (e.g. its cursor comes from another outbox): start from 0.
+        """
+        return await self._run(self._page_sync, org_number, after, limit)
+
+    def _page_sync(self, org: str, after: int, limit: int) -> Page:
+        db = self._require()
+        self._check_cursor(db, org, after)
+        found = db.execute(
+            "SELECT cursor, envelope_id, org_number, message_id, message_type, sequence, "
+            "created_at_ms, envelope FROM outbox "
+            "WHERE org_number = ? AND cursor > ? AND acked_at_ms IS NULL "
+            "ORDER BY cursor LIMIT ?",
+            (org, after, limit + 1),
+        ).fetchall()
+        rows = [
+            OutboxRow(int(c), e, o, m, t, int(s), int(at), bytes(b))
+            for c, e, o, m, t, s, at, b in found[:limit]
+        ]
+        return Page(rows, rows[-1].cursor if rows else after, len(found) > limit)
+
+    async def ack(self, org_number: str, up_to: int) -> list[OutboxRow]:
+        """Mark ``org_number``'s rows up to cursor ``up_to`` acknowledged; returns those newly so.
+
+        CursorError if ``up_to`` was never issued to the supplier.
+        """
+        return await self._run(self._ack_sync, org_number, up_to)
+
+    def _ack_sync(self, org: str, up_to: int) -> list[OutboxRow]:
+        db = self._require()
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            self._check_cursor(db, org, up_to)
+            found = db.execute(
+                "SELECT cursor, envelope_id, org_number, message_id, message_type, sequence, "
+                "created_at_ms FROM outbox "
+                "WHERE org_number = ? AND cursor <= ? AND acked_at_ms IS NULL ORDER BY cursor",
+                (org, up_to),
+            ).fetchall()
+            db.execute(
+                "UPDATE outbox SET acked_at_ms = ? "
+                "WHERE org_number = ? AND cursor <= ? AND acked_at_ms IS NULL",
+                (now_ms(), org, up_to),
+            )
+        return [
+            OutboxRow(int(c), e, o, m, t, int(s), int(at), b"") for c, e, o, m, t, s, at in found
+        ]
+
+    @staticmethod
+    def _check_cursor(db: sqlite3.Connection, org: str, cursor: int) -> None:
+        (last,) = db.execute(
+            "SELECT COALESCE(MAX(cursor), 0) FROM outbox WHERE org_number = ?", (org,)
+        ).fetchone()
+        if cursor > int(last):
+            raise CursorError(
+                f"cursor {cursor} was never issued to supplier {org}; its latest is {last}",
+                hint="start again from cursor 0 (envelopes already stored are answered "
+                "as duplicates)",
+            )
+
+    # --- housekeeping -------------------------------------------------------
+    async def pending(self, org_number: str | None = None) -> int:
+        """How many rows wait for an acknowledgement (of one supplier, or all)."""
+        return await self._run(self._pending_sync, org_number)
+
+    def _pending_sync(self, org: str | None) -> int:
+        sql = "SELECT COUNT(*) FROM outbox WHERE acked_at_ms IS NULL"
+        args: tuple[str, ...] = ()
+        if org is not None:
+            sql, args = sql + " AND org_number = ?", (org,)
+        (count,) = self._require().execute(sql, args).fetchone()
+        return int(count)
+
+    async def prune(self, older_than_ms: int) -> int:
+        """Delete acknowledged rows acked before ``older_than_ms``; returns how many."""
+        return await self._run(self._prune_sync, older_than_ms)
+
+    def _prune_sync(self, older_than_ms: int) -> int:
+        cur = self._require().execute(
+            "DELETE FROM outbox WHERE acked_at_ms IS NOT NULL AND acked_at_ms < ? "
+            # each supplier's newest row stays: it is what makes its cursor valid
+            "AND cursor NOT IN (SELECT MAX(cursor) FROM outbox GROUP BY org_number)",
+            (older_than_ms,),
+        )
+        return cur.rowcount
