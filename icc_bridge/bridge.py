@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from icc_bridge.delivery import Attempt, Outcome, PushClient
+from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox
 from simulator.broker import parse_broker_url
 from simulator.envelope import Envelope
@@ -77,6 +78,7 @@ class BridgeConfig:
     prefetch: int = 200
     request_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    faults: Path | None = None  # a scenario's delivery faults (icc_bridge/faults.py)
     outbox: Path | None = None  # where pull suppliers' envelopes wait (icc_bridge/outbox.py)
 
 
@@ -96,6 +98,7 @@ class Bridge:
             timeout=config.request_timeout,
         )
         self._dlq = dead_letter_queue(config.queue)
+        self._faults = DeliveryFaults(config.faults)
         self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._events: IO[str] | None = None
@@ -208,6 +211,11 @@ class Bridge:
     async def _drain(self, lane: asyncio.Queue[tuple[Frame, MessageMeta]]) -> None:
         while True:
             frame, meta = await lane.get()
+            if self._faults.happens("reorder"):  # fault injection: deliver the next one first
+                with contextlib.suppress(TimeoutError):
+                    later = await asyncio.wait_for(lane.get(), 0.2)
+                    self._event("reordered", later[1], envelope_id_for(later[1].message_id))
+                    await self._deliver(*later)
             await self._deliver(frame, meta)
 
     async def _deliver(self, frame: Frame, meta: MessageMeta) -> None:
@@ -251,6 +259,9 @@ class Bridge:
                 break
             await asyncio.sleep(policy.delay(number, attempt.retry_after))
         assert attempt is not None
+        if attempt.outcome is Outcome.DELIVERED and self._faults.happens("duplicate"):
+            again = await self._push.push(supplier, signed)  # fault injection
+            self._event("duplicated", meta, envelope.envelope_id, detail=again.detail)
         if attempt.outcome is Outcome.DELIVERED:
             await self._ack(frame)
             self.delivered += 1

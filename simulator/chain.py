@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icc_bridge.faults import write_delivery_faults
 from simulator.broker import LocalBroker
 from simulator.components import Component
 from simulator.errors import ConfigError
@@ -42,6 +43,7 @@ class ChainSpec:
     gap_timeout: float = 5.0
     rules: str | None = None
     seed: int = 1
+    pull_port: int | None = None  # worker 1 serves the pull API here, if any supplier pulls
 
 
 class RunningChain:
@@ -55,10 +57,15 @@ class RunningChain:
         self.broker_restarts = 0
         self._rng = random.Random(spec.seed)  # noqa: S311 - which worker to kill, not security
         self._fault_rules: list[dict[str, Any]] = []
+        self._icc_faults: dict[str, float] = {}
 
     @property
     def faults_file(self) -> Path:
         return self.spec.run_dir / "faults.json"
+
+    @property
+    def icc_faults_file(self) -> Path:
+        return self.spec.run_dir / "icc-faults.json"
 
     @property
     def db(self) -> Path:
@@ -70,6 +77,7 @@ class RunningChain:
     # --- life cycle -----------------------------------------------------------
     async def start(self) -> None:
         write_faults(self.faults_file, [])
+        write_delivery_faults(self.icc_faults_file)
         await self.start_stub()
         self.say("supplier stub ready")
         for i in range(self.spec.workers):
@@ -112,7 +120,11 @@ class RunningChain:
             "--retry-max-age": retry.max_age,
             "--retry-initial-delay": retry.initial_delay,
             "--retry-max-delay": retry.max_delay,
+            "--outbox": s.run_dir / "icc-outbox.sqlite",
+            "--faults": self.icc_faults_file,
         }
+        if i == 0 and s.pull_port is not None:
+            options["--pull-port"] = s.pull_port
         args = [str(part) for pair in options.items() for part in pair]
         self.workers[i] = await Component.start(
             "icc", s.state.root, args, s.run_dir / f"icc-{i + 1}.log"
@@ -142,6 +154,11 @@ class RunningChain:
         """Add a rule to the stub's faults file (None clears them all)."""
         self._fault_rules = [] if rule is None else [*self._fault_rules, rule]
         write_faults(self.faults_file, self._fault_rules)
+
+    def icc_fault(self, kind: str, probability: float) -> None:
+        """Make every ICC worker duplicate or reorder deliveries (clear: stop)."""
+        self._icc_faults = {} if kind == "clear" else {**self._icc_faults, kind: probability}
+        write_delivery_faults(self.icc_faults_file, **self._icc_faults)
 
     async def restart_broker(self, down: float) -> None:
         if self.broker is None:

@@ -36,10 +36,11 @@ from simulator.reconcile import (
     produced_ids,
     reconcile,
 )
-from simulator.registry import Registry, SupplierEntry
+from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.scenario import (
     ZERO_BY_DEFAULT,
     Clock,
+    IccFault,
     KillIcc,
     Poison,
     Produce,
@@ -134,14 +135,21 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     run_dir = _new_run_dir(state, scenario.name)
     suppliers = make_suppliers(scenario.supplier_count, scenario.seed)
     init_pki(state, suppliers)
+    *ports, pull_port = _free_ports(len(suppliers) + 1)
+    first_pull = len(suppliers) - scenario.pull_count
     Registry(
         SupplierEntry(
             org_number=s.org_number,
             name=s.name,
-            url=f"https://127.0.0.1:{port}/b2b/envelopes",
+            url=(
+                f"https://127.0.0.1:{port}/b2b/envelopes"
+                if i < first_pull
+                else f"https://127.0.0.1:{pull_port}/b2b/outbox"
+            ),
             cert_sha256=cert_sha256(state.supplier_cert(s.org_number)),
+            delivery_mode=DeliveryMode.PUSH if i < first_pull else DeliveryMode.PULL,
         )
-        for s, port in zip(suppliers, _free_ports(len(suppliers)), strict=True)
+        for i, (s, port) in enumerate(zip(suppliers, ports, strict=True))
     ).save(run_dir / "registry.json")
     timings = {"prepare": time.monotonic() - started}
 
@@ -174,6 +182,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         gap_timeout=scenario.gap_timeout,
         rules=options.rules,
         seed=scenario.seed,
+        pull_port=pull_port if scenario.pull_count else None,
     )
     chain = RunningChain(spec, broker, say)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
@@ -266,6 +275,8 @@ class _Player:
             return self.chain.restart_broker(step.down)
         if isinstance(step, Poison):
             return self._poison(step)
+        if isinstance(step, IccFault):
+            return self._icc_fault(step)
         return self._supplier_fault(step)
 
     async def _produce(self, step: Produce) -> None:
@@ -312,6 +323,10 @@ class _Player:
             )
         )
         self.say(f"fault: supplier answers {step.kind} (p={step.probability:g})")
+
+    async def _icc_fault(self, step: IccFault) -> None:
+        self.chain.icc_fault(step.kind, step.probability)
+        self.say(f"fault: the ICC {step.kind}s deliveries (p={step.probability:g})")
 
     async def _poison(self, step: Poison) -> None:
         """Messages the ICC must dead-letter at once, sent beside KA's own."""

@@ -112,6 +112,18 @@ class SupplierFault:
     background: bool = False
 
 
+ICC_FAULTS = ("duplicate", "reorder", "clear")
+
+
+@dataclass(frozen=True)
+class IccFault:
+    """The ICC duplicates or reorders deliveries with ``probability`` (clear: stops)."""
+
+    kind: str
+    probability: float = 1.0
+    background: bool = False
+
+
 POISON_KINDS = ("no-headers", "unknown-type", "unknown-supplier", "not-xml")
 
 
@@ -130,7 +142,7 @@ class Clock:
     ka_skew_ms: int
 
 
-Step = Produce | Wait | Sleep | KillIcc | RestartBroker | SupplierFault | Poison | Clock
+Step = Produce | Wait | Sleep | KillIcc | RestartBroker | SupplierFault | IccFault | Poison | Clock
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,7 @@ class Scenario:
     seed: int = 1
     timeout: float = 60.0
     supplier_count: int = 3
+    pull_count: int = 0  # the last this many suppliers fetch from the ICC's outbox
     icc_workers: int = 1
     request_timeout: float = 10.0
     retry: RetryPolicy | None = None
@@ -245,7 +258,7 @@ class _Checker:
             ("name", "description", "steps"),
         )
         suppliers = self.mapping(
-            top.get("suppliers", {"count": 3}), ("suppliers",), ("count",), ("count",)
+            top.get("suppliers", {"count": 3}), ("suppliers",), ("count", "pull"), ("count",)
         )
         icc = self.mapping(top.get("icc", {}), ("icc",), ("workers", "retry", "request_timeout"))
         stub = self.mapping(top.get("stub", {}), ("stub",), ("gap_timeout",))
@@ -271,6 +284,9 @@ class _Checker:
             timeout=self.number(top.get("timeout", 60), ("timeout",), 1, 24 * 3600),
             supplier_count=self.integer(
                 suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS
+            ),
+            pull_count=self.integer(
+                suppliers.get("pull", 0), ("suppliers", "pull"), 0, suppliers["count"]
             ),
             icc_workers=self.integer(icc.get("workers", 1), ("icc", "workers"), 1, 16),
             request_timeout=self.number(
@@ -329,82 +345,82 @@ class _Checker:
         return Produce(doc_type=doc_type, count=count, rate=rate, background=background)
 
     def fault(self, body: Any, at: Location) -> Step:
+        """A fault step: the key naming the target decides which kind it is."""
         if not isinstance(body, dict):
             raise self.fail(at, "expected a mapping", "e.g. `fault: {supplier: down, seconds: 30}`")
         background = self.flag(body.get("background", False), (*at, "background"))
-        if "kill" in body:
-            f = self.mapping(body, at, ("kill", "times", "every", "after", "background"))
-            if f["kill"] != "icc":
-                raise self.fail((*at, "kill"), f"cannot kill {f['kill']!r}", "use `kill: icc`")
-            return KillIcc(
-                times=self.integer(f.get("times", 1), (*at, "times"), 1, 1000),
-                every=self.number(f.get("every", 1.0), (*at, "every"), 0, 3600),
-                after=self.integer(f.get("after", 0), (*at, "after"), 0, 10**9),
-                background=background,
-            )
-        if "restart" in body:
-            f = self.mapping(body, at, ("restart", "down", "background"))
-            if f["restart"] != "broker":
-                raise self.fail(
-                    (*at, "restart"), f"cannot restart {f['restart']!r}", "use `restart: broker`"
-                )
-            return RestartBroker(
-                down=self.number(f.get("down", 1.0), (*at, "down"), 0, 3600), background=background
-            )
-        if "supplier" in body:
-            f = self.mapping(
-                body,
-                at,
-                (
-                    "supplier",
-                    "seconds",
-                    "status",
-                    "retry_after",
-                    "probability",
-                    "first",
-                    "for",
-                    "background",
-                ),
-            )
-            kind = f["supplier"]
-            if kind not in SUPPLIER_FAULTS:
-                raise self.fail(
-                    (*at, "supplier"),
-                    f"unknown supplier fault {kind!r}",
-                    f"use one of {', '.join(SUPPLIER_FAULTS)}",
-                )
-            if kind in ("down", "delay") and "seconds" not in f:
-                raise self.fail(at, f"`supplier: {kind}` needs `seconds:`", "e.g. `seconds: 30`")
-            return SupplierFault(
-                kind=kind,
-                seconds=self.number(f.get("seconds", 0), (*at, "seconds"), 0, 3600),
-                status=self.integer(f.get("status", 503), (*at, "status"), 400, 599),
-                retry_after=(
-                    self.number(f["retry_after"], (*at, "retry_after"), 0, 3600)
-                    if "retry_after" in f
-                    else None
-                ),
-                probability=self.number(
-                    f.get("probability", 1.0), (*at, "probability"), 0, 1, "a probability"
-                ),
-                first=self.integer(f["first"], (*at, "first"), 1, 10**9) if "first" in f else None,
-                duration=self.number(f["for"], (*at, "for"), 0, 24 * 3600) if "for" in f else None,
-                background=background,
-            )
-        if "poison" in body:
-            f = self.mapping(body, at, ("poison", "background"))
-            kinds = f["poison"] if isinstance(f["poison"], list) else [f["poison"]]
-            for i, k in enumerate(kinds):
-                if k not in POISON_KINDS:
-                    raise self.fail(
-                        (*at, "poison", i),
-                        f"unknown poison {k!r}",
-                        f"use {', '.join(POISON_KINDS)}",
-                    )
-            return Poison(kinds=tuple(kinds), background=background)
+        parsers = {
+            "kill": self._kill,
+            "restart": self._restart,
+            "supplier": self._supplier,
+            "icc": self._icc,
+            "poison": self._poison,
+        }
+        for key, parse in parsers.items():
+            if key in body:
+                return parse(body, at, background)
         raise self.fail(
-            at, "unknown fault", "use `kill: icc`, `restart: broker`, `supplier: …` or `poison: …`"
+            at,
+            "unknown fault",
+            "use `kill: icc`, `restart: broker`, `supplier: …`, `icc: …` or `poison: …`",
         )
+
+    def _choice(self, value: Any, at: Location, choices: tuple[str, ...], what: str) -> str:
+        if value not in choices:
+            raise self.fail(at, f"unknown {what} {value!r}", f"use one of {', '.join(choices)}")
+        return str(value)
+
+    def _kill(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        f = self.mapping(body, at, ("kill", "times", "every", "after", "background"))
+        self._choice(f["kill"], (*at, "kill"), ("icc",), "component to kill")
+        return KillIcc(
+            times=self.integer(f.get("times", 1), (*at, "times"), 1, 1000),
+            every=self.number(f.get("every", 1.0), (*at, "every"), 0, 3600),
+            after=self.integer(f.get("after", 0), (*at, "after"), 0, 10**9),
+            background=background,
+        )
+
+    def _restart(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        f = self.mapping(body, at, ("restart", "down", "background"))
+        self._choice(f["restart"], (*at, "restart"), ("broker",), "component to restart")
+        down = self.number(f.get("down", 1.0), (*at, "down"), 0, 3600)
+        return RestartBroker(down=down, background=background)
+
+    def _supplier(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        keys = ("supplier", "seconds", "status", "retry_after", "probability", "first", "for")
+        f = self.mapping(body, at, (*keys, "background"))
+        kind = self._choice(f["supplier"], (*at, "supplier"), SUPPLIER_FAULTS, "supplier fault")
+        if kind in ("down", "delay") and "seconds" not in f:
+            raise self.fail(at, f"`supplier: {kind}` needs `seconds:`", "e.g. `seconds: 30`")
+
+        def optional(key: str, low: float, high: float) -> float | None:
+            return self.number(f[key], (*at, key), low, high) if key in f else None
+
+        return SupplierFault(
+            kind=kind,
+            seconds=self.number(f.get("seconds", 0), (*at, "seconds"), 0, 3600),
+            status=self.integer(f.get("status", 503), (*at, "status"), 400, 599),
+            retry_after=optional("retry_after", 0, 3600),
+            probability=self.number(
+                f.get("probability", 1.0), (*at, "probability"), 0, 1, "a probability"
+            ),
+            first=self.integer(f["first"], (*at, "first"), 1, 10**9) if "first" in f else None,
+            duration=optional("for", 0, 24 * 3600),
+            background=background,
+        )
+
+    def _icc(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        f = self.mapping(body, at, ("icc", "probability", "background"))
+        kind = self._choice(f["icc"], (*at, "icc"), ICC_FAULTS, "ICC fault")
+        p = self.number(f.get("probability", 1.0), (*at, "probability"), 0, 1, "a probability")
+        return IccFault(kind=kind, probability=p, background=background)
+
+    def _poison(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        f = self.mapping(body, at, ("poison", "background"))
+        kinds = f["poison"] if isinstance(f["poison"], list) else [f["poison"]]
+        for i, k in enumerate(kinds):
+            self._choice(k, (*at, "poison", i), POISON_KINDS, "poison")
+        return Poison(kinds=tuple(kinds), background=background)
 
 
 def _kind(value: Any) -> str:

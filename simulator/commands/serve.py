@@ -80,6 +80,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     i.add_argument("--events", type=Path, help="append the ICC's events log (JSON lines) here")
     i.add_argument("--prefetch", type=int, default=200)
     i.add_argument(
+        "--faults", type=Path, metavar="FILE", help="inject delivery faults (icc_bridge/faults.py)"
+    )
+    i.add_argument(
         "--request-timeout", type=float, default=10.0, metavar="S", help="per POST (default 10)"
     )
     defaults = RetryPolicy()
@@ -202,6 +205,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
         events_log=args.events,
         prefetch=args.prefetch,
         request_timeout=args.request_timeout,
+        faults=args.faults,
         retry=RetryPolicy(
             max_attempts=args.retry_max_attempts,
             max_age=args.retry_max_age,
