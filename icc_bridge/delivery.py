@@ -3,7 +3,10 @@
 The ICC presents its client certificate and accepts only the server
 certificate registered (pinned) for the supplier; the pin is checked inside
 the TLS handshake (:func:`simulator.tls.client_context`), so not one byte of
-the envelope reaches a server that presents another certificate.
+the envelope reaches a server that presents another certificate.  With a CRL
+(``PushClient(crl=...)``) a revoked server certificate fails the handshake
+too; the context is rebuilt when the CRL file changes, so a revocation
+applies from the next connection without a restart.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from simulator.registry import SupplierEntry
-from simulator.tls import client_context
+from simulator.tls import ContextCache, client_context
 
 ENVELOPE_MEDIA_TYPE = "application/xml"
 
@@ -44,10 +47,16 @@ class PushClient:
     """Keeps one pinned TLS context and a pool of connections per supplier."""
 
     def __init__(
-        self, *, ca_cert: Path, icc_cert: Path, icc_key: Path, timeout: float = 10.0
+        self,
+        *,
+        ca_cert: Path,
+        icc_cert: Path,
+        icc_key: Path,
+        timeout: float = 10.0,
+        crl: Path | None = None,
     ) -> None:
-        self._ca, self._cert, self._key = ca_cert, icc_cert, icc_key
-        self._contexts: dict[tuple[str, str], ssl.SSLContext] = {}
+        self._ca, self._cert, self._key, self._crl = ca_cert, icc_cert, icc_key, crl
+        self._contexts: dict[tuple[str, str], ContextCache] = {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -61,11 +70,16 @@ class PushClient:
 
     def _context(self, supplier: SupplierEntry) -> ssl.SSLContext:
         key = (supplier.org_number, supplier.cert_sha256)
-        ctx = self._contexts.get(key)
-        if ctx is None:
-            ctx = client_context(self._cert, self._key, self._ca, pin_sha256=supplier.cert_sha256)
-            self._contexts[key] = ctx
-        return ctx
+        cache = self._contexts.get(key)
+        if cache is None:
+            pin, crl = supplier.cert_sha256, self._crl
+
+            def build() -> ssl.SSLContext:
+                return client_context(self._cert, self._key, self._ca, pin_sha256=pin, crl=crl)
+
+            cache = ContextCache(build, [crl] if crl is not None else [])
+            self._contexts[key] = cache
+        return cache.get()
 
     async def push(self, supplier: SupplierEntry, envelope: bytes) -> Attempt:
         """POST ``envelope`` to the supplier's URL and classify the answer."""

@@ -1,6 +1,9 @@
 """The test PKI: AF's test CA, the ICC's certificate and one per supplier.
 
-Every key is ECDSA P-256.  Files live where :class:`~simulator.state.StateDir`
+Every key is ECDSA P-256.  The CA also publishes a certificate revocation
+list (``pki/crl.pem``, see :func:`crl_path`): :func:`revoke_certificate` adds
+a certificate to it, :func:`rotate_supplier_cert` gives a supplier a new key
+and certificate.  Files live where :class:`~simulator.state.StateDir`
 says (``state.pki``); private keys are created with mode 0600 inside
 directories of mode 0700 and are never printed or logged.  Certificates are
 identified everywhere by the lower-case hex SHA-256 of their DER encoding.
@@ -14,7 +17,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -23,32 +26,52 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from simulator.errors import ConfigError, PkiError
-from simulator.identifiers import AF_ORG_NUMBER, org_number_from_index, validate_org_number
+from simulator.errors import ConfigError, PkiError, RegistryError
+from simulator.identifiers import (
+    AF_ORG_NUMBER,
+    normalise_org_number,
+    org_number_from_index,
+    validate_org_number,
+)
+from simulator.registry import Registry
 from simulator.state import StateDir
 
 __all__ = [
     "AF_ORG_NAME",
     "CA_COMMON_NAME",
+    "CRL_VALIDITY",
     "DEFAULT_HOSTS",
+    "ICC",
     "ICC_COMMON_NAME",
     "ORG_URI_PREFIX",
     "CertificateInfo",
+    "CrlFile",
     "IssuedCert",
     "PkiSummary",
+    "RevokedCert",
     "SupplierIdentity",
     "cert_sha256",
+    "crl_path",
+    "current_hosts",
     "init_pki",
     "is_icc_certificate",
     "is_issued_by",
+    "issue_icc_cert",
     "issue_supplier_cert",
     "load_certificate",
+    "load_crl",
     "load_private_key",
     "numbered_suppliers",
     "org_number_of",
     "organisation_identifier",
     "pki_summary",
+    "previous_supplier_cert",
+    "publish_crl",
     "require_pki",
+    "revoke_certificate",
+    "rotate_supplier_cert",
+    "supplier_identity",
+    "update_registry_cert",
 ]
 
 CA_COMMON_NAME = "AF test CA"
@@ -57,6 +80,10 @@ AF_ORG_NAME = "Arbetsförmedlingen (test)"
 #: SAN URI that binds a certificate to an organisation number.
 ORG_URI_PREFIX = "urn:b2bsim:org:"
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1")
+#: What :func:`revoke_certificate` and the ``pki`` commands call the ICC's certificate.
+ICC = "icc"
+#: A CRL's nextUpdate is this long after it is published (every publication renews it).
+CRL_VALIDITY = dt.timedelta(days=30)
 #: Certificates start this long before "now", to tolerate clock skew.
 _BACKDATE = dt.timedelta(minutes=5)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -87,6 +114,18 @@ class IssuedCert:
     sha256: str
     not_before: dt.datetime
     not_after: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RevokedCert:
+    """A certificate :func:`revoke_certificate` put on the CRL."""
+
+    who: str  # an organisation number, or ICC
+    serial: int
+    sha256: str
+    revoked_at: dt.datetime
+    crl_path: Path
+    already: bool  # True if it was on the CRL before this call
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +324,8 @@ def init_pki(
 
     icc_current = _current_leaf(state.icc_cert, state.icc_key, ca_cert)
     if icc_current is None or new_ca or force:
-        icc_cert = _issue_icc(state, ca_cert, ca_key, validity_days, sans)
+        start, end = _window(validity_days)
+        icc_cert = _issue_icc(state, ca_cert, ca_key, sans, start=start, end=end)
         infos.append(_info("icc", icc_cert, state.icc_cert, created=True))
     else:
         infos.append(_info("icc", icc_current, state.icc_cert, created=False))
@@ -302,6 +342,8 @@ def init_pki(
             infos.append(_info("supplier", current, path, created=True))
         else:
             infos.append(_info("supplier", current, path, created=False))
+    # A new CA starts with an empty CRL; a kept CA re-publishes its CRL (renewing nextUpdate).
+    _write_crl(state, ca_cert, ca_key, {} if new_ca else _crl_entries(state, ca_cert))
     return PkiSummary(root=state.pki, certificates=tuple(infos))
 
 
@@ -322,18 +364,239 @@ def issue_supplier_cert(
     _check_supplier(supplier)
     _check_validity_days(validity_days)
     sans = _host_names(hosts)
-    start, end = _window(validity_days)
-    start = _aware(not_before, "not_before") if not_before is not None else start
-    end = _aware(not_after, "not_after") if not_after is not None else end
-    if end <= start:
-        raise ConfigError(
-            f"not_after {end.isoformat()} is not after not_before {start.isoformat()}",
-            hint="give a validity window that ends after it starts",
-        )
+    start, end = _scripted_window(validity_days, not_before, not_after)
     _make_dirs(state)
     ca_cert, ca_key = _load_ca(state)
     return _issue_supplier(
         state, supplier, ca_cert=ca_cert, ca_key=ca_key, sans=sans, start=start, end=end
+    )
+
+
+def issue_icc_cert(
+    state: StateDir,
+    *,
+    validity_days: int = 365,
+    hosts: Sequence[str] | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+) -> IssuedCert:
+    """Issue (or replace) the ICC's certificate from the existing CA.
+
+    ``hosts`` defaults to the host names of the current ICC certificate (else
+    :data:`DEFAULT_HOSTS`); ``not_before``/``not_after`` script e.g. an expired one.
+    """
+    _check_validity_days(validity_days)
+    sans = _host_names(hosts if hosts is not None else current_hosts(state.icc_cert))
+    start, end = _scripted_window(validity_days, not_before, not_after)
+    _make_dirs(state)
+    ca_cert, ca_key = _load_ca(state)
+    cert = _issue_icc(state, ca_cert, ca_key, sans, start=start, end=end)
+    return IssuedCert(
+        org_number=AF_ORG_NUMBER,
+        cert_path=state.icc_cert,
+        key_path=state.icc_key,
+        sha256=cert_sha256(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
+def supplier_identity(state: StateDir, org_number: str) -> SupplierIdentity:
+    """The supplier ``org_number`` with the name in its current certificate (or a default)."""
+    org = validate_org_number(normalise_org_number(org_number))
+    path = state.supplier_cert(org)
+    if path.is_file():
+        names = load_certificate(path).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if names and str(names[0].value).strip():
+            return SupplierIdentity(org, str(names[0].value))
+    return SupplierIdentity(org, f"Leverantör {org} AB")
+
+
+def current_hosts(cert_path: Path) -> tuple[str, ...]:
+    """The DNS names and IP addresses in the SAN of the certificate at ``cert_path``.
+
+    :data:`DEFAULT_HOSTS` if there is no such certificate or it names no host.
+    """
+    if not cert_path.is_file():
+        return DEFAULT_HOSTS
+    try:
+        san = load_certificate(cert_path).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return DEFAULT_HOSTS
+    hosts = [*san.value.get_values_for_type(x509.DNSName)]
+    hosts += [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)]
+    return tuple(hosts) or DEFAULT_HOSTS
+
+
+def previous_supplier_cert(state: StateDir, org_number: str) -> tuple[Path, Path]:
+    """Where :func:`rotate_supplier_cert` keeps a supplier's previous certificate and key."""
+    previous = state.supplier_cert(org_number).parent / "previous"
+    return previous / f"{org_number}.pem", previous / f"{org_number}.key"
+
+
+def rotate_supplier_cert(
+    state: StateDir,
+    supplier: SupplierIdentity | str,
+    *,
+    validity_days: int = 365,
+    hosts: Sequence[str] | None = None,
+) -> IssuedCert:
+    """Give a supplier a new key and certificate from the same CA.
+
+    The previous pair is kept at :func:`previous_supplier_cert` and stays valid
+    (it is not revoked: call :func:`revoke_certificate` before rotating for
+    that).  ``hosts`` defaults to the host names of the current certificate.
+    The registry is not touched: see :func:`update_registry_cert`.
+    """
+    identity = supplier_identity(state, supplier) if isinstance(supplier, str) else supplier
+    _check_supplier(identity)
+    org = identity.org_number
+    cert_path, key_path = state.supplier_cert(org), state.supplier_key(org)
+    if not (cert_path.is_file() and key_path.is_file()):
+        raise PkiError(
+            f"supplier {org} has no certificate to rotate",
+            hint=f"issue one first: `b2bsim pki init --org-number {org}`",
+        )
+    old_cert, old_key = previous_supplier_cert(state, org)
+    old_cert.parent.mkdir(mode=0o700, exist_ok=True)
+    _write_atomic(old_key, key_path.read_bytes(), 0o600)
+    _write_atomic(old_cert, cert_path.read_bytes(), 0o644)
+    return issue_supplier_cert(
+        state,
+        identity,
+        validity_days=validity_days,
+        hosts=hosts if hosts is not None else current_hosts(cert_path),
+    )
+
+
+def update_registry_cert(registry_path: Path, org_number: str, sha256: str) -> bool:
+    """Set ``cert_sha256`` of one supplier in a registry file, atomically.
+
+    Returns False (and writes nothing) if there is no registry file or it
+    does not list the supplier; RegistryError if the file is malformed.
+    """
+    if not registry_path.is_file():
+        return False
+    registry = Registry.load(registry_path)
+    if org_number not in registry:
+        return False
+    entries = [
+        replace(e, cert_sha256=sha256) if e.org_number == org_number else e for e in registry
+    ]
+    try:
+        Registry(entries).save(registry_path)
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot write {registry_path}: {exc.strerror}",
+            hint="check the state directory's permissions",
+        ) from None
+    return True
+
+
+# --- revocation ---------------------------------------------------------------
+
+
+def crl_path(state: StateDir) -> Path:
+    """The CA's certificate revocation list: ``pki/crl.pem``."""
+    return state.pki / "crl.pem"
+
+
+def load_crl(path: Path, ca: x509.Certificate | None = None) -> x509.CertificateRevocationList:
+    """Read a PEM CRL; with ``ca``, also check that ``ca`` issued and signed it.
+
+    PkiError if it is missing, not a CRL, or not the CA's.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PkiError(f"no CRL at {path}", hint=_INIT_HINT) from None
+    except OSError as exc:
+        raise PkiError(f"cannot read CRL {path}: {exc.strerror}", hint=_INIT_HINT) from None
+    try:
+        crl = x509.load_pem_x509_crl(data)
+    except ValueError:
+        raise PkiError(f"{path} is not a PEM CRL", hint=_INIT_HINT) from None
+    if ca is not None and not (
+        crl.issuer == ca.subject and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
+    ):
+        raise PkiError(
+            f"the CRL {path} is not signed by the CA {ca.subject.rfc4514_string()!r}",
+            hint="re-publish it with `b2bsim pki init` (it keeps the CA)",
+        )
+    return crl
+
+
+class CrlFile:
+    """A CRL file that is re-read when it changes (size, mtime or inode).
+
+    ``revoked(cert)`` costs one ``stat`` when nothing changed.  The CRL must
+    be the CA's (signature checked); a missing or bad CRL raises PkiError, so
+    a caller fails closed.
+    """
+
+    def __init__(self, path: Path, ca: x509.Certificate) -> None:
+        self.path = Path(path)
+        self._ca = ca
+        self._stamp: tuple[int, int, int] | None = None
+        self._serials: frozenset[int] = frozenset()
+
+    def serials(self) -> frozenset[int]:
+        """The serial numbers on the CRL now."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            raise PkiError(f"no CRL at {self.path}", hint=_INIT_HINT) from None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            crl = load_crl(self.path, self._ca)
+            self._serials = frozenset(r.serial_number for r in crl)
+            self._stamp = stamp
+        return self._serials
+
+    def revoked(self, cert: x509.Certificate) -> bool:
+        """True if ``cert``'s serial number is on the CRL (the CA issues unique serials)."""
+        return cert.serial_number in self.serials()
+
+
+def publish_crl(state: StateDir) -> Path:
+    """Re-sign the CA's CRL with its current entries and a new nextUpdate; returns its path."""
+    ca_cert, ca_key = _load_ca(state)
+    _write_crl(state, ca_cert, ca_key, _crl_entries(state, ca_cert))
+    return crl_path(state)
+
+
+def revoke_certificate(state: StateDir, who: str, *, at: dt.datetime | None = None) -> RevokedCert:
+    """Put the current certificate of a supplier (org number) or of the ICC (``"icc"``) on the CRL.
+
+    The CRL is re-published at once.  Revoking a certificate twice is harmless.
+    """
+    if who.strip().lower() == ICC:
+        name, path = ICC, state.icc_cert
+    else:
+        name = validate_org_number(normalise_org_number(who))
+        path = state.supplier_cert(name)
+    when = _aware(at, "at") if at is not None else dt.datetime.now(dt.UTC)
+    ca_cert, ca_key = _load_ca(state)
+    cert = load_certificate(path)
+    if not is_issued_by(cert, ca_cert):
+        raise PkiError(
+            f"the certificate {path} was not issued by the current test CA",
+            hint="re-issue it (b2bsim pki issue) before revoking it",
+        )
+    entries = _crl_entries(state, ca_cert)
+    already = cert.serial_number in entries
+    if not already:
+        entries[cert.serial_number] = when.replace(microsecond=0)
+    _write_crl(state, ca_cert, ca_key, entries)
+    return RevokedCert(
+        who=name,
+        serial=cert.serial_number,
+        sha256=cert_sha256(cert),
+        revoked_at=entries[cert.serial_number],
+        crl_path=crl_path(state),
+        already=already,
     )
 
 
@@ -359,6 +622,20 @@ def _aware(when: dt.datetime, name: str) -> dt.datetime:
             f"{name} {when.isoformat()} has no time zone", hint="pass an aware UTC time"
         )
     return when.astimezone(dt.UTC)
+
+
+def _scripted_window(
+    validity_days: int, not_before: dt.datetime | None, not_after: dt.datetime | None
+) -> tuple[dt.datetime, dt.datetime]:
+    start, end = _window(validity_days)
+    start = _aware(not_before, "not_before") if not_before is not None else start
+    end = _aware(not_after, "not_after") if not_after is not None else end
+    if end <= start:
+        raise ConfigError(
+            f"not_after {end.isoformat()} is not after not_before {start.isoformat()}",
+            hint="give a validity window that ends after it starts",
+        )
+    return start, end
 
 
 def _window(validity_days: int) -> tuple[dt.datetime, dt.datetime]:
@@ -530,15 +807,16 @@ def _issue_icc(
     state: StateDir,
     ca_cert: x509.Certificate,
     ca_key: ec.EllipticCurvePrivateKey,
-    validity_days: int,
     sans: list[x509.GeneralName],
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
 ) -> x509.Certificate:
     subject = _name(
         (NameOID.COMMON_NAME, ICC_COMMON_NAME),
         (NameOID.ORGANIZATION_NAME, AF_ORG_NAME),
         (NameOID.ORGANIZATION_IDENTIFIER, organisation_identifier(AF_ORG_NUMBER)),
     )
-    start, end = _window(validity_days)
     cert, key = _leaf(
         subject,
         sans=[x509.UniformResourceIdentifier(ORG_URI_PREFIX + AF_ORG_NUMBER), *sans],
@@ -578,7 +856,8 @@ def _issue_supplier(
     cert, key = _leaf(
         subject,
         sans=[x509.UniformResourceIdentifier(ORG_URI_PREFIX + org), *sans],
-        ekus=[ExtendedKeyUsageOID.SERVER_AUTH],
+        # clientAuth too: a supplier is a TLS client when it pulls from the ICC.
+        ekus=[ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         ca_cert=ca_cert,
         ca_key=ca_key,
         start=start,
@@ -594,6 +873,53 @@ def _issue_supplier(
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
     )
+
+
+def _crl_entries(state: StateDir, ca_cert: x509.Certificate) -> dict[int, dt.datetime]:
+    """Serial → revocation time on the current CRL; empty if there is none or not the CA's."""
+    path = crl_path(state)
+    if not path.is_file():
+        return {}
+    try:
+        crl = load_crl(path, ca_cert)
+    except PkiError:
+        return {}  # a CRL of an earlier CA: its entries mean nothing for this one
+    return {r.serial_number: r.revocation_date_utc for r in crl}
+
+
+def _crl_number(state: StateDir) -> int:
+    try:
+        crl = load_crl(crl_path(state))
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except (PkiError, x509.ExtensionNotFound):
+        return 0
+
+
+def _write_crl(
+    state: StateDir,
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    entries: dict[int, dt.datetime],
+) -> None:
+    """Sign and write the CRL (mode 0644, atomically) with ``entries`` and a fresh window."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca_cert.subject)
+        .last_update(now - _BACKDATE)
+        .next_update(now + CRL_VALIDITY)
+        .add_extension(x509.CRLNumber(_crl_number(state) + 1), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
+        )
+    )
+    for serial, when in sorted(entries.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    crl = builder.sign(ca_key, hashes.SHA256())
+    _write_atomic(crl_path(state), crl.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _write_pair(

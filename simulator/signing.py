@@ -6,17 +6,20 @@ with SHA-256, exclusive canonicalisation, the signing certificate in
 ``KeyInfo``.  A receiver opens it with :class:`EnvelopeVerifier`, which parses
 with :mod:`simulator.xmlsafe`, refuses anything but that one shape (signature
 wrapping, extra references, SHA-1 and other non-SHA-2 algorithms), checks the
-signer against the AF CA and the caller's policy, and builds the
-:class:`~simulator.envelope.Envelope` only from the verified XML.
+signer against the AF CA, the CA's revocation list and the caller's policy,
+builds the :class:`~simulator.envelope.Envelope` only from the verified XML,
+and (with ``max_skew``) refuses an envelope made too long ago or in the future.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
@@ -29,8 +32,9 @@ from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-from simulator.envelope import DS_NS, ENV_NS, Envelope, from_xml, to_xml
-from simulator.errors import EnvelopeError, PkiError, SignatureError
+from simulator.envelope import DS_NS, ENV_NS, Envelope, format_timestamp, from_xml, to_xml
+from simulator.errors import ConfigError, EnvelopeError, PkiError, SignatureError
+from simulator.pki import CrlFile
 from simulator.xmlsafe import DEFAULT_MAX_BYTES, parse_xml, serialize
 
 __all__ = [
@@ -38,10 +42,12 @@ __all__ = [
     "ALLOWED_DIGESTS",
     "ALLOWED_SIGNATURE_METHODS",
     "EnvelopeSigner",
+    "EnvelopeStaleError",
     "EnvelopeVerifier",
     "SignatureMissingError",
     "SignatureTamperedError",
     "SignatureWrappingError",
+    "SignerRevokedError",
     "UntrustedSignerError",
     "WeakAlgorithmError",
 ]
@@ -75,6 +81,22 @@ class UntrustedSignerError(SignatureError):
     """The signing certificate is not from the AF CA, not valid now, or not the ICC's."""
 
     code = "SIGNER_UNTRUSTED"
+
+
+class SignerRevokedError(UntrustedSignerError):
+    """The signing certificate is on the AF CA's revocation list."""
+
+    code = "SIGNER_REVOKED"
+
+
+class EnvelopeStaleError(EnvelopeError):
+    """The envelope's creation time is further from the receiver's clock than allowed.
+
+    Refused with 422: the envelope is well-formed and authentic, but too old
+    (a replay or a message held too long) or from the future (a wrong clock).
+    """
+
+    code = "ENVELOPE_STALE"
 
 
 #: SHA-2 signature methods a verifier accepts (the signer always uses ECDSA-SHA256).
@@ -251,7 +273,14 @@ def _signing_cert_der(signature: etree._Element) -> bytes:
 
 
 class EnvelopeVerifier:
-    """Opens signed envelopes: checks shape, algorithms, signer and signature, then reads them."""
+    """Opens signed envelopes: checks shape, algorithms, signer and signature, then reads them.
+
+    ``max_skew`` (seconds): refuse with :class:`EnvelopeStaleError` an envelope
+    whose ``created_at`` is more than this far from ``clock()``, either way.
+    ``crl_path``: refuse with :class:`SignerRevokedError` a signer on that CRL
+    (the file is re-read when it changes; a missing or foreign CRL is a PkiError,
+    so the verifier fails closed).
+    """
 
     def __init__(
         self,
@@ -259,10 +288,19 @@ class EnvelopeVerifier:
         *,
         accept_signer: Callable[[x509.Certificate], bool],
         clock: Callable[[], datetime] | None = None,
+        max_skew: float | None = None,
+        crl_path: Path | None = None,
     ) -> None:
         self._ca = _load_cert(ca_cert_pem, "CA")
         self._accept_signer = accept_signer
         self._clock = clock or (lambda: datetime.now(UTC))
+        if max_skew is not None and not (math.isfinite(max_skew) and max_skew > 0):
+            raise ConfigError(
+                f"max_skew {max_skew!r} is not a positive number of seconds",
+                hint="give the allowed clock difference in seconds, e.g. 600",
+            )
+        self.max_skew = max_skew
+        self._crl = CrlFile(crl_path, self._ca) if crl_path is not None else None
         self._issued: dict[bytes, x509.Certificate] = {}
         self._config = SignatureConfiguration(
             location="./",
@@ -311,6 +349,25 @@ class EnvelopeVerifier:
                 f"the signing certificate {subject!r} is from the AF CA but not the ICC's",
                 hint="only the ICC signs envelopes; a supplier or other certificate may not",
             )
+        if self._crl is not None and self._crl.revoked(cert):
+            raise SignerRevokedError(
+                f"the signing certificate {subject!r} (serial {cert.serial_number:x}) is revoked",
+                hint="the ICC must sign with a certificate that is not on the AF CA's CRL",
+            )
+
+    def _check_fresh(self, envelope: Envelope, now: datetime) -> None:
+        if self.max_skew is None:
+            return
+        skew = envelope.created_at_ms / 1000 - now.timestamp()
+        if abs(skew) > self.max_skew:
+            when = "in the future" if skew > 0 else "ago"
+            raise EnvelopeStaleError(
+                f"the envelope {envelope.envelope_id} was created at "
+                f"{format_timestamp(envelope.created_at_ms)}, {abs(skew):.0f} s {when}; "
+                f"at most {self.max_skew:g} s either way is accepted",
+                hint="a replayed or long-held envelope is refused: the ICC must wrap the "
+                "message again (or check both clocks)",
+            )
 
     def open(self, data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
         """Verify the signed envelope ``data`` and return the Envelope it carries."""
@@ -337,7 +394,8 @@ class EnvelopeVerifier:
                 f"the signing certificate is not acceptable: {exc}",
                 hint="only the ICC's valid certificate may sign envelopes",
             ) from None
-        except (InvalidInput, SignXMLException, etree.DocumentInvalid, ValueError) as exc:
+        except (InvalidInput, SignXMLException, etree.LxmlError, ValueError) as exc:
+            # etree.LxmlError: e.g. C14NError on a relative namespace URI (xmlns:p="0").
             raise SignatureError(
                 f"the signature is malformed: {exc}",
                 hint="sign with an XML-DSig enveloped signature as in docs/envelope.md",
@@ -346,4 +404,11 @@ class EnvelopeVerifier:
             raise SignatureWrappingError(
                 "the signature does not cover one XML element", hint="sign the whole envelope"
             )
-        return from_xml(result.signed_xml)
+        try:
+            envelope = from_xml(result.signed_xml)
+        except etree.LxmlError as exc:  # the signed XML cannot be canonicalised
+            raise EnvelopeError(
+                f"the envelope cannot be read: {exc}", hint="see docs/envelope.md"
+            ) from None
+        self._check_fresh(envelope, now)
+        return envelope

@@ -1,19 +1,34 @@
-"""``b2bsim pki init|show``: make and list the test PKI (paths and fingerprints only)."""
+"""``b2bsim pki init|show|issue|rotate|revoke|crl``: the test PKI and its life cycle.
+
+Every action prints paths, serial numbers and fingerprints, never a key.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 from typing import Any
 
 from simulator.errors import ConfigError
 from simulator.identifiers import normalise_org_number
 from simulator.pki import (
     DEFAULT_HOSTS,
+    ICC,
+    IssuedCert,
     PkiSummary,
     SupplierIdentity,
+    current_hosts,
     init_pki,
+    issue_icc_cert,
+    issue_supplier_cert,
+    load_crl,
     numbered_suppliers,
     pki_summary,
+    publish_crl,
+    revoke_certificate,
+    rotate_supplier_cert,
+    supplier_identity,
+    update_registry_cert,
 )
 from simulator.registry import Registry, SupplierEntry
 from simulator.state import StateDir
@@ -80,7 +95,66 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         help="host name in the registry's URLs (default 127.0.0.1; it must be in --host)",
     )
     actions.add_parser("show", help="list the certificates with their SHA-256 fingerprints")
+    _add_life_cycle(actions)
     parser.set_defaults(func=run)
+
+
+def _add_life_cycle(actions: argparse._SubParsersAction[Any]) -> None:
+    """Declare ``pki issue``, ``rotate``, ``revoke`` and ``crl``."""
+    issue = actions.add_parser(
+        "issue",
+        help="issue a new certificate for a supplier or the ICC (e.g. an expired one)",
+        description=(
+            "Replace the certificate of supplier ORG (or of the ICC: `icc`) with a new one "
+            "from the existing CA, and update STATE/registry.json's cert_sha256 for a supplier."
+        ),
+    )
+    issue.add_argument("who", metavar="ORG|icc", help="organisation number, or icc")
+    window = issue.add_mutually_exclusive_group()
+    window.add_argument("--expired", action="store_true", help="valid from 2 days ago to 1 day ago")
+    window.add_argument(
+        "--not-after",
+        metavar="TIME",
+        help="ISO 8601 end of validity, e.g. 2020-01-31T00:00:00Z (before now: expired)",
+    )
+    window.add_argument(
+        "--validity-days", type=int, default=365, metavar="D", help="validity (default 365)"
+    )
+    _host_option(issue)
+    rotate = actions.add_parser(
+        "rotate",
+        help="give a supplier a new key and certificate and update the registry",
+        description=(
+            "Issue supplier ORG a new key and certificate (the previous pair is kept in "
+            "pki/suppliers/previous/ and is not revoked) and update STATE/registry.json."
+        ),
+    )
+    rotate.add_argument("who", metavar="ORG", help="organisation number")
+    rotate.add_argument(
+        "--validity-days", type=int, default=365, metavar="D", help="validity (default 365)"
+    )
+    _host_option(rotate)
+    revoke = actions.add_parser(
+        "revoke",
+        help="put the current certificate of a supplier or the ICC on the CA's CRL",
+        description="Revoke the current certificate of supplier ORG (or `icc`) and "
+        "re-publish pki/crl.pem.",
+    )
+    revoke.add_argument("who", metavar="ORG|icc", help="organisation number, or icc")
+    actions.add_parser(
+        "crl",
+        help="re-publish the CRL (renews its nextUpdate) and list the revoked serials",
+    )
+
+
+def _host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        action="append",
+        dest="hosts",
+        metavar="H",
+        help="DNS name or IP for the SAN (repeatable; default: those of the current certificate)",
+    )
 
 
 def suppliers_from_args(args: argparse.Namespace) -> list[SupplierIdentity]:
@@ -94,6 +168,9 @@ def suppliers_from_args(args: argparse.Namespace) -> list[SupplierIdentity]:
 def run(args: argparse.Namespace) -> int:
     """Run ``pki init`` or ``pki show``; print paths and fingerprints, never keys."""
     state = StateDir.resolve(args.state)
+    if args.pki_command in _LIFE_CYCLE:
+        print(_LIFE_CYCLE[args.pki_command](state, args))
+        return 0
     if args.pki_command == "init":
         summary = init_pki(
             state,
@@ -140,3 +217,87 @@ def format_summary(summary: PkiSummary, *, show_status: bool = True) -> str:
             f"not_after={info.not_after:%Y-%m-%d} {info.path}"
         )
     return "\n".join(lines)
+
+
+def _parse_time(text: str) -> dt.datetime:
+    try:
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--not-after {text!r} is not an ISO 8601 time", hint="e.g. 2020-01-31T00:00:00Z"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+def _issue(state: StateDir, args: argparse.Namespace) -> str:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    if args.expired:
+        not_before, not_after = now - dt.timedelta(days=2), now - dt.timedelta(days=1)
+    elif args.not_after:
+        not_after = _parse_time(args.not_after)
+        not_before = min(now, not_after - dt.timedelta(days=1))
+    hosts = tuple(args.hosts) if args.hosts else None
+    if args.who.strip().lower() == ICC:
+        issued = issue_icc_cert(
+            state,
+            validity_days=args.validity_days,
+            hosts=hosts,
+            not_before=not_before,
+            not_after=not_after,
+        )
+        return _issued_line("icc", issued)
+    supplier = supplier_identity(state, args.who)
+    issued = issue_supplier_cert(
+        state,
+        supplier,
+        validity_days=args.validity_days,
+        hosts=hosts or current_hosts(state.supplier_cert(supplier.org_number)),
+        not_before=not_before,
+        not_after=not_after,
+    )
+    return _issued_line("supplier", issued) + _registry_line(state, issued)
+
+
+def _rotate(state: StateDir, args: argparse.Namespace) -> str:
+    hosts = tuple(args.hosts) if args.hosts else None
+    issued = rotate_supplier_cert(state, args.who, validity_days=args.validity_days, hosts=hosts)
+    return _issued_line("supplier", issued) + _registry_line(state, issued)
+
+
+def _revoke(state: StateDir, args: argparse.Namespace) -> str:
+    revoked = revoke_certificate(state, args.who)
+    what = "already revoked" if revoked.already else "revoked"
+    return (
+        f"{what} {revoked.who} serial={revoked.serial:x} sha256={revoked.sha256} "
+        f"at={revoked.revoked_at.isoformat()}\ncrl: {revoked.crl_path}"
+    )
+
+
+def _crl(state: StateDir, args: argparse.Namespace) -> str:
+    path = publish_crl(state)
+    crl = load_crl(path)
+    lines = [f"crl: {path} next_update={crl.next_update_utc:%Y-%m-%dT%H:%M:%SZ}"]
+    lines += [
+        f"revoked serial={r.serial_number:x} at={r.revocation_date_utc:%Y-%m-%dT%H:%M:%SZ}"
+        for r in crl
+    ]
+    return "\n".join(lines)
+
+
+_LIFE_CYCLE = {"issue": _issue, "rotate": _rotate, "revoke": _revoke, "crl": _crl}
+
+
+def _issued_line(role: str, issued: IssuedCert) -> str:
+    return (
+        f"{role:<8} {issued.org_number:<10} issued  sha256={issued.sha256} "
+        f"not_before={issued.not_before:%Y-%m-%dT%H:%M:%SZ} "
+        f"not_after={issued.not_after:%Y-%m-%dT%H:%M:%SZ} {issued.cert_path}"
+    )
+
+
+def _registry_line(state: StateDir, issued: IssuedCert) -> str:
+    if update_registry_cert(state.registry, issued.org_number, issued.sha256):
+        return f"\nregistry: {state.registry} cert_sha256 of {issued.org_number} updated"
+    return f"\nregistry: {issued.org_number} not in {state.registry}; nothing to update"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
@@ -20,20 +21,32 @@ from simulator import cli
 from simulator.errors import ConfigError, PkiError
 from simulator.identifiers import org_number_from_index
 from simulator.pki import (
+    CRL_VALIDITY,
+    CrlFile,
     PkiSummary,
     SupplierIdentity,
     cert_sha256,
+    crl_path,
     init_pki,
     is_icc_certificate,
     is_issued_by,
+    issue_icc_cert,
     issue_supplier_cert,
     load_certificate,
+    load_crl,
     load_private_key,
     numbered_suppliers,
     org_number_of,
     pki_summary,
+    previous_supplier_cert,
+    publish_crl,
     require_pki,
+    revoke_certificate,
+    rotate_supplier_cert,
+    supplier_identity,
+    update_registry_cert,
 )
+from simulator.registry import Registry, SupplierEntry
 from simulator.state import StateDir
 
 
@@ -120,7 +133,7 @@ class TestCertificates:
         assert org_number_of(icc) == "2021002114"
 
     def test_supplier_certificate_is_bound_to_org_number(self, pki: Pki) -> None:
-        """A supplier's certificate carries its org number in subject and SAN, serverAuth only."""
+        """A supplier's certificate carries its org number in subject and SAN; server and client."""
         for supplier in pki.suppliers:
             cert = load_certificate(pki.state.supplier_cert(supplier.org_number))
             org = supplier.org_number
@@ -133,7 +146,7 @@ class TestCertificates:
                 f"urn:b2bsim:org:{org}"
             ]
             assert san.get_values_for_type(x509.DNSName) == ["localhost"]
-            assert _eku(cert) == {ExtendedKeyUsageOID.SERVER_AUTH}
+            assert _eku(cert) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
             assert org_number_of(cert) == org
             assert not is_icc_certificate(cert)
 
@@ -152,12 +165,13 @@ class TestCertificates:
         client = PolicyBuilder().store(_store(pki)).build_client_verifier()
         client.verify(load_certificate(pki.state.icc_cert), [])
 
-    def test_supplier_certificate_is_not_a_client_certificate(self, pki: Pki) -> None:
-        """A supplier's certificate cannot pose as a TLS client (no clientAuth)."""
+    def test_supplier_certificate_is_a_client_certificate_but_not_the_iccs(self, pki: Pki) -> None:
+        """A supplier's certificate verifies as a TLS client (to pull) but is not the ICC's."""
         client = PolicyBuilder().store(_store(pki)).build_client_verifier()
         org = pki.suppliers[0].org_number
-        with pytest.raises(VerificationError):
-            client.verify(load_certificate(pki.state.supplier_cert(org)), [])
+        cert = load_certificate(pki.state.supplier_cert(org))
+        client.verify(cert, [])
+        assert not is_icc_certificate(cert)
 
     def test_keys_match_their_certificates(self, pki: Pki) -> None:
         """Each key file holds the private key of the certificate beside it."""
@@ -416,3 +430,235 @@ class TestPkiCommand:
         args = ["--state", str(tmp_path), "pki", "init", "--org-number", "5567891234"]
         assert cli.main(args) == 2
         assert "error [CONFIG]" in capsys.readouterr().err
+
+
+def _serials(state: StateDir) -> set[int]:
+    return {r.serial_number for r in load_crl(crl_path(state), load_certificate(state.ca_cert))}
+
+
+def _crl_number(state: StateDir) -> int:
+    crl = load_crl(crl_path(state))
+    return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Pki:
+    """A PKI with two suppliers and a registry, for tests that change it."""
+    state = StateDir(tmp_path / "state")
+    suppliers = numbered_suppliers(2)
+    summary = init_pki(state, suppliers, hosts=("localhost", "127.0.0.1", "stub.test"))
+    Registry(
+        SupplierEntry(
+            info.org_number or "", info.subject, f"https://127.0.0.1:{9443 + i}/b", info.sha256
+        )
+        for i, info in enumerate(summary.suppliers)
+    ).save(state.registry)
+    return Pki(state, summary, suppliers)
+
+
+class TestCrl:
+    """The CA's revocation list: published by init, extended by revoke_certificate."""
+
+    def test_init_publishes_an_empty_crl_signed_by_the_ca(self, pki: Pki) -> None:
+        """init_pki writes pki/crl.pem (0644): the CA's, empty, valid now and for 30 days."""
+        path = crl_path(pki.state)
+        crl = load_crl(path, load_certificate(pki.state.ca_cert))
+        now = dt.datetime.now(dt.UTC)
+        assert list(crl) == []
+        assert crl.last_update_utc <= now
+        assert crl.next_update_utc is not None
+        assert crl.next_update_utc - now > CRL_VALIDITY - dt.timedelta(minutes=1)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+    def test_revoke_supplier_and_icc(self, fresh: Pki) -> None:
+        """Revoking adds the current certificate's serial and keeps earlier entries."""
+        org = fresh.suppliers[0].org_number
+        number = _crl_number(fresh.state)
+        first = revoke_certificate(fresh.state, org)
+        cert = load_certificate(fresh.state.supplier_cert(org))
+        assert (first.who, first.serial, first.already) == (org, cert.serial_number, False)
+        assert first.sha256 == cert_sha256(cert)
+        second = revoke_certificate(fresh.state, "ICC")
+        assert second.serial == load_certificate(fresh.state.icc_cert).serial_number
+        assert _serials(fresh.state) == {first.serial, second.serial}
+        assert _crl_number(fresh.state) == number + 2
+
+    def test_revoking_twice_is_harmless(self, fresh: Pki) -> None:
+        """A second revocation reports already=True and keeps the first time and one entry."""
+        org = fresh.suppliers[1].org_number
+        first = revoke_certificate(fresh.state, org)
+        again = revoke_certificate(fresh.state, f"{org[:6]}-{org[6:]}")
+        assert again.already
+        assert again.revoked_at == first.revoked_at
+        assert _serials(fresh.state) == {first.serial}
+
+    def test_reinit_keeps_entries_and_a_new_ca_starts_empty(self, fresh: Pki) -> None:
+        """init with the same CA re-publishes the entries; init --force starts an empty CRL."""
+        revoked = revoke_certificate(fresh.state, fresh.suppliers[0].org_number)
+        init_pki(fresh.state, fresh.suppliers)
+        assert _serials(fresh.state) == {revoked.serial}
+        init_pki(fresh.state, fresh.suppliers, force=True)
+        assert _serials(fresh.state) == set()
+
+    def test_bad_input(self, fresh: Pki, tmp_path: Path) -> None:
+        """A bad org number is a ConfigError; no certificate or no CA is a PkiError."""
+        with pytest.raises(ConfigError):
+            revoke_certificate(fresh.state, "5567891234")
+        with pytest.raises(PkiError, match="no certificate"):
+            revoke_certificate(fresh.state, org_number_from_index(50))
+        with pytest.raises(PkiError, match="b2bsim pki init"):
+            revoke_certificate(StateDir(tmp_path / "none"), "icc")
+        garbage = tmp_path / "crl.pem"
+        garbage.write_text("nope")
+        with pytest.raises(PkiError, match="not a PEM CRL"):
+            load_crl(garbage)
+        with pytest.raises(PkiError, match="no CRL"):
+            load_crl(tmp_path / "missing.pem")
+
+    def test_crl_of_another_ca_is_refused(self, fresh: Pki, pki: Pki) -> None:
+        """load_crl and CrlFile refuse a CRL that another CA signed."""
+        other_ca = load_certificate(pki.state.ca_cert)
+        with pytest.raises(PkiError, match="not signed by the CA"):
+            load_crl(crl_path(fresh.state), other_ca)
+        with pytest.raises(PkiError):
+            CrlFile(crl_path(fresh.state), other_ca).serials()
+
+    def test_crl_file_rereads_on_change(self, fresh: Pki) -> None:
+        """CrlFile.revoked sees a revocation made after its first read."""
+        crl = CrlFile(crl_path(fresh.state), load_certificate(fresh.state.ca_cert))
+        icc = load_certificate(fresh.state.icc_cert)
+        assert not crl.revoked(icc)
+        revoke_certificate(fresh.state, "icc")
+        assert crl.revoked(icc)
+        crl_path(fresh.state).unlink()
+        with pytest.raises(PkiError, match="no CRL"):
+            crl.revoked(icc)
+
+    def test_publish_crl_renews_next_update(self, fresh: Pki) -> None:
+        """publish_crl re-signs the same entries with a higher CRL number."""
+        revoked = revoke_certificate(fresh.state, "icc")
+        number = _crl_number(fresh.state)
+        assert publish_crl(fresh.state) == crl_path(fresh.state)
+        assert _serials(fresh.state) == {revoked.serial}
+        assert _crl_number(fresh.state) == number + 1
+
+
+class TestRotation:
+    """rotate_supplier_cert, issue_icc_cert and update_registry_cert."""
+
+    def test_rotation_makes_a_new_key_and_keeps_the_old_pair(self, fresh: Pki) -> None:
+        """A new key and certificate; the previous pair is kept (0600 key), valid, not revoked."""
+        org = fresh.suppliers[0].org_number
+        old_cert = load_certificate(fresh.state.supplier_cert(org))
+        old_key = fresh.state.supplier_key(org).read_bytes()
+        issued = rotate_supplier_cert(fresh.state, org)
+        new_cert = load_certificate(issued.cert_path)
+        assert issued.sha256 != cert_sha256(old_cert)
+        assert new_cert.public_key() != old_cert.public_key()
+        assert new_cert.subject == old_cert.subject
+        assert set(_san(new_cert)) == set(_san(old_cert))  # the old hosts, stub.test included
+        prev_cert, prev_key = previous_supplier_cert(fresh.state, org)
+        assert load_certificate(prev_cert) == old_cert
+        assert prev_key.read_bytes() == old_key
+        assert stat.S_IMODE(prev_key.stat().st_mode) == 0o600
+        assert stat.S_IMODE(prev_key.parent.stat().st_mode) == 0o700
+        assert is_issued_by(old_cert, load_certificate(fresh.state.ca_cert))
+        assert old_cert.serial_number not in _serials(fresh.state)
+
+    def test_rotation_without_a_certificate(self, fresh: Pki) -> None:
+        """Rotating a supplier that has no certificate says how to issue one."""
+        with pytest.raises(PkiError, match="pki init --org-number"):
+            rotate_supplier_cert(fresh.state, org_number_from_index(40))
+
+    def test_update_registry_cert(self, fresh: Pki, tmp_path: Path) -> None:
+        """Only the named supplier's cert_sha256 changes; no file or no entry writes nothing."""
+        a, b = (s.org_number for s in fresh.suppliers)
+        before = Registry.load(fresh.state.registry)
+        assert update_registry_cert(fresh.state.registry, a, "ab" * 32)
+        after = Registry.load(fresh.state.registry)
+        assert after.lookup(a).cert_sha256 == "ab" * 32
+        assert after.lookup(b) == before.lookup(b)
+        assert after.lookup(a).url == before.lookup(a).url
+        assert not update_registry_cert(fresh.state.registry, org_number_from_index(40), "cd" * 32)
+        assert not update_registry_cert(tmp_path / "none.json", a, "cd" * 32)
+        assert not list(fresh.state.root.glob("*.tmp"))
+
+    def test_expired_icc_certificate(self, fresh: Pki) -> None:
+        """issue_icc_cert with a past window makes an expired ICC certificate, still the ICC's."""
+        end = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
+        issued = issue_icc_cert(fresh.state, not_before=end - dt.timedelta(days=1), not_after=end)
+        cert = load_certificate(fresh.state.icc_cert)
+        assert issued.sha256 == cert_sha256(cert)
+        assert cert.not_valid_after_utc == end
+        assert is_icc_certificate(cert)
+        assert "stub.test" in _san(cert).get_values_for_type(x509.DNSName)
+
+    def test_supplier_identity_reads_the_name(self, fresh: Pki) -> None:
+        """supplier_identity takes the name from the current certificate, else a default."""
+        s = fresh.suppliers[0]
+        assert supplier_identity(fresh.state, s.org_number) == s
+        other = org_number_from_index(40)
+        assert supplier_identity(fresh.state, other).name == f"Leverantör {other} AB"
+
+
+class TestLifeCycleCommands:
+    """`b2bsim pki issue|rotate|revoke|crl` through the real CLI entry point."""
+
+    @pytest.fixture(autouse=True)
+    def _only_pki(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Load only the pki command."""
+        monkeypatch.setattr(cli, "COMMANDS", ["pki"])
+
+    def _run(self, state: StateDir, *args: str) -> int:
+        return cli.main(["--state", str(state.root), "pki", *args])
+
+    def test_revoke_and_crl(self, fresh: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+        """revoke prints the serial and fingerprint; crl lists it."""
+        org = fresh.suppliers[0].org_number
+        assert self._run(fresh.state, "revoke", org) == 0
+        serial = load_certificate(fresh.state.supplier_cert(org)).serial_number
+        out = capsys.readouterr().out
+        assert f"revoked {org} serial={serial:x}" in out
+        assert self._run(fresh.state, "crl") == 0
+        assert f"revoked serial={serial:x}" in capsys.readouterr().out
+
+    def test_rotate_updates_the_registry(
+        self, fresh: Pki, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """rotate issues a new certificate and writes its SHA-256 into registry.json."""
+        org = fresh.suppliers[1].org_number
+        assert self._run(fresh.state, "rotate", org) == 0
+        sha = cert_sha256(fresh.state.supplier_cert(org))
+        assert Registry.load(fresh.state.registry).lookup(org).cert_sha256 == sha
+        out, err = capsys.readouterr()
+        assert sha in out
+        assert "PRIVATE" not in out + err
+
+    def test_issue_expired_supplier_and_icc(self, fresh: Pki) -> None:
+        """issue --expired and --not-after make certificates that are no longer valid."""
+        org = fresh.suppliers[0].org_number
+        now = dt.datetime.now(dt.UTC)
+        assert self._run(fresh.state, "issue", org, "--expired") == 0
+        cert = load_certificate(fresh.state.supplier_cert(org))
+        assert cert.not_valid_after_utc < now
+        assert Registry.load(fresh.state.registry).lookup(org).cert_sha256 == cert_sha256(cert)
+        assert self._run(fresh.state, "issue", "icc", "--not-after", "2021-01-01T00:00:00Z") == 0
+        icc = load_certificate(fresh.state.icc_cert)
+        assert icc.not_valid_after_utc == dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["issue", "icc", "--not-after", "tomorrow"],
+            ["revoke", "5567891234"],
+            ["rotate", "not-a-number"],
+            ["issue", "icc", "--expired", "--not-after", "2021-01-01"],
+        ],
+    )
+    def test_bad_input_is_a_usage_error(
+        self, fresh: Pki, args: list[str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Bad times, org numbers and conflicting options exit 2 without a traceback."""
+        with contextlib.suppress(SystemExit):  # argparse exits 2 itself on conflicts
+            assert self._run(fresh.state, *args) == 2
+        assert "Traceback" not in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Callable
@@ -21,14 +22,17 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.signer import XMLSigner
 
 from simulator.envelope import DS_NS, ENV_NS, SBDH_NS, Envelope, normalise_document, to_xml
-from simulator.errors import EnvelopeError, HostileXmlError, PkiError, SignatureError
+from simulator.errors import ConfigError, EnvelopeError, HostileXmlError, PkiError, SignatureError
 from simulator.messages import MessageType
+from simulator.problems import PROBLEMS, code_for
 from simulator.signing import (
     EnvelopeSigner,
+    EnvelopeStaleError,
     EnvelopeVerifier,
     SignatureMissingError,
     SignatureTamperedError,
     SignatureWrappingError,
+    SignerRevokedError,
     UntrustedSignerError,
     WeakAlgorithmError,
 )
@@ -295,6 +299,7 @@ class TestOpenRoundTrip:
             WeakAlgorithmError,
             SignatureWrappingError,
             UntrustedSignerError,
+            SignerRevokedError,
         ]
         assert all(issubclass(c, SignatureError) for c in classes)
         assert len({c.code for c in classes}) == len(classes)
@@ -652,3 +657,129 @@ class TestOpenHostile:
         """Bytes that are not XML are refused with a clear error."""
         with pytest.raises(HostileXmlError):
             verifier.open(b"\x00\x01garbage")
+
+    def test_relative_namespace_uri(self, signed: bytes, verifier: EnvelopeVerifier) -> None:
+        """A namespace URI that C14N cannot handle is a SignatureError, not an lxml error.
+
+        Found by tests/simulator/test_fuzz_envelope.py.
+        """
+        data = signed.replace(f'xmlns:sbd="{SBDH_NS}"'.encode(), b'xmlns:sbd="0"', 1)
+        assert data != signed
+        with pytest.raises(SignatureError, match="malformed"):
+            verifier.open(data)
+
+
+def _write_crl(
+    path: Path, pki: Pki, revoked: list[x509.Certificate], ca: Issued | None = None
+) -> Path:
+    """Write a CRL signed by ``ca`` (the test CA) that revokes ``revoked``."""
+    issuer = ca or pki.ca
+    key = serialization.load_pem_private_key(issuer.key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(NOW - dt.timedelta(days=1))
+        .next_update(NOW + dt.timedelta(days=1))
+    )
+    for cert in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(cert.serial_number)
+        builder = builder.add_revoked_certificate(entry.revocation_date(NOW).build())
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    tmp.replace(path)
+    return path
+
+
+def _fresh_envelope(created: dt.datetime) -> Envelope:
+    """make_envelope() created at ``created``."""
+    return dataclasses.replace(make_envelope(), created_at_ms=int(created.timestamp() * 1000))
+
+
+class TestOpenFreshness:
+    """max_skew refuses envelopes created too long ago or in the future (ENVELOPE_STALE)."""
+
+    @pytest.mark.parametrize(
+        ("offset_s", "fresh"),
+        [(0, True), (599, True), (-599, True), (601, False), (-601, False), (86_400, False)],
+    )
+    def test_window(self, offset_s: int, fresh: bool, pki: Pki, signer: EnvelopeSigner) -> None:
+        """Within ±max_skew of the clock is accepted; outside, either way, is refused."""
+        created = NOW.replace(microsecond=0)
+        env = _fresh_envelope(created)
+        verifier = EnvelopeVerifier(
+            pki.ca.cert_pem,
+            accept_signer=is_icc,
+            clock=lambda: created + dt.timedelta(seconds=offset_s),
+            max_skew=600,
+        )
+        data = signer.sign(env)
+        if fresh:
+            assert verifier.open(data) == env
+            return
+        with pytest.raises(EnvelopeStaleError, match="at most 600 s") as caught:
+            verifier.open(data)
+        assert caught.value.code == "ENVELOPE_STALE"
+        assert code_for(caught.value) == "ENVELOPE_STALE"
+        assert PROBLEMS["ENVELOPE_STALE"].status == 422
+        assert ("in the future" in str(caught.value)) == (offset_s < 0)
+
+    def test_without_max_skew_old_envelopes_open(
+        self, signed: bytes, verifier: EnvelopeVerifier
+    ) -> None:
+        """With no max_skew (the default) an envelope from months ago still opens."""
+        assert verifier.open(signed).created_at_ms == make_envelope().created_at_ms
+
+    def test_tampering_is_reported_before_staleness(self, pki: Pki, signed: bytes) -> None:
+        """A stale and tampered envelope is SIGNATURE_TAMPERED: time is read only once verified."""
+        verifier = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, max_skew=1)
+        data = signed.replace(b"<cbc:ID>Snippet1</cbc:ID>", b"<cbc:ID>Snippet2</cbc:ID>")
+        with pytest.raises(SignatureTamperedError):
+            verifier.open(data)
+
+    @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
+    def test_bad_max_skew(self, pki: Pki, bad: float) -> None:
+        """A max_skew that is not a positive finite number is a ConfigError."""
+        with pytest.raises(ConfigError, match="max_skew"):
+            EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, max_skew=bad)
+
+
+class TestOpenRevokedSigner:
+    """crl_path refuses a signer on the CA's CRL (SIGNER_REVOKED), re-reading it on change."""
+
+    def test_revoked_signer_is_refused(self, pki: Pki, signed: bytes, tmp_path: Path) -> None:
+        """An ICC signature whose certificate is on the CRL is refused."""
+        crl = _write_crl(tmp_path / "crl.pem", pki, [pki.icc.cert])
+        verifier = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, crl_path=crl)
+        with pytest.raises(SignerRevokedError, match="revoked") as caught:
+            verifier.open(signed)
+        assert isinstance(caught.value, UntrustedSignerError)
+        assert code_for(caught.value) == "SIGNER_REVOKED"
+        assert PROBLEMS["SIGNER_REVOKED"].status == 403
+
+    def test_revocation_after_start_takes_effect(
+        self, pki: Pki, signed: bytes, tmp_path: Path
+    ) -> None:
+        """A CRL replaced after the verifier was made is read again on the next open."""
+        crl = _write_crl(tmp_path / "crl.pem", pki, [pki.other.cert])
+        verifier = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, crl_path=crl)
+        assert verifier.open(signed) == make_envelope()
+        _write_crl(crl, pki, [pki.other.cert, pki.icc.cert])
+        with pytest.raises(SignerRevokedError):
+            verifier.open(signed)
+
+    def test_missing_or_foreign_crl_fails_closed(
+        self, pki: Pki, signed: bytes, tmp_path: Path
+    ) -> None:
+        """No CRL file, or one another CA signed, refuses every envelope with PkiError."""
+        missing = EnvelopeVerifier(
+            pki.ca.cert_pem, accept_signer=is_icc, crl_path=tmp_path / "none.pem"
+        )
+        with pytest.raises(PkiError, match="no CRL"):
+            missing.open(signed)
+        rogue_ca_key, rogue_ca = _issue("AF test CA", ca=True)
+        del rogue_ca_key
+        foreign = _write_crl(tmp_path / "rogue.pem", pki, [], ca=rogue_ca)
+        verifier = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, crl_path=foreign)
+        with pytest.raises(PkiError, match="not signed by the CA"):
+            verifier.open(signed)

@@ -16,18 +16,25 @@ from aiohttp import web
 
 from simulator.errors import ConfigError, PkiError
 from simulator.pki import (
+    ICC,
     cert_sha256,
+    crl_path,
     init_pki,
     is_icc_certificate,
     numbered_suppliers,
     org_number_of,
+    revoke_certificate,
+    rotate_supplier_cert,
 )
 from simulator.state import StateDir
 from simulator.tls import (
     CertificatePinError,
+    ContextCache,
+    FileWatcher,
     client_context,
     normalise_pin,
     peer_certificate,
+    reloading_server_context,
     server_context,
 )
 
@@ -261,3 +268,192 @@ class TestContexts:
         plain = SimpleNamespace(get_extra_info=lambda name: None)
         assert peer_certificate(SimpleNamespace(transport=plain)) is None
         assert peer_certificate(plain) is None
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Pkis:
+    """A PKI of this test's own (with its CRL), for tests that revoke or rotate."""
+    ours = StateDir(tmp_path / "ours")
+    suppliers = numbered_suppliers(2)
+    init_pki(ours, suppliers)
+    return Pkis(ours, ours, [s.org_number for s in suppliers])
+
+
+def _crl_server(pkis: Pkis, *, reloading: bool = False) -> ssl.SSLContext:
+    s, org = pkis.ours, pkis.orgs[0]
+    make = reloading_server_context if reloading else server_context
+    return make(s.supplier_cert(org), s.supplier_key(org), s.ca_cert, crl=crl_path(s))
+
+
+def _crl_client(pkis: Pkis) -> ssl.SSLContext:
+    s = pkis.ours
+    return client_context(s.icc_cert, s.icc_key, s.ca_cert, crl=crl_path(s))
+
+
+class TestRevocation:
+    """CRL checks in real handshakes, on both sides, and revocations that come later."""
+
+    async def test_unrevoked_peers_pass_with_crl_on_both_sides(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """With CRL checking on both sides and nothing revoked, the request goes through."""
+        server = await serve(_crl_server(fresh))
+        assert await _get(server.url, _crl_client(fresh)) == "icc=True org=2021002114"
+
+    async def test_revoked_server_certificate_is_refused_by_the_client(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """The ICC refuses a supplier whose certificate is on the CRL, before any request."""
+        server = await serve(_supplier_server(fresh))
+        revoke_certificate(fresh.ours, fresh.orgs[0])
+        with pytest.raises(aiohttp.ClientConnectorCertificateError) as caught:
+            await _get(server.url, _crl_client(fresh))
+        assert "revoked" in str(caught.value.certificate_error)
+        assert server.calls == []
+
+    async def test_revoked_client_certificate_is_refused_by_the_server(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """The stub's side refuses an ICC certificate that is on the CRL."""
+        revoke_certificate(fresh.ours, ICC)
+        server = await serve(_crl_server(fresh))
+        with pytest.raises(aiohttp.ClientError):
+            await _get(server.url, _icc_client(fresh.ours, fresh.ours.ca_cert))
+        assert server.calls == []
+
+    async def test_client_without_crl_check_still_connects_to_revoked_server(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """The refusal comes from the CRL check: without crl= the same handshake passes."""
+        server = await serve(_supplier_server(fresh))
+        revoke_certificate(fresh.ours, fresh.orgs[0])
+        assert await _get(server.url, _icc_client(fresh.ours, fresh.ours.ca_cert))
+
+    async def test_later_revocation_applies_to_a_running_server(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """reloading_server_context sees a CRL published after the server started."""
+        server = await serve(_crl_server(fresh, reloading=True))
+        client = _icc_client(fresh.ours, fresh.ours.ca_cert)
+        assert await _get(server.url, client)
+        revoke_certificate(fresh.ours, ICC)
+        with pytest.raises(aiohttp.ClientError):
+            await _get(server.url, client)
+        assert len(server.calls) == 1
+
+    async def test_later_revocation_applies_to_a_client_cache(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """A ContextCache rebuilds the client context when the CRL changes, and only then."""
+        server = await serve(_supplier_server(fresh))
+        cache = ContextCache(lambda: _crl_client(fresh), [crl_path(fresh.ours)])
+        assert await _get(server.url, cache.get())
+        assert cache.get() is cache.get()
+        assert cache.builds == 1
+        revoke_certificate(fresh.ours, fresh.orgs[0])
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await _get(server.url, cache.get())
+        assert cache.builds == 2
+        assert len(server.calls) == 1
+
+    async def test_rotated_certificate_is_served_without_restart(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """After rotate_supplier_cert, a reloading server presents the new certificate."""
+        server = await serve(_crl_server(fresh, reloading=True))
+        old = cert_sha256(fresh.ours.supplier_cert(fresh.orgs[0]))
+        new = rotate_supplier_cert(fresh.ours, fresh.orgs[0]).sha256
+        assert new != old
+        assert await _get(server.url, _icc_client(fresh.ours, fresh.ours.ca_cert, new))
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await _get(server.url, _icc_client(fresh.ours, fresh.ours.ca_cert, old))
+
+
+class TestContextCache:
+    """ContextCache and the crl= option on bad input."""
+
+    def test_missing_crl_is_a_pki_error(self, pkis: Pkis, tmp_path: Path) -> None:
+        """crl= naming no file raises PkiError saying how to publish one."""
+        s = pkis.ours
+        with pytest.raises(PkiError, match="pki init"):
+            client_context(s.icc_cert, s.icc_key, s.ca_cert, crl=tmp_path / "none.pem")
+        with pytest.raises(PkiError):
+            server_context(s.icc_cert, s.icc_key, s.ca_cert, crl=tmp_path / "none.pem")
+
+    def test_garbage_crl_is_a_pki_error(self, pkis: Pkis, tmp_path: Path) -> None:
+        """A file that is not a PEM CRL raises PkiError, not SSLError."""
+        s = pkis.ours
+        bad = tmp_path / "bad.pem"
+        bad.write_text("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n")
+        with pytest.raises(PkiError, match="as CRL"):
+            client_context(s.icc_cert, s.icc_key, s.ca_cert, crl=bad)
+
+    def test_crl_flag_is_set(self, fresh: Pkis) -> None:
+        """crl= turns on leaf CRL checking on both sides."""
+        for ctx in (_crl_server(fresh), _crl_client(fresh)):
+            assert ctx.verify_flags & ssl.VERIFY_CRL_CHECK_LEAF
+
+    def test_failed_rebuild_keeps_the_previous_context(self, tmp_path: Path) -> None:
+        """A rebuild that fails keeps the last good context; the first failure is raised."""
+        watched = tmp_path / "crl.pem"
+        watched.write_text("one")
+        results: list[ssl.SSLContext | PkiError] = [ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)]
+
+        def build() -> ssl.SSLContext:
+            result = results[-1]
+            if isinstance(result, PkiError):
+                raise result
+            return result
+
+        cache = ContextCache(build, [watched])
+        first = cache.get()
+        results.append(PkiError("half written"))
+        watched.write_text("two, longer")
+        assert cache.get() is first
+        failing = ContextCache(build, [watched])
+        with pytest.raises(PkiError, match="half written"):
+            failing.get()
+
+    def test_file_watcher_sees_replacement_and_removal(self, tmp_path: Path) -> None:
+        """FileWatcher reports a first look, a replaced file and a removed file."""
+        path = tmp_path / "f"
+        path.write_text("a")
+        watcher = FileWatcher([path])
+        assert watcher.changed()
+        assert not watcher.changed()
+        other = tmp_path / "g"
+        other.write_text("b")
+        other.replace(path)
+        assert watcher.changed()
+        path.unlink()
+        assert watcher.changed()
+        assert watcher.stamp() == (None,)
+
+
+class TestPushClientRevocation:
+    """The ICC's PushClient (icc_bridge.delivery) uses a ContextCache with the CRL."""
+
+    async def test_revoked_supplier_is_refused_without_restart(
+        self, fresh: Pkis, serve: Serve
+    ) -> None:
+        """A supplier revoked between two pushes is REFUSED on the second, with nothing sent."""
+        from icc_bridge.delivery import Outcome, PushClient
+        from simulator.registry import SupplierEntry
+
+        server = await serve(_supplier_server(fresh))
+        s, org = fresh.ours, fresh.orgs[0]
+        supplier = SupplierEntry(org, "A", server.url, cert_sha256(s.supplier_cert(org)))
+        client = PushClient(
+            ca_cert=s.ca_cert, icc_cert=s.icc_cert, icc_key=s.icc_key, crl=crl_path(s)
+        )
+        await client.start()
+        try:
+            first = await client.push(supplier, b"<x/>")
+            revoke_certificate(s, org)
+            second = await client.push(supplier, b"<x/>")
+        finally:
+            await client.close()
+        assert first.status == 405  # the test server only answers GET: it was reached
+        assert second.outcome is Outcome.REFUSED
+        assert "revoked" in second.detail
+        assert len(server.calls) == 0
