@@ -47,6 +47,7 @@ from simulator.registry import DeliveryMode, Registry
 from simulator.retry import RetryPolicy
 from simulator.signing import EnvelopeSigner
 from simulator.stomp_io import Frame, StompConnection
+from simulator.tls import FileWatcher
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class BridgeConfig:
     request_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     faults: Path | None = None  # a scenario's delivery faults (icc_bridge/faults.py)
+    crl: Path | None = None  # the AF test CA's CRL: a revoked supplier gets nothing
     outbox: Path | None = None  # where pull suppliers' envelopes wait (icc_bridge/outbox.py)
 
 
@@ -88,6 +90,8 @@ class Bridge:
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
         self.registry = Registry.load(config.registry)
+        self._registry_watch = FileWatcher([config.registry])
+        self._registry_watch.changed()  # the registry just loaded is the current one
         self._signer = EnvelopeSigner(config.icc_key.read_bytes(), config.icc_cert.read_bytes())
         self._host, self._port = parse_broker_url(config.broker_url)
         self._conn: StompConnection | None = None
@@ -96,6 +100,7 @@ class Bridge:
             icc_cert=config.icc_cert,
             icc_key=config.icc_key,
             timeout=config.request_timeout,
+            crl=config.crl,
         )
         self._dlq = dead_letter_queue(config.queue)
         self._faults = DeliveryFaults(config.faults)
@@ -220,7 +225,7 @@ class Bridge:
 
     async def _deliver(self, frame: Frame, meta: MessageMeta) -> None:
         try:
-            supplier = self.registry.lookup(meta.org_number)
+            supplier = self._current_registry().lookup(meta.org_number)
         except B2BSimError as exc:
             await self._dead_letter(frame, meta, exc.code, str(exc))
             return
@@ -342,6 +347,17 @@ class Bridge:
             detail=reason,
             message_id=frame.headers.get("b2b-message-id", ""),
         )
+
+    def _current_registry(self) -> Registry:
+        """The registry as its file says now: a rotated certificate or a moved URL
+        applies from the next delivery (one stat per message when unchanged)."""
+        if self._registry_watch.changed():
+            try:
+                self.registry = Registry.load(self.config.registry)
+                log.info("registry reloaded from %s", self.config.registry)
+            except B2BSimError as exc:
+                log.error("keeping the old registry: %s", exc)
+        return self.registry
 
     async def _ack(self, frame: Frame) -> None:
         assert self._conn is not None

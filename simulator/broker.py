@@ -443,6 +443,8 @@ class LocalBroker:
 
     def stop(self, grace: float = 15) -> bool:
         """Stop the broker: SIGTERM, SIGKILL after ``grace`` s.  True if one was running."""
+        if self._proc is not None:  # reap our own child if it already died
+            self._child_alive(self._proc.pid)
         pids = set(self._our_jvms())
         info = self.info()
         if info is not None and self._is_our_jvm(info.pid):

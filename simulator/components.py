@@ -35,7 +35,7 @@ class Component:
 
     @classmethod
     async def start(
-        cls, name: str, state: Path, args: list[str], log: Path, *, timeout: float = 30.0
+        cls, name: str, state: Path, args: list[str], log: Path, *, timeout: float = 90.0
     ) -> Component:
         """Start ``b2bsim --state STATE serve NAME ARGS`` and wait for its ready line."""
         argv = [sys.executable, "-m", "simulator.cli", "--state", str(state), "serve", name, *args]

@@ -67,6 +67,7 @@ __all__ = [
     "pki_summary",
     "previous_supplier_cert",
     "publish_crl",
+    "require_crl",
     "require_pki",
     "revoke_certificate",
     "rotate_supplier_cert",
@@ -262,6 +263,17 @@ def is_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
+
+
+def require_crl(state: StateDir) -> Path:
+    """The CA's CRL file, which every receiver checks; PkiError if it was never published."""
+    path = crl_path(state)
+    if not path.is_file():
+        raise PkiError(
+            f"the test CA has published no CRL at {path}",
+            hint="run `b2bsim pki crl` (or `b2bsim pki init`) to publish it",
+        )
+    return path
 
 
 def require_pki(state: StateDir, org_numbers: Iterable[str] = ()) -> None:

@@ -40,13 +40,20 @@ from aiohttp.typedefs import Handler, Middleware
 
 from simulator.envelope import check_addressee
 from simulator.errors import B2BSimError
+from simulator.httpguard import GuardedTCPSite, SlowClientLimits, body_deadline, runner_kwargs
 from simulator.messages import now_ms
-from simulator.pki import cert_sha256, is_icc_certificate, load_certificate
+from simulator.pki import (
+    cert_sha256,
+    crl_path,
+    is_icc_certificate,
+    load_certificate,
+    require_crl,
+)
 from simulator.problems import PROBLEM_MEDIA_TYPE, code_for, problem
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.signing import EnvelopeVerifier
 from simulator.state import StateDir
-from simulator.tls import peer_certificate, server_context
+from simulator.tls import FileWatcher, peer_certificate, reloading_server_context
 from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.puller import DEFAULT_POLL_INTERVAL, Puller, PullerSettings
@@ -56,6 +63,7 @@ log = logging.getLogger(__name__)
 
 ENVELOPE_PATH = "/b2b/envelopes"
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
+DEFAULT_MAX_SKEW = 900.0
 
 #: Checks a document; returns rule ids that failed fatally (empty: valid).
 DocumentCheck = Callable[[bytes], Awaitable[list[str]]]
@@ -76,6 +84,10 @@ class StubConfig:
     faults: Path | None = None  # a faults file a scenario writes (supplier_stub/faults.py)
     pull_url: str | None = None  # pull suppliers fetch here, not at their registry URL
     poll_interval: float = DEFAULT_POLL_INTERVAL  # seconds between polls of an empty outbox
+    # A pushed envelope made further than this from our clock is refused (replays of old
+    # envelopes, skewed clocks); it must exceed the ICC's retry max_age.  None: no window.
+    max_skew: float | None = DEFAULT_MAX_SKEW
+    limits: SlowClientLimits = field(default_factory=SlowClientLimits)
     suppliers: list[SupplierEntry] = field(default_factory=list, init=False)
 
 
@@ -102,7 +114,14 @@ class SupplierStub:
                 )
             self._by_port[port] = s
         ca = config.state.ca_cert.read_bytes()
-        self._verifier = EnvelopeVerifier(ca, accept_signer=is_icc_certificate)
+        crl = require_crl(config.state)
+        self._verifier = EnvelopeVerifier(
+            ca, accept_signer=is_icc_certificate, max_skew=config.max_skew, crl_path=crl
+        )
+        # A pulled envelope may wait in the ICC's outbox for long: no time window there
+        # (the envelope id still makes a replay a duplicate).
+        self._pull_verifier = EnvelopeVerifier(ca, accept_signer=is_icc_certificate, crl_path=crl)
+        self._registry_watch = FileWatcher([config.registry])
         self._store = EnvelopeStore(config.db)
         self._ledger = Ledger(self._store, gap_timeout=config.gap_timeout)
         self._runner: web.AppRunner | None = None
@@ -113,21 +132,28 @@ class SupplierStub:
         """Open the store and listen on every supplier's port; returns the URLs."""
         await self._store.open()
         await self._ledger.open()
-        middlewares: list[Middleware] = [_problems_for_everything]
+        limits = self.config.limits
+        middlewares: list[Middleware] = [_problems_for_everything, body_deadline(limits.body)]
         if self.config.faults is not None:
             injector = FaultInjector(self.config.faults)
             middlewares.append(injector.middleware(self._org_of))
         app = web.Application(client_max_size=self.config.max_body, middlewares=middlewares)
         app.router.add_post(ENVELOPE_PATH, self._receive)
         app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, **runner_kwargs(limits)
+        )
         await self._runner.setup()
         state = self.config.state
         try:
             contexts = {port: self._tls(s, state) for port, s in self._by_port.items()}
             for port, supplier in self._by_port.items():
-                site = web.TCPSite(
-                    self._runner, self.config.bind_host, port, ssl_context=contexts[port]
+                site = GuardedTCPSite(
+                    self._runner,
+                    self.config.bind_host,
+                    port,
+                    ssl_context=contexts[port],
+                    limits=limits,
                 )
                 try:
                     await site.start()
@@ -155,7 +181,10 @@ class SupplierStub:
                 f"{supplier.org_number}",
                 hint="re-run `b2bsim pki init` so that the registry and the PKI agree",
             )
-        return server_context(cert_path, state.supplier_key(supplier.org_number), state.ca_cert)
+        # Reloaded in every handshake: a rotated certificate or a new CRL applies at once.
+        return reloading_server_context(
+            cert_path, state.supplier_key(supplier.org_number), state.ca_cert, crl=crl_path(state)
+        )
 
     def _start_pullers(self) -> None:
         """One Puller per pull supplier: same receive path, store and ledger as a push."""
@@ -163,7 +192,7 @@ class SupplierStub:
             if s.delivery_mode is DeliveryMode.PULL:
                 settings = PullerSettings.for_supplier(s, self.config.state, self.config.pull_url)
                 settings = replace(settings, poll_interval=self.config.poll_interval)
-                puller = Puller(s, settings, ingest=self.ingest, store=self._store)
+                puller = Puller(s, settings, ingest=self._ingest_pulled, store=self._store)
                 stop = asyncio.Event()
                 task = asyncio.create_task(puller.run(stop), name=f"pull-{s.org_number}")
                 self._pullers.append((task, stop))
@@ -198,10 +227,17 @@ class SupplierStub:
             return _problem("BODY_TOO_LARGE", f"the limit is {self.config.max_body} bytes")
         return await self.ingest(supplier, raw)
 
-    async def ingest(self, supplier: SupplierEntry, raw: bytes) -> web.Response:
+    async def _ingest_pulled(self, supplier: SupplierEntry, raw: bytes) -> web.Response:
+        return await self.ingest(supplier, raw, pulled=True)
+
+    async def ingest(
+        self, supplier: SupplierEntry, raw: bytes, *, pulled: bool = False
+    ) -> web.Response:
         """Verify, check the addressee, store once, offer to the ledger: pushed and pulled alike."""
+        supplier = self._current(supplier)
+        verifier = self._pull_verifier if pulled else self._verifier
         try:
-            envelope = self._verifier.open(raw, max_bytes=self.config.max_body)
+            envelope = verifier.open(raw, max_bytes=self.config.max_body)
             check_addressee(
                 envelope,
                 org_number=supplier.org_number,
@@ -243,6 +279,23 @@ class SupplierStub:
         }
         status = 201 if receipt.status is ReceiptStatus.ACCEPTED else 200
         return web.json_response(body, status=status)
+
+    def _current(self, supplier: SupplierEntry) -> SupplierEntry:
+        """The supplier as the registry says now: a rotated certificate applies at once."""
+        if self._registry_watch.changed():
+            try:
+                fresh = {s.org_number: s for s in Registry.load(self.config.registry)}
+            except B2BSimError as exc:
+                log.error("keeping the old registry: %s", exc)
+            else:
+                for port, old in list(self._by_port.items()):
+                    new = fresh.get(old.org_number)
+                    if new is not None and new.url == old.url:
+                        self._by_port[port] = new
+                log.info("registry reloaded from %s", self.config.registry)
+        return next(
+            (s for s in self._by_port.values() if s.org_number == supplier.org_number), supplier
+        )
 
     def _org_of(self, request: web.Request) -> str | None:
         supplier = self._supplier_of(request)

@@ -17,6 +17,7 @@ from pathlib import Path
 from simulator.broker import LocalBroker, resolve_broker_url
 from simulator.errors import ConfigError
 from simulator.messages import KA_QUEUE
+from simulator.pki import require_crl
 from simulator.retry import RetryPolicy
 from simulator.state import StateDir
 
@@ -206,6 +207,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
         prefetch=args.prefetch,
         request_timeout=args.request_timeout,
         faults=args.faults,
+        crl=require_crl(state),
         retry=RetryPolicy(
             max_attempts=args.retry_max_attempts,
             max_age=args.retry_max_age,
