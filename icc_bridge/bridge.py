@@ -200,6 +200,12 @@ class Bridge:
                     # Poison: no valid supplier to queue it behind. Never blocks others.
                     await self._dead_letter(frame, None, exc.code, str(exc))
                     continue
+                self._event(
+                    "consumed",
+                    meta,
+                    envelope_id_for(meta.message_id),
+                    redelivered=frame.redelivered,
+                )
                 self._lane(meta.org_number).put_nowait((frame, meta))
         finally:
             stopping.cancel()
