@@ -94,7 +94,10 @@ class PushClient:
                 body = await resp.read()
                 return _classify(resp.status, resp.headers.get("Retry-After"), body)
         except aiohttp.ClientConnectorCertificateError as exc:
-            return Attempt(Outcome.REFUSED, None, f"certificate refused: {exc.certificate_error}")
+            # Nothing was sent.  Retried like any failure to connect: a certificate being
+            # rotated, or renewed, may be right on a later attempt; if not, the policy
+            # gives up and the message is dead-lettered with this reason.
+            return Attempt(Outcome.RETRY, None, f"certificate refused: {exc.certificate_error}")
         except aiohttp.ClientSSLError as exc:
             return Attempt(Outcome.RETRY, None, f"TLS error: {exc}")
         except (aiohttp.ClientError, OSError) as exc:

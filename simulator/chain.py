@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,13 @@ from simulator.broker import LocalBroker
 from simulator.components import Component
 from simulator.errors import ConfigError
 from simulator.messages import now_ms
+from simulator.pki import (
+    issue_supplier_cert,
+    revoke_certificate,
+    rotate_supplier_cert,
+    supplier_identity,
+    update_registry_cert,
+)
 from simulator.retry import RetryPolicy
 from simulator.state import StateDir
 from supplier_stub.faults import write_faults
@@ -33,7 +43,8 @@ Say = Callable[[str], None]
 
 @dataclass
 class ChainSpec:
-    state: StateDir
+    state: StateDir  # the run's own: its PKI (run_dir/pki), handed to every component
+    broker_dir: Path  # the embedded broker's directory (in the user's state directory)
     run_dir: Path
     broker_url: str
     queue: str
@@ -155,6 +166,46 @@ class RunningChain:
         self._fault_rules = [] if rule is None else [*self._fault_rules, rule]
         write_faults(self.faults_file, self._fault_rules)
 
+    # --- certificates -------------------------------------------------------------
+    def revoke(self, org_number: str | None) -> None:
+        """Revoke a supplier's certificate (None: the ICC's); the CRL is re-published."""
+        revoke_certificate(self.spec.state, org_number or "icc")
+        self.say(f"pki: revoked the certificate of {org_number or 'the ICC'}")
+
+    def expire(self, org_number: str) -> None:
+        """Replace a supplier's registered certificate by one that expired yesterday."""
+        now = datetime.now(UTC)
+        issued = issue_supplier_cert(
+            self.spec.state,
+            supplier_identity(self.spec.state, org_number),
+            not_before=now - timedelta(days=2),
+            not_after=now - timedelta(days=1),
+        )
+        update_registry_cert(self.registry_file, org_number, issued.sha256)
+        self.say(f"pki: {org_number}'s certificate expired")
+
+    def rotate(self, org_number: str) -> None:
+        """A new key and certificate for a supplier, registered at once."""
+        issued = rotate_supplier_cert(self.spec.state, org_number)
+        update_registry_cert(self.registry_file, org_number, issued.sha256)
+        self.say(f"pki: {org_number}'s certificate rotated (sha256 {issued.sha256[:12]}…)")
+
+    def swap(self, org_number: str, other: str) -> None:
+        """``org_number``'s endpoint presents ``other``'s certificate from now on."""
+        state = self.spec.state
+        for src, dst in (
+            (state.supplier_key(other), state.supplier_key(org_number)),
+            (state.supplier_cert(other), state.supplier_cert(org_number)),
+        ):
+            tmp = dst.with_suffix(".swap")
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+        self.say(f"pki: {org_number}'s endpoint now presents {other}'s certificate")
+
+    @property
+    def registry_file(self) -> Path:
+        return self.spec.run_dir / "registry.json"
+
     def icc_fault(self, kind: str, probability: float) -> None:
         """Make every ICC worker duplicate or reorder deliveries (clear: stop)."""
         self._icc_faults = {} if kind == "clear" else {**self._icc_faults, kind: probability}
@@ -171,7 +222,7 @@ class RunningChain:
         await asyncio.to_thread(self.broker.stop)  # the event loop (and KA) keep running
         self.say(f"fault: broker stopped (down for {down:g} s)")
         await asyncio.sleep(down)
-        self.broker = LocalBroker(self.spec.state.broker, port=port, die_with_parent=True)
+        self.broker = LocalBroker(self.spec.broker_dir, port=port, die_with_parent=True)
         # Started on this (the main) thread, on purpose: PR_SET_PDEATHSIG ties the JVM to
         # the thread that forks it, and a worker thread ends before the run does.  The
         # loop stalls for the start-up (about 2 s), while the broker is down anyway.

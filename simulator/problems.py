@@ -43,6 +43,7 @@ PROBLEMS: dict[str, ProblemType] = {
         ProblemType("SIGNATURE_WEAK_ALGORITHM", 403, "The signature uses a refused algorithm"),
         ProblemType("SIGNER_UNTRUSTED", 403, "The envelope is not signed by the ICC"),
         ProblemType("CLIENT_NOT_ICC", 403, "The client certificate is not an ICC certificate"),
+        ProblemType("CLIENT_REVOKED", 403, "The client certificate is revoked"),
         ProblemType("WRONG_ADDRESSEE", 421, "The envelope is addressed to another receiver"),
         ProblemType("UNKNOWN_MESSAGE_TYPE", 422, "The message type is not an AF message type"),
         ProblemType("DOCUMENT_INVALID", 422, "The business document fails the XSD or a rule"),

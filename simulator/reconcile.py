@@ -115,6 +115,23 @@ def duplicate_arrivals(db: Path) -> int:
         con.close()
 
 
+def latest_envelope(db: Path, org_number: str) -> bytes | None:
+    """The last envelope a supplier stored (what an attacker would replay), or None."""
+    if not db.exists():
+        return None
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute(
+            "SELECT envelope FROM envelopes WHERE org_number = ? ORDER BY rowid DESC LIMIT 1",
+            (org_number,),
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    finally:
+        con.close()
+    return bytes(row[0]) if row else None
+
+
 def produced_ids(produced_log: Path) -> set[str]:
     return {str(r["message_id"]) for r in read_jsonl(produced_log)}
 

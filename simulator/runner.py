@@ -24,6 +24,7 @@ from typing import Any
 from ka_producer import Producer
 from ka_producer.documents import DocumentFactory, Seller, seller_profile
 from ka_producer.service import Pacer, documents_for, publish_round
+from simulator.attacks import Attacker, record
 from simulator.broker import LocalBroker, resolve_broker_url
 from simulator.chain import ChainSpec, RunningChain, rule_for
 from simulator.errors import B2BSimError, ConfigError
@@ -32,16 +33,20 @@ from simulator.pki import cert_sha256, init_pki
 from simulator.reconcile import (
     Reconciliation,
     dead_lettered_ids,
+    latest_envelope,
     loaded_messages,
     produced_ids,
+    read_jsonl,
     reconcile,
 )
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.scenario import (
     ZERO_BY_DEFAULT,
+    Attack,
     Clock,
     IccFault,
     KillIcc,
+    PkiChange,
     Poison,
     Produce,
     RestartBroker,
@@ -134,7 +139,10 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     started = time.monotonic()
     run_dir = _new_run_dir(state, scenario.name)
     suppliers = make_suppliers(scenario.supplier_count, scenario.seed)
-    init_pki(state, suppliers)
+    # Each run has a PKI of its own (run_dir/pki), so that a scenario may revoke,
+    # expire or rotate certificates without touching any other run.
+    run_state = StateDir(run_dir)
+    init_pki(run_state, suppliers)
     *ports, pull_port = _free_ports(len(suppliers) + 1)
     first_pull = len(suppliers) - scenario.pull_count
     Registry(
@@ -146,7 +154,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
                 if i < first_pull
                 else f"https://127.0.0.1:{pull_port}/b2b/outbox"
             ),
-            cert_sha256=cert_sha256(state.supplier_cert(s.org_number)),
+            cert_sha256=cert_sha256(run_state.supplier_cert(s.org_number)),
             delivery_mode=DeliveryMode.PUSH if i < first_pull else DeliveryMode.PULL,
         )
         for i, (s, port) in enumerate(zip(suppliers, ports, strict=True))
@@ -172,7 +180,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             say(f"broker started: {url} in {info.startup_seconds:.1f} s")
     assert url is not None
     spec = ChainSpec(
-        state=state,
+        state=run_state,
+        broker_dir=state.broker,
         run_dir=run_dir,
         broker_url=url,
         queue=f"/queue/af.ka.outbound.run-{run_dir.name}",
@@ -195,7 +204,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             chain.broker.stop()
     result.faults = {"icc_kills": chain.kills, "broker_restarts": chain.broker_restarts}
     result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
-    result.expectations = _expectations(scenario, result.figures)
+    result.expectations = _expectations(scenario, result.figures, run_dir)
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
@@ -277,6 +286,10 @@ class _Player:
             return self._poison(step)
         if isinstance(step, IccFault):
             return self._icc_fault(step)
+        if isinstance(step, Attack):
+            return self._attack(step)
+        if isinstance(step, PkiChange):
+            return self._pki(step)
         return self._supplier_fault(step)
 
     async def _produce(self, step: Produce) -> None:
@@ -324,6 +337,39 @@ class _Player:
         )
         self.say(f"fault: supplier answers {step.kind} (p={step.probability:g})")
 
+    def _org(self, number: int) -> str:
+        """The organisation number of supplier ``number`` (from 1) of the scenario."""
+        return self.sellers[number - 1].org_number
+
+    async def _pki(self, step: PkiChange) -> None:
+        if step.action == "revoke":
+            self.chain.revoke(self._org(step.supplier) if step.supplier else None)
+        elif step.action == "expire":
+            self.chain.expire(self._org(step.supplier))
+        elif step.action == "rotate":
+            self.chain.rotate(self._org(step.supplier))
+        else:
+            self.chain.swap(self._org(step.supplier), self._org(step.other))
+
+    async def _attack(self, step: Attack) -> None:
+        spec = self.chain.spec
+        registry = Registry.load(spec.run_dir / "registry.json")
+        target = registry.lookup(self._org(step.supplier))
+        other = next(s for s in registry if s.org_number != target.org_number)
+        seller = self.sellers[step.supplier - 1]
+        document = documents_for(DocumentFactory(self.scenario.seed + 1), seller, doc_type="order")
+        replay = await asyncio.to_thread(latest_envelope, self.chain.db, target.org_number)
+        attacker = Attacker(spec.state, target, other, document[0].xml, replay)
+        for kind in step.kinds:
+            outcome = await attacker.run(kind)
+            record(spec.run_dir / "attacks.jsonl", outcome)
+            mark = (
+                "as expected" if outcome.as_expected else f"UNEXPECTED, wanted {outcome.expected}"
+            )
+            self.say(
+                f"attack {kind} on {target.org_number}: {outcome.status} {outcome.code} ({mark})"
+            )
+
     async def _icc_fault(self, step: IccFault) -> None:
         self.chain.icc_fault(step.kind, step.probability)
         self.say(f"fault: the ICC {step.kind}s deliveries (p={step.probability:g})")
@@ -370,14 +416,20 @@ class _Player:
             await asyncio.sleep(0.2)
 
 
-def _expectations(scenario: Scenario, figures: Reconciliation) -> list[Expectation]:
-    actual = figures.figures()
+def _expectations(scenario: Scenario, figures: Reconciliation, run_dir: Path) -> list[Expectation]:
+    actual: dict[str, int] = dict(figures.figures())
+    for attack in read_jsonl(run_dir / "attacks.jsonl"):
+        key = f"refused.{attack['code']}"
+        actual[key] = actual.get(key, 0) + 1
+    for letter in figures.dead_letters:
+        key = f"dead_letter_codes.{letter['code']}"
+        actual[key] = actual.get(key, 0) + 1
     wanted: dict[str, int] = {
         "produced": scenario.expected_messages,
         **dict.fromkeys(ZERO_BY_DEFAULT, 0),
         **scenario.expect,
     }
-    return [Expectation(name, value, actual[name]) for name, value in wanted.items()]
+    return [Expectation(name, value, actual.get(name, 0)) for name, value in wanted.items()]
 
 
 def _new_run_dir(state: StateDir, name: str) -> Path:

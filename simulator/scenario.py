@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simulator.attacks import ATTACKS
 from simulator.errors import ConfigError, ScenarioError
 from simulator.retry import RetryPolicy
 from simulator.yamlfile import Location, load_located
@@ -47,6 +48,8 @@ EXPECTABLE = (
     "redelivered",
     "out_of_order",
 )
+#: Expectations that count by code: attack outcomes and dead letters.
+CODED_EXPECTATIONS = ("refused", "dead_letter_codes")
 #: Figures that must be 0 unless a scenario says otherwise.
 ZERO_BY_DEFAULT = ("lost", "double_ingested", "out_of_order")
 MAX_SUPPLIERS = 5000
@@ -124,6 +127,31 @@ class IccFault:
     background: bool = False
 
 
+ATTACK_KINDS = tuple(ATTACKS)
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Aim hostile or forged requests at supplier number ``supplier`` (from 1)."""
+
+    kinds: tuple[str, ...]
+    supplier: int = 1
+    background: bool = False
+
+
+PKI_ACTIONS = ("revoke", "expire", "rotate", "swap")
+
+
+@dataclass(frozen=True)
+class PkiChange:
+    """Change a certificate mid-run: revoke, expire, rotate, or swap two suppliers'."""
+
+    action: str
+    supplier: int  # from 1; 0 means the ICC (revoke only)
+    other: int = 0  # swap: supplier ``supplier`` presents supplier ``other``'s certificate
+    background: bool = False
+
+
 POISON_KINDS = ("no-headers", "unknown-type", "unknown-supplier", "not-xml")
 
 
@@ -142,7 +170,19 @@ class Clock:
     ka_skew_ms: int
 
 
-Step = Produce | Wait | Sleep | KillIcc | RestartBroker | SupplierFault | IccFault | Poison | Clock
+Step = (
+    Produce
+    | Wait
+    | Sleep
+    | KillIcc
+    | RestartBroker
+    | SupplierFault
+    | IccFault
+    | Poison
+    | Clock
+    | Attack
+    | PkiChange
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +221,7 @@ def load_scenario(path: Path) -> Scenario:
 class _Checker:
     def __init__(self, path: Path, lines: dict[Location, int]) -> None:
         self.path, self.lines = path, lines
+        self.supplier_count = MAX_SUPPLIERS
 
     def fail(self, at: Location, what: str, hint: str) -> ScenarioError:
         line = self.lines.get(at)
@@ -273,9 +314,27 @@ class _Checker:
             raise self.fail(
                 ("steps",), "expected a non-empty list of steps", "e.g. `- produce: {chains: 1}`"
             )
+        self.supplier_count = self.integer(
+            suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS
+        )
         steps = tuple(self.step(s, ("steps", i)) for i, s in enumerate(steps_raw))
-        expect_raw = self.mapping(top.get("expect", {}), ("expect",), EXPECTABLE)
-        expect = {k: self.integer(v, ("expect", k), 0, 10**9) for k, v in expect_raw.items()}
+        expect_raw = self.mapping(
+            top.get("expect", {}), ("expect",), (*EXPECTABLE, *CODED_EXPECTATIONS)
+        )
+        expect: dict[str, int] = {}
+        for key, value in expect_raw.items():
+            if key not in CODED_EXPECTATIONS:
+                expect[key] = self.integer(value, ("expect", key), 0, 10**9)
+                continue
+            if not isinstance(value, dict) or not value:
+                raise self.fail(
+                    ("expect", key),
+                    "expected a mapping of code: count",
+                    "e.g. `refused: {XML_DOCTYPE: 2}`",
+                )
+            for code, count in value.items():
+                where = ("expect", key, code)
+                expect[f"{key}.{code}"] = self.integer(count, where, 0, 10**9)
         return Scenario(
             name=self.text(top["name"], ("name",)),
             description=self.text(top["description"], ("description",)),
@@ -299,7 +358,9 @@ class _Checker:
         )
 
     def step(self, raw: Any, at: Location) -> Step:
-        step = self.mapping(raw, at, ("produce", "wait", "sleep", "fault", "clock"))
+        step = self.mapping(
+            raw, at, ("produce", "wait", "sleep", "fault", "clock", "attack", "pki")
+        )
         if len(step) != 1:
             raise self.fail(
                 at, "a step has exactly one action", "write `- produce: …`, `- fault: …`, …"
@@ -318,7 +379,51 @@ class _Checker:
             return Clock(self.integer(clock["ka_skew_ms"], (*at, "ka_skew_ms"), -(10**9), 10**9))
         if kind == "fault":
             return self.fault(body, at)
+        if kind == "attack":
+            return self.attack(body, at)
+        if kind == "pki":
+            return self.pki(body, at)
         return self.produce(body, at)
+
+    def supplier_index(self, value: Any, at: Location) -> int:
+        """A supplier named by its number in the scenario, from 1."""
+        return self.integer(value, at, 1, self.supplier_count)
+
+    def attack(self, body: Any, at: Location) -> Attack:
+        f = self.mapping(body, at, ("kinds", "supplier", "background"), ("kinds",))
+        kinds = f["kinds"] if isinstance(f["kinds"], list) else [f["kinds"]]
+        for i, k in enumerate(kinds):
+            self._choice(k, (*at, "kinds", i), ATTACK_KINDS, "attack")
+        return Attack(
+            kinds=tuple(kinds),
+            supplier=self.supplier_index(f.get("supplier", 1), (*at, "supplier")),
+            background=self.flag(f.get("background", False), (*at, "background")),
+        )
+
+    def pki(self, body: Any, at: Location) -> PkiChange:
+        f = self.mapping(body, at, (*PKI_ACTIONS, "with", "background"))
+        actions = [a for a in PKI_ACTIONS if a in f]
+        if len(actions) != 1:
+            raise self.fail(
+                at,
+                "name exactly one of revoke, expire, rotate, swap",
+                "e.g. `pki: {revoke: 2}` or `pki: {swap: 2, with: 3}`",
+            )
+        action = actions[0]
+        background = self.flag(f.get("background", False), (*at, "background"))
+        if action == "revoke" and f[action] == "icc":
+            return PkiChange(action, 0, background=background)
+        who = self.supplier_index(f[action], (*at, action))
+        if action == "swap":
+            if "with" not in f:
+                raise self.fail(at, "`swap` needs `with:`", "e.g. `pki: {swap: 2, with: 3}`")
+            other = self.supplier_index(f["with"], (*at, "with"))
+            if other == who:
+                raise self.fail((*at, "with"), "a supplier cannot swap with itself", "name another")
+            return PkiChange(action, who, other, background=background)
+        if "with" in f:
+            raise self.fail((*at, "with"), "`with` goes with `swap` only", "remove it")
+        return PkiChange(action, who, background=background)
 
     def produce(self, body: Any, at: Location) -> Produce:
         produce = self.mapping(body, at, ("chains", "type", "count", "rate", "background"))

@@ -38,11 +38,12 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from simulator.envelope import check_addressee
+from simulator.envelope import check_addressee, from_xml
 from simulator.errors import B2BSimError
 from simulator.httpguard import GuardedTCPSite, SlowClientLimits, body_deadline, runner_kwargs
 from simulator.messages import now_ms
 from simulator.pki import (
+    CrlFile,
     cert_sha256,
     crl_path,
     is_icc_certificate,
@@ -54,6 +55,7 @@ from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.signing import EnvelopeVerifier
 from simulator.state import StateDir
 from simulator.tls import FileWatcher, peer_certificate, reloading_server_context
+from simulator.xmlsafe import parse_xml
 from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.puller import DEFAULT_POLL_INTERVAL, Puller, PullerSettings
@@ -88,6 +90,9 @@ class StubConfig:
     # envelopes, skewed clocks); it must exceed the ICC's retry max_age.  None: no window.
     max_skew: float | None = DEFAULT_MAX_SKEW
     limits: SlowClientLimits = field(default_factory=SlowClientLimits)
+    # Broken on purpose, ONLY to prove the conformance kit fails them (docs/conformance.md):
+    accept_unsigned: bool = False  # skip the envelope signature check entirely
+    ignore_addressee: bool = False  # skip the organisation number / certificate / URL check
     suppliers: list[SupplierEntry] = field(default_factory=list, init=False)
 
 
@@ -115,6 +120,7 @@ class SupplierStub:
             self._by_port[port] = s
         ca = config.state.ca_cert.read_bytes()
         crl = require_crl(config.state)
+        self._crl = CrlFile(crl, load_certificate(config.state.ca_cert))
         self._verifier = EnvelopeVerifier(
             ca, accept_signer=is_icc_certificate, max_skew=config.max_skew, crl_path=crl
         )
@@ -122,6 +128,12 @@ class SupplierStub:
         # (the envelope id still makes a replay a duplicate).
         self._pull_verifier = EnvelopeVerifier(ca, accept_signer=is_icc_certificate, crl_path=crl)
         self._registry_watch = FileWatcher([config.registry])
+        if config.accept_unsigned or config.ignore_addressee:
+            log.warning(
+                "BROKEN ON PURPOSE: accept_unsigned=%s ignore_addressee=%s (testing only)",
+                config.accept_unsigned,
+                config.ignore_addressee,
+            )
         self._store = EnvelopeStore(config.db)
         self._ledger = Ledger(self._store, gap_timeout=config.gap_timeout)
         self._runner: web.AppRunner | None = None
@@ -219,6 +231,8 @@ class SupplierStub:
         client = peer_certificate(request)
         if client is None or not is_icc_certificate(client):
             return _problem("CLIENT_NOT_ICC", "only the ICC may deliver envelopes here")
+        if self._crl.revoked(client):  # per request: a revocation also ends kept-alive connections
+            return _problem("CLIENT_REVOKED", "the client certificate is revoked")
         if request.content_type != "application/xml":
             return _problem("UNSUPPORTED_MEDIA_TYPE", f"got {request.content_type!r}")
         try:
@@ -237,13 +251,17 @@ class SupplierStub:
         supplier = self._current(supplier)
         verifier = self._pull_verifier if pulled else self._verifier
         try:
-            envelope = verifier.open(raw, max_bytes=self.config.max_body)
-            check_addressee(
-                envelope,
-                org_number=supplier.org_number,
-                cert_sha256=supplier.cert_sha256,
-                url=supplier.url,
-            )
+            if self.config.accept_unsigned:  # broken on purpose (StubConfig)
+                envelope = from_xml(parse_xml(raw, max_bytes=self.config.max_body))
+            else:
+                envelope = verifier.open(raw, max_bytes=self.config.max_body)
+            if not self.config.ignore_addressee:  # broken on purpose (StubConfig)
+                check_addressee(
+                    envelope,
+                    org_number=supplier.org_number,
+                    cert_sha256=supplier.cert_sha256,
+                    url=supplier.url,
+                )
         except B2BSimError as exc:
             log.info("refused org=%s code=%s detail=%s", supplier.org_number, exc.code, exc)
             return _problem(code_for(exc), str(exc))

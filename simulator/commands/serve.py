@@ -73,6 +73,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument(
         "--poll-interval", type=float, default=0.5, metavar="S", help="empty-outbox poll (0.5)"
     )
+    s.add_argument(
+        "--accept-unsigned",
+        action="store_true",
+        help="BROKEN ON PURPOSE, to test the conformance kit: skip the signature check",
+    )
+    s.add_argument(
+        "--ignore-addressee",
+        action="store_true",
+        help="BROKEN ON PURPOSE, to test the conformance kit: skip the addressee check",
+    )
     s.set_defaults(func=_serve_stub)
 
     i = comp.add_parser("icc", help="the ICC bridge: KA queue → signed envelopes → suppliers")
@@ -188,6 +198,8 @@ def _serve_stub(args: argparse.Namespace) -> int:
         gap_timeout=args.gap_timeout,
         pull_url=args.pull_url,
         poll_interval=args.poll_interval,
+        accept_unsigned=args.accept_unsigned,
+        ignore_addressee=args.ignore_addressee,
     )
     return _run_until_signal(lambda stop: serve_forever(config, stop))
 

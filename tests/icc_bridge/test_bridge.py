@@ -225,7 +225,7 @@ class TestDeadLetters:
             await publish(chain, [SUPPLIERS[0].org_number])
             chain.start_bridge()
             (frame,) = await chain.dead_letters(1)
-            assert frame.headers[DLQ_CODE] == "DELIVERY_REFUSED"
+            assert frame.headers[DLQ_CODE] == "DELIVERY_GAVE_UP"  # retried, never sent
             assert other in frame.headers[DLQ_REASON]  # names the pinned fingerprint
             assert chain.stored() == []
         finally:

@@ -37,6 +37,13 @@ def test_library_is_complete() -> None:
         "out-of-order",
         "pull-mode",
         "many-suppliers",
+        "cert-expired",
+        "cert-revoked",
+        "cert-rotation",
+        "wrong-addressee",
+        "tampered-envelope",
+        "replayed-envelope",
+        "hostile-xml",
     }
     assert wanted <= names
 
