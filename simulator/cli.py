@@ -28,6 +28,7 @@ COMMANDS = [
     "serve",
     "health",
     "dlq",
+    "conformance",
     "documents",
     "validate",
 ]

@@ -1,30 +1,45 @@
-"""``b2bsim run SCENARIO``: run a scenario end to end and report."""
+"""``b2bsim run SCENARIO...|--all``: run scenarios end to end and report."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from simulator.broker import LocalBroker, resolve_broker_url
+from simulator.errors import ConfigError
 from simulator.runner import RunOptions, RunResult, run_scenario
-from simulator.scenario import load_scenario
+from simulator.scenario import Scenario, load_scenario
 from simulator.state import StateDir
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run a scenario end to end (starts and stops everything)")
-    p.add_argument("scenario", type=Path, help="a scenario file, e.g. scenarios/happy-path.yaml")
+    p = sub.add_parser("run", help="run scenarios end to end (starts and stops everything)")
+    p.add_argument(
+        "scenarios", type=Path, nargs="*", metavar="SCENARIO", help="scenario files to run"
+    )
+    p.add_argument("--all", action="store_true", help="run every scenario in --dir")
+    p.add_argument("--dir", type=Path, default=Path("scenarios"), help="the library (--all)")
     p.add_argument(
         "--broker",
         help="use this running broker (stomp://HOST:PORT; default: "
         "$B2BSIM_BROKER, else start the embedded one)",
     )
     p.add_argument("--result-json", type=Path, metavar="FILE", help="write the result here")
+    p.add_argument(
+        "--junit", type=Path, metavar="FILE", help="write JUnit XML: a testcase per expectation"
+    )
+    p.add_argument(
+        "--report", type=Path, metavar="DIR", help="write a self-contained HTML report here"
+    )
     p.add_argument(
         "--rules",
         metavar="DIR",
@@ -34,33 +49,93 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run)
 
 
+def scenario_files(args: argparse.Namespace) -> list[Path]:
+    """The files named, or the whole library with --all; a usage error if neither."""
+    files = list(args.scenarios)
+    if args.all:
+        if not args.dir.is_dir():
+            raise ConfigError(f"no scenario library at {args.dir}", hint="pass --dir DIR")
+        files += sorted(args.dir.glob("*.yaml"))
+    if not files:
+        raise ConfigError("no scenario to run", hint="name a file, or pass --all")
+    return files
+
+
 def run(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario)  # every mistake is reported before anything starts
+    # Every scenario is checked before anything starts.
+    scenarios = [load_scenario(path) for path in scenario_files(args)]
     console = Console(stderr=False, highlight=False)
     tty = console.is_terminal
-
-    def progress(msg: str) -> None:
-        if tty:
-            console.print(f"[dim]•[/dim] {msg}")
-        else:
-            print(f"[{scenario.name}] {msg}", flush=True)
-
-    progress(f"running {scenario.name} (seed {scenario.seed}): {scenario.description}")
+    state = StateDir.resolve(args.state)
     rules = args.rules or os.environ.get("B2BSIM_RULES_DIR")
-    result = run_scenario(
-        scenario,
-        RunOptions(
-            state=StateDir.resolve(args.state),
-            broker_url=args.broker,
-            rules=rules,
-            progress=progress,
-        ),
-    )
+    results: list[RunResult] = []
+    with shared_broker(args.broker, state, scenarios) as broker_url:
+        for scenario in scenarios:
+
+            def progress(msg: str, name: str = scenario.name) -> None:
+                if tty:
+                    console.print(f"[dim]•[/dim] {msg}")
+                else:
+                    print(f"[{name}] {msg}", flush=True)
+
+            progress(f"running {scenario.name} (seed {scenario.seed}): {scenario.description}")
+            url = None if scenario.needs_embedded_broker else broker_url
+            options = RunOptions(state=state, broker_url=url, rules=rules, progress=progress)
+            result = run_scenario(scenario, options)
+            print_summary(result, console if tty else None)
+            results.append(result)
+    write_outputs(args, results)
+    passed = sum(r.passed for r in results)
+    if len(results) > 1:
+        print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+@contextlib.contextmanager
+def shared_broker(
+    explicit: str | None, state: StateDir, scenarios: list[Scenario]
+) -> Iterator[str | None]:
+    """One broker for a batch of scenarios (an embedded one of its own, if none is given).
+
+    A single scenario, or a given broker, needs nothing here; a scenario that
+    restarts the broker always gets its own.
+    """
+    url = resolve_broker_url(explicit)
+    if url is not None or sum(not s.needs_embedded_broker for s in scenarios) < 2:
+        yield url
+        return
+    broker = LocalBroker(state.root / "broker-batch", die_with_parent=True)
+    info = broker.start()
+    print(f"broker started: {info.url} in {info.startup_seconds:.1f} s", flush=True)
+    try:
+        yield info.url
+    finally:
+        broker.stop()
+
+
+def write_outputs(args: argparse.Namespace, results: list[RunResult]) -> None:
     if args.result_json:
         args.result_json.parent.mkdir(parents=True, exist_ok=True)
-        args.result_json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
-    print_summary(result, console if tty else None)
-    return 0 if result.passed else 1
+        doc: dict[str, Any] = (
+            results[0].to_json()
+            if len(results) == 1
+            else {
+                "passed": all(r.passed for r in results),
+                "scenarios": [r.to_json() for r in results],
+            }
+        )
+        args.result_json.write_text(json.dumps(doc, indent=2) + "\n")
+    if args.junit:
+        from simulator.junit import write_junit
+
+        args.junit.parent.mkdir(parents=True, exist_ok=True)
+        write_junit(results, args.junit)
+        print(f"JUnit: {args.junit}")
+    if args.report:
+        from simulator.report import write_report
+
+        index = write_report(results, args.report)
+        print(f"report: {index}")
 
 
 def print_summary(result: RunResult, console: Console | None) -> None:

@@ -1,0 +1,213 @@
+"""``b2bsim conformance``: run AF's supplier-facing test plan against a supplier's endpoint.
+
+Exit 0 when every case passes, 1 when any fails, 2 when the target cannot be
+reached or presents an untrusted certificate (no case is graded then) or the
+command line is wrong.  docs/conformance.md is the guide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from simulator.conformance import (
+    DEFAULT_TIMEOUT,
+    CaseResult,
+    ConformanceReport,
+    ConformanceTarget,
+    TargetUnreachableError,
+    TargetUntrustedError,
+    run_conformance,
+    write_reports,
+)
+from simulator.conformance_cases import CASES
+from simulator.errors import ConfigError
+from simulator.state import StateDir
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "conformance",
+        help="run AF's test plan against a supplier's own push endpoint (graded report)",
+        description="Play the ICC towards a supplier's push endpoint over mutual TLS and grade "
+        "each case of the onboarding test plan. Exit 0 all passed, 1 a case failed, 2 the "
+        "target is unreachable or untrusted, or the command line is wrong.",
+    )
+    p.add_argument("--target", metavar="URL", help="the endpoint URL, as AF's registry holds it")
+    p.add_argument(
+        "--target-ca", type=Path, metavar="FILE", help="PEM CA that issued the target's certificate"
+    )
+    p.add_argument("--org-number", metavar="N", help="the supplier's organisation number")
+    p.add_argument(
+        "--client-cert",
+        type=Path,
+        metavar="FILE",
+        help="TLS client certificate (default: the ICC's, STATE/pki/icc.pem)",
+    )
+    p.add_argument(
+        "--client-key", type=Path, metavar="FILE", help="its key (default: STATE/pki/icc.key)"
+    )
+    p.add_argument(
+        "--target-cert-sha256",
+        metavar="HEX",
+        help="the target certificate's SHA-256 (default: whatever it presents); "
+        "also the RECEIVER_CERT_SHA256 of every envelope",
+    )
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the JSON result here")
+    p.add_argument(
+        "--seed", type=int, help="document seed (default: from the clock; the report names it)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S", help="per request (10)"
+    )
+    p.add_argument(
+        "--case",
+        action="append",
+        dest="cases",
+        metavar="ID",
+        help="run only this case (repeatable; see --list)",
+    )
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(highlight=False)
+    tty = console.is_terminal
+    if args.list:
+        _list_cases(console if tty else None)
+        return EXIT_OK
+    target = _target(args)
+    if tty:
+        console.print(f"conformance of [bold]{escape(target.url)}[/bold] (org {target.org_number})")
+
+    def progress(result: CaseResult) -> None:
+        if tty:
+            mark = "[green]✓[/green]" if result.passed else "[red]✗[/red]"
+            console.print(f" {mark} {result.case_id}", highlight=False)
+        else:
+            print(_plain(result), flush=True)
+
+    try:
+        report = asyncio.run(run_conformance(target, progress=progress))
+    except (TargetUnreachableError, TargetUntrustedError) as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return EXIT_USAGE
+    write_reports(report, junit=args.junit, json_file=args.json)
+    _summary(report, console if tty else None)
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _target(args: argparse.Namespace) -> ConformanceTarget:
+    missing = [
+        flag
+        for flag, value in (
+            ("--target", args.target),
+            ("--target-ca", args.target_ca),
+            ("--org-number", args.org_number),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(
+            f"conformance needs {', '.join(missing)}",
+            hint="e.g. b2bsim conformance --target https://host:8443/b2b/envelopes "
+            "--target-ca ca.pem --org-number 5560125790",
+        )
+    if (args.client_cert is None) != (args.client_key is None):
+        raise ConfigError(
+            "--client-cert and --client-key go together",
+            hint="give both, or neither to use the ICC's from the test PKI",
+        )
+    if not args.target_ca.is_file():
+        raise ConfigError(
+            f"no CA file at {args.target_ca}",
+            hint="pass the PEM certificate of the CA that issued the endpoint's certificate",
+        )
+    state = StateDir.resolve(args.state)
+    client_cert = args.client_cert or state.icc_cert
+    client_key = args.client_key or state.icc_key
+    # The envelopes are signed by the ICC: the test PKI's, else the given client pair.
+    have_icc = state.icc_cert.is_file() and state.icc_key.is_file()
+    signer_cert, signer_key = (
+        (state.icc_cert, state.icc_key) if have_icc else (client_cert, client_key)
+    )
+    for what, path in (("client certificate", client_cert), ("client key", client_key)):
+        if not Path(path).is_file():
+            raise ConfigError(
+                f"no {what} at {path}",
+                hint="run `b2bsim pki init` (or pass --state), or give --client-cert/--client-key",
+            )
+    return ConformanceTarget(
+        url=args.target,
+        target_ca=args.target_ca,
+        org_number=args.org_number,
+        client_cert=client_cert,
+        client_key=client_key,
+        signer_cert=signer_cert,
+        signer_key=signer_key,
+        state=state,
+        cert_sha256=args.target_cert_sha256,
+        timeout=args.timeout,
+        seed=args.seed if args.seed is not None else int(time.time()) % 1_000_000,
+        case_ids=tuple(args.cases) if args.cases else None,
+    )
+
+
+def _plain(result: CaseResult) -> str:
+    verdict = "PASS" if result.passed else "FAIL"
+    return f"{verdict} {result.case_id}: {result.title} — {result.reason}"
+
+
+def _summary(report: ConformanceReport, console: Console | None) -> None:
+    failed = len(report.failures)
+    passed = len(report.results) - failed
+    line = (
+        f"conformance {report.target} (org {report.org_number}): {passed} passed, "
+        f"{failed} failed — seed {report.seed}; {report.rerun_hint()}"
+    )
+    if console is None:
+        for r in report.failures:
+            print(f"  {r.case_id} checks: {r.checks}; why it matters: {r.why}")
+        for note in report.notes:
+            print(f"note: {note}")
+        print(line)
+        return
+    table = Table(title=f"Conformance of {escape(report.target)}")
+    table.add_column("case", no_wrap=True)
+    table.add_column("result", no_wrap=True)
+    table.add_column("reason")
+    for r in report.results:
+        grade = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+        table.add_row(r.case_id, grade, escape(r.reason))
+    console.print(table)
+    for r in report.failures:
+        console.print(
+            f"[red]{r.case_id}[/red] checks {escape(r.checks)}; it matters because {escape(r.why)}"
+        )
+    for note in report.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+    console.print(("[green]" if report.passed else "[red]") + escape(line) + "[/]")
+
+
+def _list_cases(console: Console | None) -> None:
+    if console is None:
+        for c in CASES:
+            print(f"{c.id}: {c.title} — checks: {c.checks} — why: {c.why}")
+        return
+    table = Table(title="Conformance cases")
+    for col in ("case", "title", "what it checks", "why it matters"):
+        table.add_column(col)
+    for c in CASES:
+        table.add_row(c.id, escape(c.title), escape(c.checks), escape(c.why))
+    console.print(table)
