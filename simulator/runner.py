@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +78,10 @@ class RunOptions:
     broker_url: str | None = None  # an existing broker; None: the embedded one
     rules: str | None = None  # validate documents at the stub with these rules
     progress: Say | None = None  # called with one line per event of the run
+    # Awaited before each step with its index and the step (teaching mode: wait for
+    # "next"); and told the run directory once the run starts (a live view tails it).
+    before_step: Callable[[int, Step], Awaitable[None]] | None = None
+    on_start: Callable[[Path], None] | None = None
 
 
 @dataclass
@@ -196,7 +200,18 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     chain = RunningChain(spec, broker, say)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
     try:
-        asyncio.run(_play(scenario, chain, suppliers_of(scenario), result, say))
+        if options.on_start is not None:
+            options.on_start(run_dir)
+        asyncio.run(
+            _play(
+                scenario,
+                chain,
+                sellers=suppliers_of(scenario),
+                result=result,
+                say=say,
+                options=options,
+            )
+        )
     except B2BSimError as exc:
         result.error = exc.one_line()
     finally:
@@ -218,7 +233,13 @@ def suppliers_of(scenario: Scenario) -> list[Seller]:
 
 
 async def _play(
-    scenario: Scenario, chain: RunningChain, sellers: list[Seller], result: RunResult, say: Say
+    scenario: Scenario,
+    chain: RunningChain,
+    *,
+    sellers: list[Seller],
+    result: RunResult,
+    say: Say,
+    options: RunOptions,
 ) -> None:
     try:
         t0 = time.monotonic()
@@ -226,7 +247,9 @@ async def _play(
         result.timings["components_start"] = time.monotonic() - t0
         t0 = time.monotonic()
         async with asyncio.timeout(scenario.timeout):
-            await _Player(scenario, chain, sellers, say).play()
+            player = _Player(scenario, chain, sellers, say)
+            player.before_step = options.before_step
+            await player.play()
         result.timings["steps"] = time.monotonic() - t0
     except TimeoutError:
         raise RunTimeoutError(
@@ -249,6 +272,7 @@ class _Player:
         self.produced = 0
         self.background: list[asyncio.Task[None]] = []
         self.poisoned: set[str] = set()
+        self.before_step: Callable[[int, Step], Awaitable[None]] | None = None
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -260,7 +284,9 @@ class _Player:
             spec.broker_url, queue=spec.queue, produced_log=produced_log, clock=self.clock
         ) as ka:
             self.ka = ka
-            for step in self.scenario.steps:
+            for index, step in enumerate(self.scenario.steps):
+                if self.before_step is not None:
+                    await self.before_step(index, step)
                 action = self._action(step)
                 if getattr(step, "background", False):
                     self.background.append(asyncio.create_task(action))
