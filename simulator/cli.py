@@ -29,6 +29,7 @@ COMMANDS = [
     "health",
     "dlq",
     "conformance",
+    "scenario",
     "documents",
     "validate",
 ]

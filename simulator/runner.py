@@ -141,13 +141,13 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         )
     state = options.state.ensure()
     started = time.monotonic()
-    run_dir = _new_run_dir(state, scenario.name)
+    run_dir = new_run_dir(state, scenario.name)
     suppliers = make_suppliers(scenario.supplier_count, scenario.seed)
     # Each run has a PKI of its own (run_dir/pki), so that a scenario may revoke,
     # expire or rotate certificates without touching any other run.
     run_state = StateDir(run_dir)
     init_pki(run_state, suppliers)
-    *ports, pull_port = _free_ports(len(suppliers) + 1)
+    *ports, pull_port = free_ports(len(suppliers) + 1)
     first_pull = len(suppliers) - scenario.pull_count
     Registry(
         SupplierEntry(
@@ -458,14 +458,14 @@ def _expectations(scenario: Scenario, figures: Reconciliation, run_dir: Path) ->
     return [Expectation(name, value, actual.get(name, 0)) for name, value in wanted.items()]
 
 
-def _new_run_dir(state: StateDir, name: str) -> Path:
+def new_run_dir(state: StateDir, name: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
     run_dir = state.runs / f"{stamp}-{name}"
     run_dir.mkdir(parents=True, mode=0o700)
     return run_dir
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """``count`` distinct free TCP ports on 127.0.0.1 (held open until all are chosen)."""
     socks = []
     try:
