@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -27,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "scenarios", type=Path, nargs="*", metavar="SCENARIO", help="scenario files to run"
     )
     p.add_argument("--all", action="store_true", help="run every scenario in --dir")
+    p.add_argument(
+        "--seed", type=int, metavar="S", help="override the scenarios' seeds (to re-run a report)"
+    )
     p.add_argument("--dir", type=Path, default=Path("scenarios"), help="the library (--all)")
     p.add_argument(
         "--broker",
@@ -64,6 +68,10 @@ def scenario_files(args: argparse.Namespace) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     # Every scenario is checked before anything starts.
     scenarios = [load_scenario(path) for path in scenario_files(args)]
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ConfigError(f"--seed {args.seed} is negative", hint="use 0 or more")
+        scenarios = [dataclasses.replace(s, seed=args.seed) for s in scenarios]
     console = Console(stderr=False, highlight=False)
     tty = console.is_terminal
     state = StateDir.resolve(args.state)
