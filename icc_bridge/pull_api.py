@@ -31,13 +31,12 @@ from pathlib import Path
 from typing import IO
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from icc_bridge.outbox import CursorError, Outbox, OutboxRow
-from simulator.errors import B2BSimError, PortInUseError
+from simulator.errors import PortInUseError
+from simulator.http_problems import problem_response, problems_middleware
 from simulator.messages import now_ms
 from simulator.pki import cert_sha256, org_number_of
-from simulator.problems import PROBLEM_MEDIA_TYPE, problem
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.tls import peer_certificate, server_context
 
@@ -96,7 +95,14 @@ class PullApi:
         await self._outbox.open()
         if self.config.events_log is not None:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
-        app = web.Application(client_max_size=MAX_ACK_BODY, middlewares=[_problems])
+        app = web.Application(
+            client_max_size=MAX_ACK_BODY,
+            middlewares=[
+                problems_middleware(
+                    endpoint=OUTBOX_PATH, internal="the outbox could not answer; try again"
+                )
+            ],
+        )
         app.router.add_get(OUTBOX_PATH, self._page)
         app.router.add_post(ACK_PATH, self._ack)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -237,25 +243,5 @@ def _item(row: OutboxRow) -> dict[str, object]:
     }
 
 
-@web.middleware
-async def _problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every refusal is a problem document, aiohttp's own and unexpected failures too."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        return _problem("NOT_FOUND", f"nothing at {request.path}; see {OUTBOX_PATH}")
-    except web.HTTPMethodNotAllowed as exc:
-        return _problem("METHOD_NOT_ALLOWED", f"use {', '.join(sorted(exc.allowed_methods))}")
-    except web.HTTPException:
-        raise
-    except B2BSimError as exc:
-        log.warning("pull API refused code=%s detail=%s", exc.code, exc)
-        return _problem("INTERNAL", "the outbox could not answer; try again")
-    except Exception:
-        log.exception("pull API internal error")  # the log, never the answer, has detail
-        return _problem("INTERNAL", "the outbox could not answer; try again")
-
-
-def _problem(code: str, detail: str) -> web.Response:
-    status, body = problem(code, detail)
-    return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
+def _problem(code: str, detail: str, **extra: object) -> web.Response:
+    return problem_response(code, detail, **extra)

@@ -50,42 +50,37 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def stored_messages(db: Path) -> list[tuple[str, str, int, int]]:
-    """(message_id, org_number, sequence, received_at_ms) of each stored envelope."""
+def query(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the stub's SQLite file; none if it or the table is
+    not there yet (the stub creates them when it starts)."""
     if not db.exists():
         return []
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return [
-            (str(r[0]), str(r[1]), int(r[2]), int(r[3]))
-            for r in con.execute(
-                "SELECT message_id, org_number, sequence, received_at_ms FROM envelopes "
-                "ORDER BY received_at_ms, rowid"
-            )
-        ]
+        return list(con.execute(sql, params))
     except sqlite3.OperationalError:
-        return []  # the stub has not created its tables yet
+        return []
     finally:
         con.close()
+
+
+def stored_messages(db: Path) -> list[tuple[str, str, int, int]]:
+    """(message_id, org_number, sequence, received_at_ms) of each stored envelope."""
+    rows = query(
+        db,
+        "SELECT message_id, org_number, sequence, received_at_ms FROM envelopes "
+        "ORDER BY received_at_ms, rowid",
+    )
+    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
 def loaded_messages(db: Path) -> list[tuple[str, str, int, int]]:
     """(message_id, org_number, produced_at_ms, sequence) of each ledger row, in load order."""
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [
-            (str(r[0]), str(r[1]), int(r[2]), int(r[3]))
-            for r in con.execute(
-                "SELECT message_id, org_number, produced_at_ms, sequence FROM ledger "
-                "ORDER BY position"
-            )
-        ]
-    except sqlite3.OperationalError:
-        return []  # the stub has not created its ledger yet
-    finally:
-        con.close()
+    rows = query(
+        db,
+        "SELECT message_id, org_number, produced_at_ms, sequence FROM ledger ORDER BY position",
+    )
+    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
 def out_of_order_rows(loaded: list[tuple[str, str, int, int]]) -> int:
@@ -103,33 +98,18 @@ def out_of_order_rows(loaded: list[tuple[str, str, int, int]]) -> int:
 
 
 def duplicate_arrivals(db: Path) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = con.execute("SELECT count(*) FROM arrivals WHERE outcome = 'duplicate'").fetchone()
-        return int(row[0])
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
+    rows = query(db, "SELECT count(*) FROM arrivals WHERE outcome = 'duplicate'")
+    return int(rows[0][0]) if rows else 0
 
 
 def latest_envelope(db: Path, org_number: str) -> bytes | None:
     """The last envelope a supplier stored (what an attacker would replay), or None."""
-    if not db.exists():
-        return None
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        row = con.execute(
-            "SELECT envelope FROM envelopes WHERE org_number = ? ORDER BY rowid DESC LIMIT 1",
-            (org_number,),
-        ).fetchone()
-    except sqlite3.OperationalError:
-        return None
-    finally:
-        con.close()
-    return bytes(row[0]) if row else None
+    rows = query(
+        db,
+        "SELECT envelope FROM envelopes WHERE org_number = ? ORDER BY rowid DESC LIMIT 1",
+        (org_number,),
+    )
+    return bytes(rows[0][0]) if rows else None
 
 
 def produced_ids(produced_log: Path) -> set[str]:

@@ -36,10 +36,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Middleware
 
 from simulator.envelope import check_addressee, from_xml
 from simulator.errors import B2BSimError
+from simulator.http_problems import problem_response, problems_middleware
 from simulator.httpguard import GuardedTCPSite, SlowClientLimits, body_deadline, runner_kwargs
 from simulator.messages import now_ms
 from simulator.pki import (
@@ -50,7 +51,7 @@ from simulator.pki import (
     load_certificate,
     require_crl,
 )
-from simulator.problems import PROBLEM_MEDIA_TYPE, code_for, problem
+from simulator.problems import code_for
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.signing import EnvelopeVerifier
 from simulator.state import StateDir
@@ -145,7 +146,13 @@ class SupplierStub:
         await self._store.open()
         await self._ledger.open()
         limits = self.config.limits
-        middlewares: list[Middleware] = [_problems_for_everything, body_deadline(limits.body)]
+        middlewares: list[Middleware] = [
+            problems_middleware(
+                endpoint=ENVELOPE_PATH,
+                internal="the envelope was not stored; the ICC may send it again",
+            ),
+            body_deadline(limits.body),
+        ]
         if self.config.faults is not None:
             injector = FaultInjector(self.config.faults)
             middlewares.append(injector.middleware(self._org_of))
@@ -324,25 +331,8 @@ class SupplierStub:
         return self._by_port.get(sockname[1]) if sockname else None
 
 
-@web.middleware
-async def _problems_for_everything(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every refusal is a problem document, even aiohttp's own and our own failures."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
-        return _problem("NOT_FOUND", f"nothing at {request.path}; envelopes go to {ENVELOPE_PATH}")
-    except web.HTTPMethodNotAllowed as exc:
-        return _problem("METHOD_NOT_ALLOWED", f"use {', '.join(sorted(exc.allowed_methods))}")
-    except web.HTTPException:
-        raise
-    except Exception:
-        log.exception("internal error while receiving")  # the log, never the answer, has detail
-        return _problem("INTERNAL", "the envelope was not stored; the ICC may send it again")
-
-
 def _problem(code: str, detail: str, **extra: object) -> web.Response:
-    status, body = problem(code, detail, **extra)
-    return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
+    return problem_response(code, detail, **extra)
 
 
 def _iso(ms: int) -> str:
