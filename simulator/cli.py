@@ -30,6 +30,7 @@ COMMANDS = [
     "dlq",
     "conformance",
     "scenario",
+    "bench",
     "documents",
     "validate",
 ]
