@@ -93,7 +93,8 @@ class Bridge:
         self._registry_watch = FileWatcher([config.registry])
         self._registry_watch.changed()  # the registry just loaded is the current one
         self._signer = EnvelopeSigner(config.icc_key.read_bytes(), config.icc_cert.read_bytes())
-        self._host, self._port = parse_broker_url(config.broker_url)
+        parse_broker_url(config.broker_url)  # a clear error now, not at connect
+        self._broker_url = config.broker_url
         self._conn: StompConnection | None = None
         self._push = PushClient(
             ca_cert=config.ca_cert,
@@ -159,7 +160,7 @@ class Bridge:
                 self._events.close()
 
     async def _subscribe(self) -> StompConnection:
-        conn = StompConnection(self._host, self._port)
+        conn = StompConnection.from_url(self._broker_url)
         await conn.connect()
         await conn.subscribe(self.config.queue, prefetch=self.config.prefetch)
         log.info("icc bridge consuming %s", self.config.queue)
@@ -265,7 +266,14 @@ class Bridge:
                 attempt.status,
                 attempt.detail,
             )
-            self._event("retry", meta, envelope.envelope_id, attempt=number, detail=attempt.detail)
+            self._event(
+                "retry",
+                meta,
+                envelope.envelope_id,
+                attempt=number,
+                status=attempt.status,
+                detail=attempt.detail,
+            )
             if policy.gives_up(number, time.monotonic() - first):
                 break
             await asyncio.sleep(policy.delay(number, attempt.retry_after))

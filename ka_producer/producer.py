@@ -44,13 +44,14 @@ class Producer:
         produced_log: Path | None = None,
         clock: Callable[[], int] = now_ms,
     ) -> None:
-        self._host, self._port = parse_broker_url(broker_url)
+        parse_broker_url(broker_url)  # a clear error now, not at connect
+        self._broker_url = broker_url
         self.queue = queue
         self._clock = clock
         self._log_path = produced_log
         self._log: IO[str] | None = None
         self._sequences: defaultdict[str, int] = defaultdict(int)
-        self._conn = StompConnection(self._host, self._port)
+        self._conn = StompConnection.from_url(self._broker_url)
         # Sent but not yet confirmed by a receipt: resent after a reconnect, so a
         # broker that dies loses nothing (at worst a duplicate, which the
         # supplier recognises by its envelope id).
@@ -103,7 +104,7 @@ class Producer:
         delay = 0.5
         while True:
             await self._conn.disconnect()
-            self._conn = StompConnection(self._host, self._port)
+            self._conn = StompConnection.from_url(self._broker_url)
             try:
                 await self._conn.connect()
                 for i, (body, headers) in enumerate(self._unconfirmed):

@@ -3,8 +3,8 @@
 The runner asks this class to start the supplier stub and the ICC workers
 (``b2bsim serve …`` child processes), and, for fault steps, to kill -9 a
 worker, to take the supplier endpoint down, to write the stub's faults file,
-and to restart the embedded broker.  Every file it uses is in the run
-directory (docs/files.md).
+to restart the embedded broker, and to kill -9 one broker of a network.
+Every file it uses is in the run directory (docs/files.md).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from icc_bridge.faults import write_delivery_faults
-from simulator.broker import LocalBroker
+from simulator.broker import BrokerInfo, LocalBroker
 from simulator.components import Component
 from simulator.errors import ConfigError
 from simulator.messages import now_ms
+from simulator.network import BrokerNetwork, kill_jvm
 from simulator.pki import (
     issue_supplier_cert,
     revoke_certificate,
@@ -55,17 +56,32 @@ class ChainSpec:
     rules: str | None = None
     seed: int = 1
     pull_port: int | None = None  # worker 1 serves the pull API here, if any supplier pulls
+    # A network of brokers: ICC worker i (from 0) consumes from broker i mod N, its
+    # home broker, and waits for it if it goes down (docs/deploy.md says why).
+    worker_broker_urls: tuple[str, ...] = ()
+
+    def worker_broker_url(self, i: int) -> str:
+        """The broker ICC worker ``i`` (from 0) consumes from."""
+        urls = self.worker_broker_urls or (self.broker_url,)
+        return urls[i % len(urls)]
 
 
 class RunningChain:
     """The stub and the ICC workers of a run, as child processes."""
 
-    def __init__(self, spec: ChainSpec, broker: LocalBroker | None, say: Say) -> None:
-        self.spec, self.broker, self.say = spec, broker, say
+    def __init__(
+        self,
+        spec: ChainSpec,
+        broker: LocalBroker | None,
+        say: Say,
+        network: BrokerNetwork | None = None,
+    ) -> None:
+        self.spec, self.broker, self.say, self.network = spec, broker, say, network
         self.stub: Component | None = None
         self.workers: list[Component | None] = [None] * spec.workers
         self.kills = 0
         self.broker_restarts = 0
+        self.broker_kills = 0
         self._rng = random.Random(spec.seed)  # noqa: S311 - which worker to kill, not security
         self._fault_rules: list[dict[str, Any]] = []
         self._icc_faults: dict[str, float] = {}
@@ -122,7 +138,7 @@ class RunningChain:
         s = self.spec
         retry = s.retry or RetryPolicy()
         options = {
-            "--broker": s.broker_url,
+            "--broker": s.worker_broker_url(i),
             "--queue": s.queue,
             "--registry": s.run_dir / "registry.json",
             "--events": s.run_dir / f"icc-{i + 1}.jsonl",
@@ -229,6 +245,44 @@ class RunningChain:
         restarted = self.broker.start()
         self.broker_restarts += 1
         self.say(f"fault over: broker back in {restarted.startup_seconds:.1f} s")
+
+    async def kill_broker(self, index: int, down: float) -> None:
+        """kill -9 broker ``index`` (from 1), keep it down ``down`` s, start it again."""
+        if self.network is None and self.broker is None:
+            raise ConfigError(
+                "a scenario step kills a broker, but this run uses an external one",
+                hint="run it without --broker / $B2BSIM_BROKER, so it starts its own brokers",
+            )
+        if self.network is not None:
+            await asyncio.to_thread(self.network.kill, index)
+            name = self.network.broker(index).name
+        else:
+            assert self.broker is not None
+            info = self.broker.info()
+            await asyncio.to_thread(kill_jvm, self.broker)
+            self.broker = LocalBroker(
+                self.spec.broker_dir, port=info.port if info else None, die_with_parent=True
+            )
+            name = "the broker"
+        self.broker_kills += 1
+        self.say(f"fault: kill -9 {name} (down for {down:g} s)")
+        await asyncio.sleep(down)
+        restarted = await self._start_again(index)
+        self.say(f"fault over: {name} back in {restarted.startup_seconds:.1f} s")
+
+    async def _start_again(self, index: int) -> BrokerInfo:
+        """Start a killed broker again.  The JVM is forked on this (the main) thread, for
+        PR_SET_PDEATHSIG (see restart_broker); the wait for STOMP runs in a worker thread,
+        so KA and the rest of the chain carry on meanwhile."""
+        if self.network is None:
+            assert self.broker is not None
+            return self.broker.start()
+        broker = self.network.broker(index)
+        launched = broker.launch()
+        if isinstance(launched, BrokerInfo):
+            return launched
+        what = f"{broker.name} (broker {index} of {self.network.size})"
+        return await asyncio.to_thread(broker.await_started, launched, 120, what)
 
 
 def rule_for(

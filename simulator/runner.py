@@ -29,6 +29,7 @@ from simulator.broker import LocalBroker, resolve_broker_url
 from simulator.chain import ChainSpec, RunningChain, rule_for
 from simulator.errors import B2BSimError, ConfigError
 from simulator.messages import Header, MessageMeta, MessageType, now_ms
+from simulator.network import BrokerNetwork, order_problem
 from simulator.pki import cert_sha256, init_pki
 from simulator.reconcile import (
     Reconciliation,
@@ -45,6 +46,7 @@ from simulator.scenario import (
     Attack,
     Clock,
     IccFault,
+    KillBroker,
     KillIcc,
     PkiChange,
     Poison,
@@ -134,11 +136,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     """Run one scenario; always stops what it started."""
     say = options.progress or (lambda _msg: None)
     url = resolve_broker_url(options.broker_url)
-    if url is not None and scenario.needs_embedded_broker:
-        raise ConfigError(
-            f"scenario {scenario.name!r} restarts the broker, so it needs the embedded one",
-            hint="run it without --broker and with $B2BSIM_BROKER unset",
-        )
+    _refuse_unrunnable(scenario, url)
     state = options.state.ensure()
     started = time.monotonic()
     run_dir = new_run_dir(state, scenario.name)
@@ -166,23 +164,13 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     timings = {"prepare": time.monotonic() - started}
 
     broker: LocalBroker | None = None
-    if url is None:
-        broker = LocalBroker(state.broker, die_with_parent=True)
-        status = broker.status()
-        if status.running and not scenario.needs_embedded_broker:
-            url, broker = status.url, None  # someone else's: use it, leave it running
-        else:
-            if status.running:
-                raise ConfigError(
-                    f"scenario {scenario.name!r} restarts the broker, but `b2bsim broker start` "
-                    "runs one in this state directory",
-                    hint="stop it (b2bsim broker stop) or use another --state",
-                )
-            info = broker.start()
-            url = info.url
-            timings["broker_start"] = info.startup_seconds
-            say(f"broker started: {url} in {info.startup_seconds:.1f} s")
-    assert url is not None
+    network: BrokerNetwork | None = None
+    worker_urls: tuple[str, ...] = ()
+    if scenario.brokers > 1:
+        network, url = _start_network(state, scenario, timings, say)
+        worker_urls = tuple(network.urls)
+    elif url is None:
+        broker, url = _local_broker(state, scenario, timings, say)
     spec = ChainSpec(
         state=run_state,
         broker_dir=state.broker,
@@ -196,8 +184,9 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         rules=options.rules,
         seed=scenario.seed,
         pull_port=pull_port if scenario.pull_count else None,
+        worker_broker_urls=worker_urls,
     )
-    chain = RunningChain(spec, broker, say)
+    chain = RunningChain(spec, broker, say, network)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
     try:
         if options.on_start is not None:
@@ -217,12 +206,83 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     finally:
         if chain.broker is not None:
             chain.broker.stop()
-    result.faults = {"icc_kills": chain.kills, "broker_restarts": chain.broker_restarts}
+        if network is not None:
+            network.stop()
+    result.faults = {
+        "icc_kills": chain.kills,
+        "broker_restarts": chain.broker_restarts,
+        "broker_kills": chain.broker_kills,
+    }
     result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
     result.expectations = _expectations(scenario, result.figures, run_dir)
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def _refuse_unrunnable(scenario: Scenario, url: str | None) -> None:
+    """Refuse, before anything starts, a run that cannot keep its promises."""
+    if url is not None and scenario.needs_embedded_broker:
+        raise ConfigError(
+            f"scenario {scenario.name!r} restarts or kills a broker, or runs a network of "
+            "brokers, so it needs brokers of its own",
+            hint="run it without --broker and with $B2BSIM_BROKER unset",
+        )
+    longest_down = max((s.down for s in scenario.steps if isinstance(s, KillBroker)), default=0.0)
+    problem = order_problem(scenario.brokers, scenario.gap_timeout, longest_down)
+    if problem is not None:  # load_scenario refuses it too; a Scenario built in code may not
+        raise ConfigError(
+            f"scenario {scenario.name!r}: {problem}",
+            hint="raise `stub: {gap_timeout: S}`, or use one broker",
+        )
+
+
+def _local_broker(
+    state: StateDir, scenario: Scenario, timings: dict[str, float], say: Say
+) -> tuple[LocalBroker | None, str]:
+    """The embedded broker (started here, or None if someone else's already runs) and its URL."""
+    broker = LocalBroker(state.broker, die_with_parent=True)
+    status = broker.status()
+    if status.running and status.url and not scenario.needs_embedded_broker:
+        return None, status.url  # someone else's: use it, leave it running
+    if status.running:
+        raise ConfigError(
+            f"scenario {scenario.name!r} restarts the broker, but `b2bsim broker start` "
+            "runs one in this state directory",
+            hint="stop it (b2bsim broker stop) or use another --state",
+        )
+    info = broker.start()
+    timings["broker_start"] = info.startup_seconds
+    say(f"broker started: {info.url} in {info.startup_seconds:.1f} s")
+    return broker, info.url
+
+
+def _start_network(
+    state: StateDir, scenario: Scenario, timings: dict[str, float], say: Say
+) -> tuple[BrokerNetwork, str]:
+    """Start the run's network of brokers (STATE/broker-1..N); KA publishes to broker 1."""
+    network = BrokerNetwork(state.root, scenario.brokers, die_with_parent=True)
+    running = [m.name for m, status in network.status() if status.running]
+    if running:
+        raise ConfigError(
+            f"scenario {scenario.name!r} runs a network of brokers, but brokers of this state "
+            f"directory already run ({', '.join(running)})",
+            hint=f"stop them (b2bsim broker stop --network {scenario.brokers}) "
+            "or use another --state",
+        )
+    begun = time.monotonic()
+    network.start()
+    try:
+        network.wait_linked(60)
+    except B2BSimError:
+        network.stop()
+        raise
+    timings["broker_start"] = time.monotonic() - begun
+    say(
+        f"network of {network.size} brokers started and joined in "
+        f"{timings['broker_start']:.1f} s: {', '.join(network.urls)}"
+    )
+    return network, network.urls[0]
 
 
 def suppliers_of(scenario: Scenario) -> list[Seller]:
@@ -308,6 +368,8 @@ class _Player:
             return self._kill(step)
         if isinstance(step, RestartBroker):
             return self.chain.restart_broker(step.down)
+        if isinstance(step, KillBroker):
+            return self.chain.kill_broker(step.index, step.down)
         if isinstance(step, Poison):
             return self._poison(step)
         if isinstance(step, IccFault):

@@ -7,6 +7,7 @@ The language is documented in ``docs/scenarios.md``; in short::
     seed: 42                  # same seed → same documents and ids
     timeout: 120              # seconds for the whole run
     suppliers: {count: 3}
+    brokers: 1                # more: a local network of brokers (docs/deploy.md)
     icc: {workers: 2, retry: {max_attempts: 40, max_delay: 2}}
     stub: {gap_timeout: 5}
     steps:
@@ -14,6 +15,7 @@ The language is documented in ``docs/scenarios.md``; in short::
       - fault: {supplier: down, seconds: 30}
       - fault: {kill: icc, times: 3, every: 1}
       - fault: {restart: broker}
+      - fault: {kill: broker, index: 2, down: 3}   # kill -9 one broker of a network
       - fault: {supplier: status, status: 503, probability: 0.3}
       - clock: {ka_skew_ms: -2000}
       - sleep: 1
@@ -33,6 +35,7 @@ from typing import Any
 
 from simulator.attacks import ATTACKS
 from simulator.errors import ConfigError, ScenarioError
+from simulator.network import MAX_BROKERS, order_problem
 from simulator.retry import RetryPolicy
 from simulator.yamlfile import Location, load_located
 
@@ -97,6 +100,16 @@ class KillIcc:
 class RestartBroker:
     """Stop the embedded broker, keep it down ``down`` seconds, start it again."""
 
+    down: float = 1.0
+    background: bool = False
+
+
+@dataclass(frozen=True)
+class KillBroker:
+    """kill -9 broker ``index`` (from 1) of the run's brokers, keep it down ``down``
+    seconds, start it again on the same ports."""
+
+    index: int
     down: float = 1.0
     background: bool = False
 
@@ -176,6 +189,7 @@ Step = (
     | Sleep
     | KillIcc
     | RestartBroker
+    | KillBroker
     | SupplierFault
     | IccFault
     | Poison
@@ -198,6 +212,7 @@ class Scenario:
     request_timeout: float = 10.0
     retry: RetryPolicy | None = None
     gap_timeout: float = 5.0
+    brokers: int = 1  # more than 1: a local network of brokers
     steps: tuple[Step, ...] = ()
     expect: Mapping[str, int] = field(default_factory=dict)
 
@@ -209,7 +224,10 @@ class Scenario:
 
     @property
     def needs_embedded_broker(self) -> bool:
-        return any(isinstance(s, RestartBroker) for s in self.steps)
+        """A run that restarts or kills a broker, or runs a network, starts its own."""
+        return self.brokers > 1 or any(
+            isinstance(s, RestartBroker | KillBroker) for s in self.steps
+        )
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -222,6 +240,7 @@ class _Checker:
     def __init__(self, path: Path, lines: dict[Location, int]) -> None:
         self.path, self.lines = path, lines
         self.supplier_count = MAX_SUPPLIERS
+        self.brokers = MAX_BROKERS
 
     def fail(self, at: Location, what: str, hint: str) -> ScenarioError:
         line = self.lines.get(at)
@@ -291,6 +310,7 @@ class _Checker:
                 "seed",
                 "timeout",
                 "suppliers",
+                "brokers",
                 "icc",
                 "stub",
                 "steps",
@@ -317,7 +337,10 @@ class _Checker:
         self.supplier_count = self.integer(
             suppliers["count"], ("suppliers", "count"), 1, MAX_SUPPLIERS
         )
+        self.brokers = self.integer(top.get("brokers", 1), ("brokers",), 1, MAX_BROKERS)
         steps = tuple(self.step(s, ("steps", i)) for i, s in enumerate(steps_raw))
+        gap_timeout = self.number(stub.get("gap_timeout", 5), ("stub", "gap_timeout"), 0, 3600)
+        self.check_order(steps, gap_timeout, "gap_timeout" in stub)
         expect_raw = self.mapping(
             top.get("expect", {}), ("expect",), (*EXPECTABLE, *CODED_EXPECTATIONS)
         )
@@ -352,10 +375,19 @@ class _Checker:
                 icc.get("request_timeout", 10), ("icc", "request_timeout"), 0.1, 600
             ),
             retry=retry,
-            gap_timeout=self.number(stub.get("gap_timeout", 5), ("stub", "gap_timeout"), 0, 3600),
+            gap_timeout=gap_timeout,
+            brokers=self.brokers,
             steps=steps,
             expect=expect,
         )
+
+    def check_order(self, steps: tuple[Step, ...], gap_timeout: float, explicit: bool) -> None:
+        """Refuse a network of brokers that cannot keep each supplier's order."""
+        longest = max((s.down for s in steps if isinstance(s, KillBroker)), default=0.0)
+        problem = order_problem(self.brokers, gap_timeout, longest)
+        if problem is not None:
+            at: Location = ("stub", "gap_timeout") if explicit else ("brokers",)
+            raise self.fail(at, problem, "raise `stub: {gap_timeout: S}`, or use one broker")
 
     def step(self, raw: Any, at: Location) -> Step:
         step = self.mapping(
@@ -467,7 +499,8 @@ class _Checker:
         raise self.fail(
             at,
             "unknown fault",
-            "use `kill: icc`, `restart: broker`, `supplier: …`, `icc: …` or `poison: …`",
+            "use `kill: icc`, `kill: broker`, `restart: broker`, `supplier: …`, `icc: …` "
+            "or `poison: …`",
         )
 
     def _choice(self, value: Any, at: Location, choices: tuple[str, ...], what: str) -> str:
@@ -476,8 +509,10 @@ class _Checker:
         return str(value)
 
     def _kill(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        what = self._choice(body["kill"], (*at, "kill"), ("icc", "broker"), "component to kill")
+        if what == "broker":
+            return self._kill_broker(body, at, background)
         f = self.mapping(body, at, ("kill", "times", "every", "after", "background"))
-        self._choice(f["kill"], (*at, "kill"), ("icc",), "component to kill")
         return KillIcc(
             times=self.integer(f.get("times", 1), (*at, "times"), 1, 1000),
             every=self.number(f.get("every", 1.0), (*at, "every"), 0, 3600),
@@ -485,9 +520,24 @@ class _Checker:
             background=background,
         )
 
+    def _kill_broker(self, body: dict[str, Any], at: Location, background: bool) -> Step:
+        f = self.mapping(body, at, ("kill", "index", "down", "background"), ("index",))
+        return KillBroker(
+            index=self.integer(f["index"], (*at, "index"), 1, self.brokers),
+            down=self.number(f.get("down", 1.0), (*at, "down"), 0, 3600),
+            background=background,
+        )
+
     def _restart(self, body: dict[str, Any], at: Location, background: bool) -> Step:
         f = self.mapping(body, at, ("restart", "down", "background"))
         self._choice(f["restart"], (*at, "restart"), ("broker",), "component to restart")
+        if self.brokers > 1:
+            raise self.fail(
+                (*at, "restart"),
+                f"`restart: broker` restarts the one embedded broker, but this run has "
+                f"{self.brokers} brokers",
+                "kill one broker of the network with `{kill: broker, index: K, down: S}`",
+            )
         down = self.number(f.get("down", 1.0), (*at, "down"), 0, 3600)
         return RestartBroker(down=down, background=background)
 

@@ -23,13 +23,14 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import stomp
 import stomp.exception
 
+from simulator.broker import broker_addresses
 from simulator.errors import BrokerUnreachableError
 
 log = logging.getLogger(__name__)
@@ -98,14 +99,25 @@ class _Listener(stomp.ConnectionListener):  # type: ignore[misc]
 
 
 class StompConnection:
-    """One STOMP 1.2 connection used from asyncio."""
+    """One STOMP 1.2 connection used from asyncio.
+
+    ``failover`` names more brokers (``(host, port)``) to try, in order, when
+    ``host:port`` does not answer; :meth:`from_url` takes them from a
+    ``failover:(…)`` URL.
+    """
 
     def __init__(
-        self, host: str, port: int, *, heartbeats: tuple[int, int] = (10_000, 10_000)
+        self,
+        host: str,
+        port: int,
+        *,
+        heartbeats: tuple[int, int] = (10_000, 10_000),
+        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.host, self.port = host, port
+        self.addresses = [(host, port), *failover]
         self._conn = stomp.Connection12(
-            [(host, port)],
+            self.addresses,
             heartbeats=heartbeats,
             auto_content_length=False,
             reconnect_attempts_max=1,
@@ -114,6 +126,20 @@ class StompConnection:
         self._listener: _Listener | None = None
         self._receipt_ids = itertools.count(1)
         self._sub_ids = itertools.count(1)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, heartbeats: tuple[int, int] = (10_000, 10_000)
+    ) -> StompConnection:
+        """A connection to ``stomp://host:port``, or to the first broker of a failover
+        URL that answers (``failover:(stomp://a:1,stomp://b:2)``)."""
+        (host, port), *more = broker_addresses(url)
+        return cls(host, port, heartbeats=heartbeats, failover=more)
+
+    @property
+    def where(self) -> str:
+        """The broker address(es), for messages."""
+        return ",".join(f"{h}:{p}" for h, p in self.addresses)
 
     @property
     def frames(self) -> asyncio.Queue[Frame]:
@@ -137,7 +163,7 @@ class StompConnection:
             )
         except (stomp.exception.ConnectFailedException, OSError, TimeoutError) as exc:
             raise BrokerUnreachableError(
-                f"no STOMP broker answers at {self.host}:{self.port} ({type(exc).__name__})",
+                f"no STOMP broker answers at {self.where} ({type(exc).__name__})",
                 hint="start one with `b2bsim broker start` or pass --broker stomp://HOST:PORT",
             ) from None
 
@@ -173,7 +199,7 @@ class StompConnection:
             await asyncio.to_thread(fn, *args, **kwargs)
         except (stomp.exception.StompException, OSError) as exc:
             raise BrokerUnreachableError(
-                f"lost the broker at {self.host}:{self.port} ({type(exc).__name__})",
+                f"lost the broker at {self.where} ({type(exc).__name__})",
                 hint="check the broker (b2bsim broker status); unconfirmed frames must be resent",
             ) from None
 
@@ -182,7 +208,7 @@ class StompConnection:
             await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise BrokerUnreachableError(
-                f"the broker at {self.host}:{self.port} did not confirm within {timeout:g} s",
+                f"the broker at {self.where} did not confirm within {timeout:g} s",
                 hint="check the broker (b2bsim broker status); unconfirmed frames must be resent",
             ) from None
 

@@ -1,4 +1,8 @@
-"""``b2bsim broker start|stop|status``: the local ActiveMQ broker of a state directory."""
+"""``b2bsim broker start|stop|status``: the local ActiveMQ broker of a state directory.
+
+With ``--network N`` each action applies to a local network of N brokers
+(``STATE/broker-1`` … ``STATE/broker-N``, simulator/network.py).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 
 from simulator.broker import LocalBroker, parse_broker_url, resolve_broker_url, wait_for_stomp
 from simulator.errors import BrokerUnreachableError, ConfigError
+from simulator.network import MAX_BROKERS, BrokerNetwork
 from simulator.state import StateDir
 
 EXIT_OK = 0
@@ -21,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="start the broker in the background")
+    _network_option(start)
     start.add_argument(
         "--port", type=_port, default=None, help="STOMP port on 127.0.0.1 (default: a free one)"
     )
@@ -31,10 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="S",
         help="seconds to wait for STOMP to answer (default: 60)",
     )
-    actions.add_parser("stop", help="stop the broker")
+    _network_option(actions.add_parser("stop", help="stop the broker"))
     status = actions.add_parser(
         "status", help="tell whether the broker runs and answers (exit 0) or not (exit 1)"
     )
+    _network_option(status)
     status.add_argument(
         "--broker",
         metavar="URL",
@@ -42,6 +49,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "(default: $B2BSIM_BROKER)",
     )
     parser.set_defaults(func=run)
+
+
+def _network_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--network",
+        type=_network_size,
+        default=None,
+        metavar="N",
+        help=f"a local network of N brokers (2 to {MAX_BROKERS}), STATE/broker-1..N",
+    )
+
+
+def _network_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of brokers") from None
+    if not 2 <= size <= MAX_BROKERS:
+        raise argparse.ArgumentTypeError(
+            f"a network has 2 to {MAX_BROKERS} brokers, not {size} (leave --network out for one)"
+        )
+    return size
 
 
 def _port(text: str) -> int:
@@ -58,12 +87,53 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen broker action."""
     state = StateDir.resolve(args.state)
     action: str = args.action
+    if args.network is not None:
+        return _network(state, action, args)
     if action == "start":
         return _start(state, args.port, args.timeout)
     if action == "stop":
         return _stop(state)
     if action == "status":
         return _status(state, args.broker)
+    raise ConfigError(f"unknown broker action {action!r}", hint="use start, stop or status")
+
+
+def _network(state: StateDir, action: str, args: argparse.Namespace) -> int:
+    """start, stop or status of the network of ``args.network`` brokers."""
+    network = BrokerNetwork(state.root, args.network)
+    if action == "start":
+        if args.port is not None:
+            raise ConfigError(
+                "--port names one broker's port; a network picks free ports for all",
+                hint="leave --port out with --network",
+            )
+        state.ensure()
+        for info in network.start(timeout=args.timeout):
+            print(f"broker answering: {info.url} (pid {info.pid})")
+        network.wait_linked(args.timeout)
+        print(f"network of {network.size} brokers joined; clients: {network.failover_url()}")
+        return EXIT_OK
+    if action == "stop":
+        stopped = network.stop()
+        print(
+            f"stopped {', '.join(stopped)}" if stopped else "no broker of the network was running"
+        )
+        return EXIT_OK
+    if action == "status":
+        if args.broker is not None:
+            raise ConfigError(
+                "--broker checks one broker elsewhere; --network checks the local network",
+                hint="use one of them",
+            )
+        failed = 0
+        for member, status in network.status():
+            if status.answering:
+                print(f"{member.name}: running {member.url} (pid {status.pid})")
+            else:
+                failed += 1
+                what = "running but not answering STOMP" if status.running else "not running"
+                print(f"{member.name}: {what} ({member.url})")
+        return EXIT_FAILED if failed else EXIT_OK
     raise ConfigError(f"unknown broker action {action!r}", hint="use start, stop or status")
 
 
