@@ -9,12 +9,12 @@ BIN      := $(VENV)/bin
 RULES    ?= $(abspath ../shared/validation)
 export B2BSIM_RULES_DIR ?= $(if $(wildcard $(RULES)/ubl-2.1),$(RULES),)
 
-.PHONY: demo test lint typecheck unit venv activemq clean
+.PHONY: demo test lint typecheck unit venv activemq chromium clean
 
 demo: venv activemq
 	$(BIN)/b2bsim run scenarios/happy-path.yaml --result-json .b2bsim/demo-result.json
 
-test: venv activemq lint typecheck unit
+test: venv activemq chromium lint typecheck unit
 
 lint: venv
 	$(BIN)/ruff check .
@@ -23,7 +23,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-unit: venv activemq
+unit: venv activemq chromium
 	$(BIN)/pytest
 
 venv: $(VENV)/.installed
@@ -36,6 +36,10 @@ $(VENV)/.installed: pyproject.toml
 
 activemq:
 	@scripts/ensure-activemq.sh
+
+# Debian's Chromium for the live view's browser tests (tests/ui/, driven by Playwright).
+chromium:
+	@scripts/ensure-chromium.sh
 
 clean:
 	-$(BIN)/b2bsim broker stop 2>/dev/null

@@ -50,6 +50,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="validate documents at the supplier with the "
         "official rule sets in DIR (default: $B2BSIM_RULES_DIR)",
     )
+    p.add_argument(
+        "--ui", action="store_true", help="show the run live in a browser (prints the URL)"
+    )
+    p.add_argument(
+        "--ui-port", type=int, default=0, metavar="P", help="the live view's port (default: free)"
+    )
+    p.add_argument(
+        "--step",
+        action="store_true",
+        help="teaching mode (implies --ui): wait for Next on the page before each step",
+    )
     p.set_defaults(func=run)
 
 
@@ -72,6 +83,14 @@ def run(args: argparse.Namespace) -> int:
         if args.seed < 0:
             raise ConfigError(f"--seed {args.seed} is negative", hint="use 0 or more")
         scenarios = [dataclasses.replace(s, seed=args.seed) for s in scenarios]
+    view = None
+    if args.ui or args.step:
+        from simulator.commands.ui import check_port
+        from simulator.ui_server import open_live_view, teaching
+
+        view = open_live_view(check_port(args.ui_port), step=args.step)
+        if args.step and view is not None:
+            scenarios = [teaching(s) for s in scenarios]
     console = Console(stderr=False, highlight=False)
     tty = console.is_terminal
     state = StateDir.resolve(args.state)
@@ -89,10 +108,14 @@ def run(args: argparse.Namespace) -> int:
             progress(f"running {scenario.name} (seed {scenario.seed}): {scenario.description}")
             url = None if scenario.needs_embedded_broker else broker_url
             options = RunOptions(state=state, broker_url=url, rules=rules, progress=progress)
+            if view is not None:
+                options = view.wire(options, scenario, step=args.step)
             result = run_scenario(scenario, options)
             print_summary(result, console if tty else None)
             results.append(result)
     write_outputs(args, results)
+    if view is not None:
+        view.linger()
     passed = sum(r.passed for r in results)
     if len(results) > 1:
         print(f"{passed} passed, {len(results) - passed} failed")
