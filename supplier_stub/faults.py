@@ -116,6 +116,11 @@ class FaultInjector:
         except (ValueError, ConfigError) as exc:
             log.error("ignoring faults file %s: %s", self.path, exc)
             return
+        # A rule that was there before keeps its count (``first: N`` must not start over
+        # because another rule was added).
+        for i, rule in enumerate(rules):
+            if i < len(self.rules) and self.rules[i] == rule:
+                rule.hits = self.rules[i].hits
         self._mtime, self.rules = mtime, rules
         log.info("faults: %d rule(s) active from %s", len(rules), self.path)
 
