@@ -32,6 +32,7 @@ COMMANDS = [
     "scenario",
     "bench",
     "ui",
+    "fault",
     "documents",
     "validate",
 ]

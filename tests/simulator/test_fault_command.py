@@ -1,0 +1,50 @@
+"""`b2bsim fault`: inject faults into a running chain by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulator.cli import main
+from supplier_stub.faults import FaultInjector
+
+
+class TestFaultCommand:
+    def test_supplier_rules_add_up_and_clear(self, tmp_path: Path) -> None:
+        """Each supplier fault adds a rule the stub reads; clear removes them all."""
+        faults = tmp_path / "faults.json"
+        assert main(["fault", "supplier", "status", "--faults", str(faults), "--first", "2"]) == 0
+        assert main(["fault", "supplier", "delay", "--faults", str(faults), "--seconds", "3"]) == 0
+        rules = json.loads(faults.read_text())["rules"]
+        assert [r["kind"] for r in rules] == ["status", "delay"]
+        rule = FaultInjector(faults).match("5520000018")
+        assert rule is not None
+        assert (rule.kind, rule.status) == ("status", 503)
+        assert main(["fault", "supplier", "clear", "--faults", str(faults)]) == 0
+        assert json.loads(faults.read_text())["rules"] == []
+
+    def test_icc_fault_file(self, tmp_path: Path) -> None:
+        """An ICC fault writes the probabilities the workers read."""
+        faults = tmp_path / "icc.json"
+        code = main(["fault", "icc", "reorder", "--faults", str(faults), "--probability", "0.3"])
+        assert code == 0
+        assert json.loads(faults.read_text()) == {"duplicate": 0.0, "reorder": 0.3}
+
+    def test_bad_probability_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A probability outside 0..1 is refused with one line, nothing written."""
+        faults = tmp_path / "icc.json"
+        code = main(["fault", "icc", "duplicate", "--faults", str(faults), "--probability", "2"])
+        assert code == 2
+        assert "between 0 and 1" in capsys.readouterr().err
+        assert not faults.exists()
+
+    def test_kill_refuses_a_process_that_is_not_ours(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """kill only kills b2bsim components and brokers, never another process."""
+        assert main(["fault", "kill", "1"]) == 2  # init: never a component
+        assert "not a b2bsim component" in capsys.readouterr().err
