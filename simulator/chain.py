@@ -14,8 +14,9 @@ import logging
 import os
 import random
 import shutil
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from simulator.pki import (
     supplier_identity,
     update_registry_cert,
 )
+from simulator.registry import Registry
 from simulator.retry import RetryPolicy
 from simulator.state import StateDir
 from supplier_stub.faults import write_faults
@@ -217,6 +219,23 @@ class RunningChain:
             shutil.copy2(src, tmp)
             os.replace(tmp, dst)
         self.say(f"pki: {org_number}'s endpoint now presents {other}'s certificate")
+
+    def move(self, org_number: str) -> str:
+        """The supplier's endpoint moves to a new URL (a new port); the registry says so."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        registry = Registry.load(self.registry_file)
+        moved = [
+            replace(e, url=f"https://127.0.0.1:{port}/b2b/envelopes")
+            if e.org_number == org_number
+            else e
+            for e in registry
+        ]
+        Registry(moved).save(self.registry_file)
+        url = next(e.url for e in moved if e.org_number == org_number)
+        self.say(f"registry: {org_number} moved to {url}")
+        return url
 
     @property
     def registry_file(self) -> Path:

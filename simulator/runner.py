@@ -436,6 +436,8 @@ class _Player:
             self.chain.expire(self._org(step.supplier))
         elif step.action == "rotate":
             self.chain.rotate(self._org(step.supplier))
+        elif step.action == "move":
+            self.chain.move(self._org(step.supplier))
         else:
             self.chain.swap(self._org(step.supplier), self._org(step.other))
 

@@ -152,7 +152,7 @@ class Attack:
     background: bool = False
 
 
-PKI_ACTIONS = ("revoke", "expire", "rotate", "swap")
+PKI_ACTIONS = ("revoke", "expire", "rotate", "swap", "move")
 
 
 @dataclass(frozen=True)
@@ -438,7 +438,7 @@ class _Checker:
         if len(actions) != 1:
             raise self.fail(
                 at,
-                "name exactly one of revoke, expire, rotate, swap",
+                "name exactly one of revoke, expire, rotate, swap, move",
                 "e.g. `pki: {revoke: 2}` or `pki: {swap: 2, with: 3}`",
             )
         action = actions[0]

@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 ENVELOPE_PATH = "/b2b/envelopes"
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 DEFAULT_MAX_SKEW = 900.0
+REGISTRY_POLL_SECONDS = 0.25
 
 #: Checks a document; returns rule ids that failed fatally (empty: valid).
 DocumentCheck = Callable[[bytes], Awaitable[list[str]]]
@@ -129,6 +130,9 @@ class SupplierStub:
         # (the envelope id still makes a replay a duplicate).
         self._pull_verifier = EnvelopeVerifier(ca, accept_signer=is_icc_certificate, crl_path=crl)
         self._registry_watch = FileWatcher([config.registry])
+        self._registry_watch.changed()  # the registry just loaded is the current one
+        self._registry_lock = asyncio.Lock()
+        self._registry_task: asyncio.Task[None] | None = None
         if config.accept_unsigned or config.ignore_addressee:
             log.warning(
                 "BROKEN ON PURPOSE: accept_unsigned=%s ignore_addressee=%s (testing only)",
@@ -167,29 +171,70 @@ class SupplierStub:
         try:
             contexts = {port: self._tls(s, state) for port, s in self._by_port.items()}
             for port, supplier in self._by_port.items():
-                site = GuardedTCPSite(
-                    self._runner,
-                    self.config.bind_host,
-                    port,
-                    ssl_context=contexts[port],
-                    limits=limits,
-                )
-                try:
-                    await site.start()
-                except OSError as exc:
-                    raise B2BSimError(
-                        f"cannot listen on {self.config.bind_host}:{port} for supplier "
-                        f"{supplier.org_number}: {exc.strerror}",
-                        hint="another process uses the port: stop it or change the registry URL",
-                    ) from None
-                self.urls.append(supplier.url)
+                await self._listen(port, supplier, contexts[port])
             self._start_pullers()
         except BaseException:
             await self.stop()
             raise
         self._ledger.start()
+        self._registry_task = asyncio.create_task(self._watch_registry(), name="registry")
         log.info("supplier stub serving %d suppliers", len(self.urls))
         return self.urls
+
+    async def _listen(self, port: int, supplier: SupplierEntry, ctx: ssl.SSLContext) -> None:
+        assert self._runner is not None
+        site = GuardedTCPSite(
+            self._runner, self.config.bind_host, port, ssl_context=ctx, limits=self.config.limits
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            raise B2BSimError(
+                f"cannot listen on {self.config.bind_host}:{port} for supplier "
+                f"{supplier.org_number}: {exc.strerror}",
+                hint="another process uses the port: stop it or change the registry URL",
+            ) from None
+        self.urls.append(supplier.url)
+
+    async def _watch_registry(self) -> None:
+        """Pick up a moved URL even before any request comes: the new port must listen."""
+        while True:
+            await asyncio.sleep(REGISTRY_POLL_SECONDS)
+            await self._refresh_registry()
+
+    async def _refresh_registry(self) -> None:
+        """Apply the registry file if it changed.
+
+        A rotated certificate replaces the supplier's entry at once.  A moved
+        URL opens the new port as well; the old one keeps serving envelopes
+        already addressed to the old URL (in flight, or being retried).
+        """
+        async with self._registry_lock:
+            if not self._registry_watch.changed():
+                return
+            try:
+                fresh = {s.org_number: s for s in Registry.load(self.config.registry)}
+            except B2BSimError as exc:
+                log.error("keeping the old registry: %s", exc)
+                return
+            for port, old in list(self._by_port.items()):
+                new = fresh.get(old.org_number)
+                if new is None or new.delivery_mode is not DeliveryMode.PUSH:
+                    continue
+                if new.url == old.url:
+                    self._by_port[port] = new
+                    continue
+                new_port = _port_of(new.url)
+                if new_port in self._by_port:
+                    continue  # already moved there
+                try:
+                    await self._listen(new_port, new, self._tls(new, self.config.state))
+                except B2BSimError as exc:
+                    log.error("cannot follow the move of %s: %s", new.org_number, exc)
+                    continue
+                self._by_port[new_port] = new
+                log.info("supplier %s moved to %s", new.org_number, new.url)
+            log.info("registry reloaded from %s", self.config.registry)
 
     @staticmethod
     def _tls(supplier: SupplierEntry, state: StateDir) -> ssl.SSLContext:
@@ -217,6 +262,10 @@ class SupplierStub:
                 self._pullers.append((task, stop))
 
     async def stop(self) -> None:
+        if self._registry_task is not None:
+            self._registry_task.cancel()
+            await asyncio.gather(self._registry_task, return_exceptions=True)
+            self._registry_task = None
         for task, stop in self._pullers:  # an unacked page is fetched again next start
             stop.set()
             task.cancel()
@@ -255,7 +304,7 @@ class SupplierStub:
         self, supplier: SupplierEntry, raw: bytes, *, pulled: bool = False
     ) -> web.Response:
         """Verify, check the addressee, store once, offer to the ledger: pushed and pulled alike."""
-        supplier = self._current(supplier)
+        supplier = await self._current(supplier)
         verifier = self._pull_verifier if pulled else self._verifier
         try:
             if self.config.accept_unsigned:  # broken on purpose (StubConfig)
@@ -305,19 +354,14 @@ class SupplierStub:
         status = 201 if receipt.status is ReceiptStatus.ACCEPTED else 200
         return web.json_response(body, status=status)
 
-    def _current(self, supplier: SupplierEntry) -> SupplierEntry:
-        """The supplier as the registry says now: a rotated certificate applies at once."""
-        if self._registry_watch.changed():
-            try:
-                fresh = {s.org_number: s for s in Registry.load(self.config.registry)}
-            except B2BSimError as exc:
-                log.error("keeping the old registry: %s", exc)
-            else:
-                for port, old in list(self._by_port.items()):
-                    new = fresh.get(old.org_number)
-                    if new is not None and new.url == old.url:
-                        self._by_port[port] = new
-                log.info("registry reloaded from %s", self.config.registry)
+    async def _current(self, supplier: SupplierEntry) -> SupplierEntry:
+        """The supplier as the registry says now: a rotated certificate applies at once.
+
+        Of a supplier that moved, the entry of the port the envelope came to.
+        """
+        await self._refresh_registry()
+        if any(s is supplier for s in self._by_port.values()):
+            return supplier
         return next(
             (s for s in self._by_port.values() if s.org_number == supplier.org_number), supplier
         )

@@ -44,6 +44,13 @@ def test_library_is_complete() -> None:
         "tampered-envelope",
         "replayed-envelope",
         "hostile-xml",
+        "url-move",
+        "trainer-walkthrough",
+        "month-end-batch",
+        "happy-path-order",
+        "happy-path-invoice",
+        "happy-path-credit",
+        "broker-network",
     }
     assert wanted <= names
 
