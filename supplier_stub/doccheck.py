@@ -21,6 +21,9 @@ def document_check_for(rules: str | None) -> DocumentCheck | None:
     if not (rules or os.environ.get(RULES_ENV)):
         return None
     validator = DocumentValidator(resolve_rules_dir(rules))
+    # Compile the XSDs and rule sets now (a few seconds), before the stub says it is
+    # ready, so that the first envelopes do not wait for it.
+    validator.warm_up()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stub-validate")
 
     async def check(document: bytes) -> list[str]:
