@@ -11,6 +11,7 @@ of the ordinary traffic flowing beside it (docs/security.md).
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import socket
 import ssl
@@ -172,7 +173,10 @@ class Attacker:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
                 session.post(
-                    self.target.url, data=body, headers=headers, ssl=self._ctx(as_icc=as_icc)
+                    self.target.url,
+                    data=io.BytesIO(body),  # a file-like body is streamed, never blocking the loop
+                    headers=headers,
+                    ssl=self._ctx(as_icc=as_icc),
                 ) as resp,
             ):
                 status, text = resp.status, await resp.text(errors="replace")

@@ -341,6 +341,13 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "Look at the timeline for where messages stopped and at the component logs in the run "
         "directory; raise `timeout:` if the run is simply big.",
     ),
+    "BENCH_TIMEOUT": (
+        "The benchmark did not finish in time",
+        "Not every message reached the supplier's ledger before the benchmark's timeout: the "
+        "chain is slower than the timeout allows on this machine, or it stalled.",
+        "Read the component logs in the bench's run directory; run fewer --messages or raise "
+        "--timeout.",
+    ),
     "COMPONENT_FAILED": (
         "A component process failed",
         "The supplier stub or an ICC worker did not start or exited unexpectedly.",

@@ -45,7 +45,6 @@ DOCUMENTS = {
     MessageType.SJALVFAKTURA: "SB-base-example.xml",
     MessageType.KREDIT: "SB-base-creditnote-correction.xml",
 }
-CREATED = dt.datetime.now(dt.UTC).replace(microsecond=0)
 #: Fragments an attacker or a broken system might splice into XML.
 XML_TOKENS = [
     b"<",
@@ -103,10 +102,13 @@ class Signed:
 @pytest.fixture(scope="module")
 def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
     """One signed envelope per message type, from a real test PKI, and a strict verifier."""
+    # "Now" is taken here, after the PKI is made from the same clock, not at import:
+    # a whole test session may pass between the two.
     state = StateDir(tmp_path_factory.mktemp("fuzz") / "state")
     supplier = numbered_suppliers(1)[0]
     summary = init_pki(state, [supplier])
     signer = EnvelopeSigner(state.icc_key.read_bytes(), state.icc_cert.read_bytes())
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     originals = []
     for sequence, (message_type, name) in enumerate(DOCUMENTS.items()):
         envelope = Envelope(
@@ -117,16 +119,16 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Signed:
             org_number=supplier.org_number,
             receiver_cert_sha256=summary.supplier(supplier.org_number).sha256,
             receiver_url="https://127.0.0.1:9443/b2b/envelopes",
-            produced_at_ms=int(CREATED.timestamp() * 1000) - 1000,
+            produced_at_ms=int(created.timestamp() * 1000) - 1000,
             sequence=sequence,
-            created_at_ms=int(CREATED.timestamp() * 1000),
+            created_at_ms=int(created.timestamp() * 1000),
             document=normalise_document((VALIDATION / "examples" / name).read_bytes()),
         )
         originals.append((signer.sign(envelope), envelope))
     verifier = EnvelopeVerifier(
         state.ca_cert.read_bytes(),
         accept_signer=is_icc_certificate,
-        clock=lambda: CREATED,
+        clock=lambda: created,
         max_skew=600,
         crl_path=crl_path(state),
     )

@@ -436,7 +436,8 @@ class TestPushClientRevocation:
     async def test_revoked_supplier_is_refused_without_restart(
         self, fresh: Pkis, serve: Serve
     ) -> None:
-        """A supplier revoked between two pushes is REFUSED on the second, with nothing sent."""
+        """A supplier revoked between two pushes gets nothing on the second: the handshake
+        fails, and the ICC retries (then dead-letters) instead of sending."""
         from icc_bridge.delivery import Outcome, PushClient
         from simulator.registry import SupplierEntry
 
@@ -454,6 +455,7 @@ class TestPushClientRevocation:
         finally:
             await client.close()
         assert first.status == 405  # the test server only answers GET: it was reached
-        assert second.outcome is Outcome.REFUSED
+        assert second.outcome is Outcome.RETRY  # never DELIVERED: see docs/icc.md
+        assert second.status is None  # no HTTP answer: the TLS handshake failed
         assert "revoked" in second.detail
         assert len(server.calls) == 0
