@@ -9,7 +9,7 @@ from __future__ import annotations
 from ka_producer.documents import ubl
 from ka_producer.documents.draft import Draft
 from ka_producer.documents.errors import DocumentChainError
-from ka_producer.documents.money import CURRENCY, format_number
+from ka_producer.documents.money import CURRENCY
 from ka_producer.documents.parties import AF_BUYER
 
 CREDIT_NOTE_TYPE_CODE = "261"
@@ -39,16 +39,5 @@ def build_credit(draft: Draft) -> bytes:
     ubl.cbc(ubl.cac(root, "ContractDocumentReference"), "ID", draft.contract_id)
     ubl.seller_party(root, "AccountingSupplierParty", draft.seller, billing=True)
     ubl.buyer_party(root, "AccountingCustomerParty", AF_BUYER, draft.buyer_contact)
-    totals = draft.totals
-    ubl.tax_total(root, totals, breakdown=True)
-    ubl.monetary_total(root, "LegalMonetaryTotal", totals)
-    for line in draft.lines:
-        el = ubl.cac(root, "CreditNoteLine")
-        ubl.cbc(el, "ID", line.line_id)
-        ubl.cbc(el, "CreditedQuantity", format_number(line.quantity), unitCode=line.unit)
-        ubl.amount(el, "LineExtensionAmount", line.amount)
-        if line.order_line_id:
-            ubl.cbc(ubl.cac(el, "OrderLineReference"), "LineID", line.order_line_id)
-        ubl.item(el, line)
-        ubl.price(el, line)
+    ubl.billing_totals_and_lines(root, draft, line="CreditNoteLine", quantity="CreditedQuantity")
     return ubl.serialise(root)

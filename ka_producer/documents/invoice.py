@@ -9,7 +9,7 @@ from __future__ import annotations
 from ka_producer.documents import ubl
 from ka_producer.documents.draft import Draft
 from ka_producer.documents.errors import DocumentChainError
-from ka_producer.documents.money import CURRENCY, format_number
+from ka_producer.documents.money import CURRENCY
 from ka_producer.documents.parties import AF_BUYER
 
 INVOICE_TYPE_CODE = "389"
@@ -46,16 +46,5 @@ def build_invoice(draft: Draft) -> bytes:
     ubl.cbc(account, "Name", draft.seller.name)
     ubl.cbc(ubl.cac(account, "FinancialInstitutionBranch"), "ID", draft.seller.giro_branch)
     ubl.cbc(ubl.cac(root, "PaymentTerms"), "Note", "30 dagar netto")
-    totals = draft.totals
-    ubl.tax_total(root, totals, breakdown=True)
-    ubl.monetary_total(root, "LegalMonetaryTotal", totals)
-    for line in draft.lines:
-        el = ubl.cac(root, "InvoiceLine")
-        ubl.cbc(el, "ID", line.line_id)
-        ubl.cbc(el, "InvoicedQuantity", format_number(line.quantity), unitCode=line.unit)
-        ubl.amount(el, "LineExtensionAmount", line.amount)
-        if line.order_line_id:
-            ubl.cbc(ubl.cac(el, "OrderLineReference"), "LineID", line.order_line_id)
-        ubl.item(el, line)
-        ubl.price(el, line)
+    ubl.billing_totals_and_lines(root, draft, line="InvoiceLine", quantity="InvoicedQuantity")
     return ubl.serialise(root)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from lxml import etree
 
+from ka_producer.documents.draft import Draft
 from ka_producer.documents.money import (
     CURRENCY,
     Line,
@@ -194,3 +195,23 @@ def period(parent: Element, tag: str, start: str, end: str) -> None:
     el = cac(parent, tag)
     cbc(el, "StartDate", start)
     cbc(el, "EndDate", end)
+
+
+def billing_totals_and_lines(root: Element, draft: Draft, *, line: str, quantity: str) -> None:
+    """Totals, then one line per service: the shared tail of an invoice and a credit note.
+
+    ``line`` is ``InvoiceLine`` or ``CreditNoteLine``; ``quantity`` is
+    ``InvoicedQuantity`` or ``CreditedQuantity``.
+    """
+    totals = draft.totals
+    tax_total(root, totals, breakdown=True)
+    monetary_total(root, "LegalMonetaryTotal", totals)
+    for service in draft.lines:
+        el = cac(root, line)
+        cbc(el, "ID", service.line_id)
+        cbc(el, quantity, format_number(service.quantity), unitCode=service.unit)
+        amount(el, "LineExtensionAmount", service.amount)
+        if service.order_line_id:
+            cbc(cac(el, "OrderLineReference"), "LineID", service.order_line_id)
+        item(el, service)
+        price(el, service)
