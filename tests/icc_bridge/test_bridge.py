@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -26,6 +25,7 @@ from simulator.messages import (
 from simulator.pki import SupplierIdentity, cert_sha256, init_pki, numbered_suppliers
 from simulator.reconcile import stored_messages
 from simulator.registry import Registry, SupplierEntry
+from simulator.runner import free_ports
 from simulator.state import StateDir
 from simulator.stomp_io import Frame, StompConnection
 from supplier_stub import StubConfig, SupplierStub
@@ -37,9 +37,7 @@ UNREGISTERED = "5560360793"  # a valid organisation number no registry here know
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="module")

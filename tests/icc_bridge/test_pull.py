@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
 import ssl
 import uuid
@@ -25,6 +24,7 @@ from simulator.messages import MessageType
 from simulator.pki import cert_sha256, init_pki, numbered_suppliers
 from simulator.reconcile import duplicate_arrivals, loaded_messages, stored_messages
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
+from simulator.runner import free_ports
 from simulator.state import StateDir
 from simulator.tls import client_context
 from supplier_stub import StubConfig, SupplierStub
@@ -37,9 +37,7 @@ PULL_A, PULL_B, PUSH_C = (s.org_number for s in SUPPLIERS)
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 @pytest.fixture(scope="module")
