@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import socket
 import sqlite3
 import time
 import uuid
@@ -47,6 +46,7 @@ from simulator.messages import MessageMeta, MessageType
 from simulator.pki import cert_sha256, init_pki
 from simulator.reconcile import reconcile
 from simulator.registry import Registry, SupplierEntry
+from simulator.runner import free_ports
 from simulator.state import StateDir
 from simulator.suppliers import make_suppliers
 from simulator.timeline import build_timeline
@@ -327,7 +327,7 @@ def _run_chain(
     run_state = StateDir(run_dir)
     t0 = time.monotonic()
     init_pki(run_state, identities)
-    ports = _free_ports(len(identities))
+    ports = free_ports(len(identities))
     Registry(
         SupplierEntry(
             org_number=s.org_number,
@@ -476,17 +476,3 @@ def _hops(run_dir: Path) -> tuple[float, dict[str, dict[str, float | int | None]
     loaded = [m.loaded for m in messages if m.loaded is not None]
     seconds = (max(loaded) - min(produced)) / 1000 if produced and loaded else 0.0
     return seconds, hops
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (held open until all are chosen)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
