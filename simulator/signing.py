@@ -1,4 +1,4 @@
-"""Signing and opening technical envelopes with XML Signature (via ``signxml``).
+"""Signing and opening technical envelopes with XML Signature.
 
 The ICC signs every envelope with :class:`EnvelopeSigner`: an enveloped
 signature (``Reference URI=""``) over the whole ``env:Envelope``, ECDSA P-256
@@ -9,6 +9,10 @@ wrapping, extra references, SHA-1 and other non-SHA-2 algorithms), checks the
 signer against the AF CA, the CA's revocation list and the caller's policy,
 builds the :class:`~simulator.envelope.Envelope` only from the verified XML,
 and (with ``max_skew``) refuses an envelope made too long ago or in the future.
+
+The ICC's exact shape is signed and verified by :mod:`simulator.xmldsig`
+(directly with lxml and cryptography, ten times cheaper); the other SHA-2
+algorithms a verifier accepts go through ``signxml``.
 """
 
 from __future__ import annotations
@@ -24,14 +28,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, SignXMLException
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
-from signxml.signer import XMLSigner
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from simulator import xmldsig
 from simulator.envelope import DS_NS, ENV_NS, Envelope, format_timestamp, from_xml, to_xml
 from simulator.errors import ConfigError, EnvelopeError, PkiError, SignatureError
 from simulator.pki import CrlFile
@@ -168,18 +172,13 @@ class EnvelopeSigner:
         self._key = key
         #: The signing certificate, as KeyInfo carries it.
         self.certificate = cert
+        self._cert_der = cert.public_bytes(Encoding.DER)
 
     def sign_element(self, envelope: Envelope) -> etree._Element:
         """The signed ``env:Envelope`` element for ``envelope``."""
-        signer = XMLSigner(
-            signature_algorithm=SignatureMethod.ECDSA_SHA256,
-            digest_algorithm=DigestAlgorithm.SHA256,
-            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
-        )
-        signed: etree._Element = signer.sign(
-            to_xml(envelope), key=self._key, cert=[self.certificate]
-        )
-        return signed
+        root = to_xml(envelope)
+        xmldsig.sign_enveloped(root, self._key, self._cert_der)
+        return root
 
     def sign(self, envelope: Envelope) -> bytes:
         """The signed envelope as UTF-8 XML bytes with an XML declaration."""
@@ -376,6 +375,53 @@ class EnvelopeVerifier:
         cert = self._issued_by_ca(_signing_cert_der(signature))
         now = self._clock()
         self._check_signer(cert, now)
+        public_key = cert.public_key()
+        if isinstance(public_key, ec.EllipticCurvePublicKey) and xmldsig.is_direct_shape(
+            signature, public_key
+        ):
+            signed_xml = self._verify_direct(root, signature, public_key)
+        else:
+            signed_xml = self._verify_signxml(root, cert, now)
+        try:
+            envelope = from_xml(signed_xml)
+        except etree.LxmlError as exc:  # the signed XML cannot be canonicalised
+            raise EnvelopeError(
+                f"the envelope cannot be read: {exc}", hint="see docs/envelope.md"
+            ) from None
+        self._check_fresh(envelope, now)
+        return envelope
+
+    @staticmethod
+    def _verify_direct(
+        root: etree._Element, signature: etree._Element, public_key: ec.EllipticCurvePublicKey
+    ) -> etree._Element:
+        """The signed XML of the ICC's own shape, verified by :mod:`simulator.xmldsig`."""
+        signed_info = xmldsig.verified_signed_info(signature, public_key)
+        if signed_info is None:
+            raise SignatureTamperedError(
+                "the signature value does not verify over SignedInfo",
+                hint="refuse it; the signature or its SignedInfo was changed",
+            )
+        digest = signed_info.findtext("ds:Reference/ds:DigestValue", default="", namespaces=_NS)
+        try:
+            payload = xmldsig.enveloped_c14n(root, signature)
+        except etree.LxmlError as exc:  # e.g. a relative namespace URI (xmlns:p="0")
+            raise SignatureError(
+                f"the signature is malformed: the envelope cannot be canonicalised: {exc}",
+                hint="sign with an XML-DSig enveloped signature as in docs/envelope.md",
+            ) from None
+        if not xmldsig.digest_matches(payload, digest):
+            raise SignatureTamperedError(
+                "the envelope was changed after it was signed (digest mismatch)",
+                hint="refuse it; ask the ICC to resend",
+            )
+        # Read the envelope only from what was signed (as signxml does): C14N drops comments.
+        return parse_xml(payload, max_bytes=len(payload) + 1, max_depth=1_000)
+
+    def _verify_signxml(
+        self, root: etree._Element, cert: x509.Certificate, now: datetime
+    ) -> etree._Element:
+        """The signed XML of any other accepted shape, verified by signxml."""
         config = replace(self._config, verification_time=now)
         try:
             result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config)
@@ -404,11 +450,5 @@ class EnvelopeVerifier:
             raise SignatureWrappingError(
                 "the signature does not cover one XML element", hint="sign the whole envelope"
             )
-        try:
-            envelope = from_xml(result.signed_xml)
-        except etree.LxmlError as exc:  # the signed XML cannot be canonicalised
-            raise EnvelopeError(
-                f"the envelope cannot be read: {exc}", hint="see docs/envelope.md"
-            ) from None
-        self._check_fresh(envelope, now)
-        return envelope
+        signed: etree._Element = result.signed_xml
+        return signed

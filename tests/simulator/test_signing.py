@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
+from signxml.verifier import XMLVerifier
 
 from simulator.envelope import DS_NS, ENV_NS, SBDH_NS, Envelope, normalise_document, to_xml
 from simulator.errors import ConfigError, EnvelopeError, HostileXmlError, PkiError, SignatureError
@@ -783,3 +784,116 @@ class TestOpenRevokedSigner:
         verifier = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, crl_path=foreign)
         with pytest.raises(PkiError, match="not signed by the CA"):
             verifier.open(signed)
+
+
+class TestDirectPathAgreesWithSignxml:
+    """The ICC's shape is made and checked by simulator.xmldsig; signxml agrees both ways."""
+
+    @pytest.fixture
+    def signxml_calls(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        """Counts the verifications that go through signxml."""
+        calls: list[int] = []
+        original = XMLVerifier.verify
+
+        def counting(self: XMLVerifier, *args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(XMLVerifier, "verify", counting)
+        return calls
+
+    @pytest.mark.parametrize("message_type", list(MessageType))
+    def test_signxml_verifies_our_signature(
+        self, message_type: MessageType, pki: Pki, signer: EnvelopeSigner
+    ) -> None:
+        """signxml verifies what EnvelopeSigner signs and returns the same signed XML."""
+        env = make_envelope(message_type)
+        data = signer.sign(env)
+        result = XMLVerifier().verify(data, x509_cert=pki.icc.cert, expect_references=1)
+        assert not isinstance(result, list)
+        root = etree.fromstring(data)
+        root.remove(root[-1])
+        assert result.signed_data == etree.tostring(root, method="c14n", exclusive=True)
+
+    def test_we_verify_signxml_signature_directly(
+        self, pki: Pki, verifier: EnvelopeVerifier, signxml_calls: list[int]
+    ) -> None:
+        """An envelope signxml signs in the ICC's shape opens on the direct path."""
+        env = make_envelope()
+        data = sign_with(
+            pki.icc,
+            env,
+            signature_algorithm=SignatureMethod.ECDSA_SHA256,
+            digest_algorithm=DigestAlgorithm.SHA256,
+            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+        )
+        assert verifier.open(data) == env
+        assert signxml_calls == []
+
+    def test_other_shapes_go_through_signxml(
+        self, pki: Pki, verifier: EnvelopeVerifier, signxml_calls: list[int]
+    ) -> None:
+        """Inclusive C14N (allowed, not the ICC's) is verified by signxml."""
+        env = make_envelope()
+        data = sign_with(
+            pki.icc,
+            env,
+            signature_algorithm=SignatureMethod.ECDSA_SHA256,
+            digest_algorithm=DigestAlgorithm.SHA256,
+            c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0,
+        )
+        assert verifier.open(data) == env
+        assert signxml_calls == [1]
+
+    def test_parameters_on_a_transform_go_through_signxml(
+        self, signed: bytes, verifier: EnvelopeVerifier, signxml_calls: list[int]
+    ) -> None:
+        """An InclusiveNamespaces parameter leaves the direct path (and breaks the signature)."""
+
+        def change(root: etree._Element) -> None:
+            transform = one(root, "//ds:Transform[2]")
+            etree.SubElement(
+                transform,
+                "{http://www.w3.org/2001/10/xml-exc-c14n#}InclusiveNamespaces",
+                PrefixList="cbc",
+            )
+
+        with pytest.raises(SignatureTamperedError):
+            verifier.open(edit(signed, change))
+        assert signxml_calls == [1]
+
+    def test_short_signature_value(self, signed: bytes, verifier: EnvelopeVerifier) -> None:
+        """A SignatureValue that is not r‖s for P-256 (64 bytes) does not verify."""
+
+        def change(root: etree._Element) -> None:
+            el = one(root, "//ds:SignatureValue")
+            el.text = base64.b64encode(base64.b64decode(el.text or "")[:63]).decode()
+
+        with pytest.raises(SignatureTamperedError, match="does not verify"):
+            verifier.open(edit(signed, change))
+
+    def test_comment_in_digest_value_is_not_read(
+        self, signed: bytes, verifier: EnvelopeVerifier
+    ) -> None:
+        """The digest is read from the verified SignedInfo, where C14N has dropped comments."""
+
+        def change(root: etree._Element) -> None:
+            el = one(root, "//ds:DigestValue")
+            text = el.text or ""
+            el.text = text[:5]
+            comment = etree.Comment("x")
+            comment.tail = text[5:]
+            el.append(comment)
+
+        env = verifier.open(edit(signed, change))
+        assert env == make_envelope()
+
+    def test_whitespace_after_signature_is_tampering(
+        self, signed: bytes, verifier: EnvelopeVerifier
+    ) -> None:
+        """Text after the signature is kept by the enveloped transform, so the digest changes."""
+        end = b"</ds:Signature></env:Envelope>"
+        data = signed.replace(end, b"</ds:Signature>\n</env:Envelope>")
+        assert data != signed
+        with pytest.raises(SignatureTamperedError, match="digest"):
+            verifier.open(data)
