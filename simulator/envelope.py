@@ -11,6 +11,7 @@ UBL document as payload) followed by the XML signature (see
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from dataclasses import dataclass
@@ -474,18 +475,14 @@ def from_xml(root: etree._Element) -> Envelope:
     )
 
 
-def _canonical(el: etree._Element) -> bytes:
-    """``el`` as a standalone document in one canonical form.
+def _declarations(xml: bytes) -> tuple[dict[str | None, str], bool]:
+    """The namespace declarations in serialised ``xml`` as one map, and whether a prefix clashes.
 
-    Exclusive C14N (no comments) fixes the content; it repeats namespace
-    declarations on every element that uses them, so they are then moved up
-    to the document root (where no prefix is bound two ways) and the result is
-    written as C14N 1.0.
+    A prefix bound to two URIs (a clash) is left out of the map.
     """
-    exc = etree.tostring(el, method="c14n", exclusive=True, with_comments=False)
     top: dict[str | None, str] = {}
     clashes: set[str | None] = set()
-    for raw_prefix, raw_uri in set(_NS_DECLARATION.findall(exc)):
+    for raw_prefix, raw_uri in set(_NS_DECLARATION.findall(xml)):
         prefix = raw_prefix.decode() or None
         uri = raw_uri.decode()
         if "&" in uri:
@@ -494,10 +491,30 @@ def _canonical(el: etree._Element) -> bytes:
             clashes.add(prefix)
     for prefix in clashes:
         del top[prefix]
-    doc = parse_xml(exc, max_bytes=len(exc), max_depth=1_000)  # depth was checked on input
+    return top, bool(clashes)
+
+
+def _canonical(el: etree._Element) -> bytes:
+    """``el`` as a standalone document in one canonical form.
+
+    The form: the namespaces the document uses declared on its root (where no
+    prefix is bound two ways), no comments, written as C14N 1.0.  The quick way
+    copies the element, drops unused declarations and moves the rest up; when
+    a prefix is bound two ways (never in UBL), the declarations stay where
+    exclusive C14N puts them (where they are used), which is the reference
+    way and costs a re-parse.
+    """
+    doc = copy.deepcopy(el)  # a document of its own, with the declarations it needs
+    doc.tail = None
+    etree.cleanup_namespaces(doc)
+    top, clashed = _declarations(etree.tostring(doc))
+    if clashed:
+        exc = etree.tostring(el, method="c14n", exclusive=True, with_comments=False)
+        top, _ = _declarations(exc)
+        doc = parse_xml(exc, max_bytes=len(exc), max_depth=1_000)  # depth was checked on input
     # lxml-stubs type top_nsmap as Mapping[str, str]; lxml accepts None for the default namespace.
     etree.cleanup_namespaces(doc, top_nsmap=top)  # type: ignore[arg-type]
-    return etree.tostring(doc, method="c14n")
+    return etree.tostring(doc, method="c14n", with_comments=False)
 
 
 def normalise_document(data: bytes) -> bytes:

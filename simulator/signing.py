@@ -370,7 +370,8 @@ class EnvelopeVerifier:
 
     def open(self, data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
         """Verify the signed envelope ``data`` and return the Envelope it carries."""
-        root = parse_xml(data, max_bytes=max_bytes)
+        # Without comments, the parsed tree is what C14N covers (nothing unsigned to read).
+        root = parse_xml(data, max_bytes=max_bytes, comments=False)
         signature = _check_shape(root)
         cert = self._issued_by_ca(_signing_cert_der(signature))
         now = self._clock()
@@ -415,8 +416,9 @@ class EnvelopeVerifier:
                 "the envelope was changed after it was signed (digest mismatch)",
                 hint="refuse it; ask the ICC to resend",
             )
-        # Read the envelope only from what was signed (as signxml does): C14N drops comments.
-        return parse_xml(payload, max_bytes=len(payload) + 1, max_depth=1_000)
+        # The tree, parsed without comments and now without its signature, holds
+        # exactly what the digest covers: read the envelope from it.
+        return root
 
     def _verify_signxml(
         self, root: etree._Element, cert: x509.Certificate, now: datetime

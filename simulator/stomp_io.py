@@ -2,8 +2,10 @@
 
 stomp.py delivers frames on its own receiver thread.  This module hands each
 frame to the event loop with ``call_soon_threadsafe`` and runs every socket
-write (SEND, ACK, SUBSCRIBE) in a worker thread, so the event loop never
-blocks on the broker.
+write (SEND, ACK, SUBSCRIBE) on the connection's one writer thread, so the
+event loop never blocks on the broker.  Frames are written in the order they
+were asked for, and the writes asked for while the thread was busy go
+together: a burst of ACKs from many lanes costs one trip to the thread.
 
 Decisions made here on purpose (see docs/messages.md):
 
@@ -20,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +130,10 @@ class StompConnection:
         self._listener: _Listener | None = None
         self._receipt_ids = itertools.count(1)
         self._sub_ids = itertools.count(1)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stomp-write")
+        self._pending: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+        self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(
@@ -194,14 +202,46 @@ class StompConnection:
         await self._confirmed(fut, timeout)
 
     async def _write(self, fn: Any, *args: Any, **kwargs: Any) -> None:
-        """One frame, written on a worker thread; a dead connection is a clear error."""
+        """One frame, written on the writer thread; a dead connection is a clear error."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((functools.partial(fn, *args, **kwargs), fut))
+        if not self._draining:
+            self._draining = True
+            self._drain_task = loop.create_task(self._drain_writes(), name="stomp-write")
         try:
-            await asyncio.to_thread(fn, *args, **kwargs)
+            await fut
         except (stomp.exception.StompException, OSError) as exc:
             raise BrokerUnreachableError(
                 f"lost the broker at {self.where} ({type(exc).__name__})",
                 hint="check the broker (b2bsim broker status); unconfirmed frames must be resent",
             ) from None
+
+    async def _drain_writes(self) -> None:
+        """Write what is pending, batch by batch, in order, on the writer thread."""
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[Callable[[], object], asyncio.Future[None]]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                outcomes = await loop.run_in_executor(
+                    self._writer, _call_each, [call for call, _ in batch]
+                )
+                for (_, fut), error in zip(batch, outcomes, strict=True):
+                    if fut.done():  # the caller gave up waiting
+                        continue
+                    if error is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(error)
+        except BaseException as exc:  # e.g. the loop is closing: fail what still waits
+            for _, fut in batch + self._pending:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else OSError(str(exc)))
+            self._pending = []
+            raise
+        finally:
+            self._draining = False
 
     async def _confirmed(self, fut: asyncio.Future[None], timeout: float) -> None:
         try:
@@ -258,6 +298,19 @@ class StompConnection:
 
     def is_connected(self) -> bool:
         return bool(self._conn.is_connected())
+
+
+def _call_each(calls: list[Callable[[], object]]) -> list[BaseException | None]:
+    """Run each call; what each raised (None if nothing), in order."""
+    outcomes: list[BaseException | None] = []
+    for call in calls:
+        try:
+            call()
+        except Exception as exc:
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes
 
 
 def _cid() -> str:

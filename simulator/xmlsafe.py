@@ -72,9 +72,10 @@ _UTF8_NAMES = frozenset({"utf-8", "utf8"})
 _LOCAL = threading.local()
 
 
-def _parser() -> etree.XMLParser:
+def _parser(*, comments: bool = True) -> etree.XMLParser:
     """This thread's hardened parser (lxml parsers must not be shared across threads)."""
-    parser: etree.XMLParser | None = getattr(_LOCAL, "parser", None)
+    name = "parser" if comments else "parser_without_comments"
+    parser: etree.XMLParser | None = getattr(_LOCAL, name, None)
     if parser is None:
         parser = etree.XMLParser(
             encoding="utf-8",
@@ -84,11 +85,11 @@ def _parser() -> etree.XMLParser:
             dtd_validation=False,
             attribute_defaults=False,
             huge_tree=False,
-            remove_comments=False,
+            remove_comments=not comments,
             remove_pis=False,
             collect_ids=False,
         )
-        _LOCAL.parser = parser
+        setattr(_LOCAL, name, parser)
     return parser
 
 
@@ -122,9 +123,17 @@ def _check_encoding(data: bytes) -> None:
 
 
 def parse_xml(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    comments: bool = True,
 ) -> etree._Element:
     """Parse untrusted XML safely and return its root element.
+
+    ``comments=False`` drops comments while parsing (the text around one
+    becomes one text node), as a signature verifier wants: C14N without
+    comments of the tree is then the tree itself.
 
     Raises a :class:`HostileXmlError` subclass (XML_TOO_LARGE, XML_NOT_UTF8,
     XML_DOCTYPE, XML_TOO_DEEP, XML_MALFORMED) instead of parsing anything a
@@ -142,7 +151,7 @@ def parse_xml(
         )
     _check_encoding(data)
     try:
-        root = etree.fromstring(data, parser=_parser())
+        root = etree.fromstring(data, parser=_parser(comments=comments))
     except etree.XMLSyntaxError as exc:
         if b"<!DOCTYPE" in data:
             raise XmlDoctypeError(

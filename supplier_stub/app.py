@@ -330,9 +330,7 @@ class SupplierStub:
                     envelope_id=envelope.envelope_id,
                     rule_ids=failed,
                 )
-        receipt = await self._store.store(envelope, raw, now_ms())
-        if receipt.status is ReceiptStatus.ACCEPTED:
-            await self._ledger.offer(envelope, receipt.received_at_ms)
+        receipt = await self._ledger.receive(envelope, raw, now_ms())
         log.info(
             "%s envelope_id=%s message_id=%s org=%s",
             receipt.status,

@@ -21,7 +21,8 @@ each supplier's messages 1, 2, 3, … (``sequence``) and stamps them
 :class:`Sequencer` is the ordering logic alone (no I/O, time passed in);
 :class:`Ledger` persists its decisions in the store's SQLite file and, after
 a restart, rebuilds the held messages from the stored envelopes that were
-never loaded.  docs/supplier.md explains it for supplier developers.
+never loaded.  Its sequencer runs on the store's one thread, so that storing
+an envelope and loading it is one trip there and one transaction.  docs/supplier.md explains it for supplier developers.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from simulator.envelope import Envelope, from_xml
 from simulator.errors import B2BSimError, ConfigError
 from simulator.messages import MessageType, now_ms
 from simulator.xmlsafe import parse_xml
-from supplier_stub.store import EnvelopeStore
+from supplier_stub.store import EnvelopeStore, Receipt, ReceiptStatus, store_rows
 
 __all__ = [
     "DEFAULT_GAP_TIMEOUT",
@@ -208,7 +209,8 @@ class Sequencer:
     @property
     def held(self) -> int:
         """How many messages wait, over all suppliers."""
-        return sum(len(s.held) + len(s.late_credits) for s in self._suppliers.values())
+        suppliers = list(self._suppliers.values())  # may be read from another thread
+        return sum(len(s.held) + len(s.late_credits) for s in suppliers)
 
     def offer(self, item: Item, now: int) -> Batch:
         """A newly stored message: load it and what it unblocks, or hold it."""
@@ -361,12 +363,15 @@ class Ledger:
                 org, next_seq=next_seq, message_ids=message_ids, invoices=invoices
             )
         self._open = True
-        now = self._clock()
-        batch = Batch()
-        for item in items:
-            batch.extend(self._sequencer.offer(item, now))
-        batch.extend(self._sequencer.expire(now))
-        await self._write(batch, now)
+
+        def rebuild(now: int) -> Batch:
+            batch = Batch()
+            for item in items:
+                batch.extend(self._sequencer.offer(item, now))
+            batch.extend(self._sequencer.expire(now))
+            return batch
+
+        await self._step(rebuild)
         if items:
             log.info(
                 "ledger rebuilt: %d stored message(s) picked up, %d held", len(items), self.held
@@ -386,18 +391,57 @@ class Ledger:
             self._timer = None
         self._open = False
 
+    async def receive(self, envelope: Envelope, raw: bytes, received_at_ms: int) -> Receipt:
+        """Store ``envelope`` once and, if it is new, load it (and what it unblocks) or hold it.
+
+        One trip to the store's thread and one transaction: the envelope, its
+        arrival and what the ledger decided are committed together.
+        """
+        receipt, batch = await self._store.call(
+            lambda db: self._receive_sync(db, envelope, raw, received_at_ms)
+        )
+        self._log(batch)
+        return receipt
+
+    def _receive_sync(
+        self, db: sqlite3.Connection, envelope: Envelope, raw: bytes, received_at_ms: int
+    ) -> tuple[Receipt, Batch]:
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            receipt = store_rows(db, envelope, raw, received_at_ms)
+            if receipt.status is not ReceiptStatus.ACCEPTED or not self._open:
+                # Closing: a new envelope stays stored and loads on the next open.
+                return receipt, Batch()
+            now = self._clock()
+            batch = self._sequencer.offer(Item.of(envelope, received_at_ms), now)
+            write_rows(db, batch, now)
+        return receipt, batch
+
     async def offer(self, envelope: Envelope, received_at_ms: int) -> None:
-        """A newly stored envelope: load it (and what it unblocks) or hold it."""
+        """An envelope already stored: load it (and what it unblocks) or hold it."""
         if not self._open:  # stopping: it stays stored and loads on the next open
             log.info("ledger closed: envelope_id=%s waits for the next start", envelope.envelope_id)
             return
-        now = self._clock()
-        await self._write(self._sequencer.offer(Item.of(envelope, received_at_ms), now), now)
+        item = Item.of(envelope, received_at_ms)
+        await self._step(lambda now: self._sequencer.offer(item, now))
 
     async def expire(self) -> None:
         """Load what has waited the gap timeout (the timer calls this)."""
-        now = self._clock()
-        await self._write(self._sequencer.expire(now), now)
+        await self._step(self._sequencer.expire)
+
+    async def _step(self, decide: Callable[[int], Batch]) -> None:
+        """Run one sequencer step and write what it decided, on the store's thread."""
+
+        def step(db: sqlite3.Connection) -> Batch:
+            now = self._clock()
+            batch = decide(now)
+            if batch.loads or batch.problems:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    write_rows(db, batch, now)
+            return batch
+
+        self._log(await self._store.call(step))
 
     async def _tick(self) -> None:
         interval = min(0.1, max(0.01, self.gap_timeout / 10))
@@ -408,9 +452,8 @@ class Ledger:
             except Exception:  # keep the timer alive; the message stays stored
                 log.exception("ledger: loading held messages failed")
 
-    async def _write(self, batch: Batch, now: int) -> None:
-        # The write is queued on the store's thread before this coroutine yields,
-        # so loads reach the database in the order the sequencer decided them.
+    @staticmethod
+    def _log(batch: Batch) -> None:
         for dup in batch.duplicates:
             log.info(
                 "ledger duplicate message_id=%s envelope_id=%s org=%s not loaded again",
@@ -418,9 +461,6 @@ class Ledger:
                 dup.envelope_id,
                 dup.org_number,
             )
-        if not batch.loads and not batch.problems:
-            return
-        future = self._store.call(lambda db: _write_sync(db, batch, now))
         for p in batch.problems:
             log.warning(
                 "ledger %s org=%s envelope_id=%s missing=%s invoices=%s",
@@ -430,15 +470,15 @@ class Ledger:
                 f"{p.missing[0]}-{p.missing[1]}" if p.missing else "",
                 ",".join(p.invoice_ids),
             )
-        for load in batch.loads:
-            log.debug(
-                "loaded message_id=%s org=%s seq=%d late=%s",
-                load.item.message_id,
-                load.item.org_number,
-                load.item.sequence,
-                load.late,
-            )
-        await future
+        if log.isEnabledFor(logging.DEBUG):
+            for load in batch.loads:
+                log.debug(
+                    "loaded message_id=%s org=%s seq=%d late=%s",
+                    load.item.message_id,
+                    load.item.org_number,
+                    load.item.sequence,
+                    load.late,
+                )
 
 
 _RestoredState = dict[str, tuple[int, set[str], set[str]]]
@@ -472,9 +512,9 @@ def _open_sync(db: sqlite3.Connection) -> tuple[_RestoredState, list[Item]]:
     return state, items
 
 
-def _write_sync(db: sqlite3.Connection, batch: Batch, now: int) -> None:
-    with db:
-        db.execute("BEGIN IMMEDIATE")
+def write_rows(db: sqlite3.Connection, batch: Batch, now: int) -> None:
+    """Write ``batch``'s loads and problems, in the caller's transaction."""
+    if batch.loads:
         db.executemany(
             "INSERT OR IGNORE INTO ledger (org_number, envelope_id, message_id, message_type, "
             "document_id, produced_at_ms, sequence, received_at_ms, loaded_at_ms, late) "
@@ -495,6 +535,7 @@ def _write_sync(db: sqlite3.Connection, batch: Batch, now: int) -> None:
                 for ld in batch.loads
             ],
         )
+    if batch.problems:
         db.executemany(
             "INSERT INTO gaps (org_number, kind, first_missing, last_missing, invoice_ids, "
             "envelope_id, detected_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",

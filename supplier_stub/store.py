@@ -113,42 +113,46 @@ class EnvelopeStore:
 
     def _store_sync(self, env: Envelope, raw: bytes, now_ms: int) -> Receipt:
         db = self._require()
-        digest = document_digest(env.document)
         with db:  # one transaction: the insert and its arrival row
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT document_sha256, received_at_ms FROM envelopes WHERE envelope_id = ?",
-                (env.envelope_id,),
-            ).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO envelopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        env.envelope_id,
-                        env.org_number,
-                        env.message_id,
-                        env.message_type.value,
-                        env.correlation_id,
-                        env.produced_at_ms,
-                        env.sequence,
-                        digest,
-                        now_ms,
-                        raw,
-                    ),
-                )
-                receipt = Receipt(env.envelope_id, ReceiptStatus.ACCEPTED, now_ms)
-            elif row[0] == digest:
-                receipt = Receipt(env.envelope_id, ReceiptStatus.DUPLICATE, int(row[1]))
-            else:
-                receipt = Receipt(env.envelope_id, ReceiptStatus.CONFLICT, int(row[1]))
-            db.execute(
-                "INSERT INTO arrivals (envelope_id, org_number, at_ms, outcome) "
-                "VALUES (?, ?, ?, ?)",
-                (env.envelope_id, env.org_number, now_ms, receipt.status.value),
-            )
-        return receipt
+            return store_rows(db, env, raw, now_ms)
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("EnvelopeStore.open() was not awaited")
         return self._db
+
+
+def store_rows(db: sqlite3.Connection, env: Envelope, raw: bytes, now_ms: int) -> Receipt:
+    """Insert ``env`` unless its id is known, and its arrival row, in the caller's transaction."""
+    digest = document_digest(env.document)
+    row = db.execute(
+        "SELECT document_sha256, received_at_ms FROM envelopes WHERE envelope_id = ?",
+        (env.envelope_id,),
+    ).fetchone()
+    if row is None:
+        db.execute(
+            "INSERT INTO envelopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                env.envelope_id,
+                env.org_number,
+                env.message_id,
+                env.message_type.value,
+                env.correlation_id,
+                env.produced_at_ms,
+                env.sequence,
+                digest,
+                now_ms,
+                raw,
+            ),
+        )
+        receipt = Receipt(env.envelope_id, ReceiptStatus.ACCEPTED, now_ms)
+    elif row[0] == digest:
+        receipt = Receipt(env.envelope_id, ReceiptStatus.DUPLICATE, int(row[1]))
+    else:
+        receipt = Receipt(env.envelope_id, ReceiptStatus.CONFLICT, int(row[1]))
+    db.execute(
+        "INSERT INTO arrivals (envelope_id, org_number, at_ms, outcome) VALUES (?, ?, ?, ?)",
+        (env.envelope_id, env.org_number, now_ms, receipt.status.value),
+    )
+    return receipt

@@ -897,3 +897,11 @@ class TestDirectPathAgreesWithSignxml:
         assert data != signed
         with pytest.raises(SignatureTamperedError, match="digest"):
             verifier.open(data)
+
+    def test_comment_inside_a_signed_field_is_dropped_not_cut(
+        self, signed: bytes, verifier: EnvelopeVerifier
+    ) -> None:
+        """A comment added inside a header field leaves the field's whole text to read."""
+        data = signed.replace(b">msg-1<", b">msg<!-- added -->-1<")
+        assert data != signed
+        assert verifier.open(data).message_id == "msg-1"

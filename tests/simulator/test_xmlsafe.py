@@ -190,3 +190,12 @@ class TestSerialize:
     def test_without_declaration(self) -> None:
         """declaration=False leaves the XML declaration out."""
         assert serialize(etree.fromstring(b"<a/>"), declaration=False) == b"<a/>"
+
+
+def test_parse_without_comments_joins_the_text_around_them() -> None:
+    """comments=False drops comments and leaves one text node where they were."""
+    root = parse_xml(b"<a>one<!-- x -->two<b/><!-- y --></a>", comments=False)
+    assert root.text == "onetwo"
+    assert len(root) == 1
+    kept = parse_xml(b"<a>one<!-- x -->two</a>")
+    assert kept.text == "one"
