@@ -22,7 +22,9 @@ each supplier's messages 1, 2, 3, … (``sequence``) and stamps them
 :class:`Ledger` persists its decisions in the store's SQLite file and, after
 a restart, rebuilds the held messages from the stored envelopes that were
 never loaded.  Its sequencer runs on the store's one thread, so that storing
-an envelope and loading it is one trip there and one transaction.  docs/supplier.md explains it for supplier developers.
+an envelope and loading it is one trip there and one transaction; what has
+loaded is looked up in the ledger table, not kept in memory.  docs/supplier.md
+explains it for supplier developers.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import contextlib
 import logging
 import math
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from simulator.envelope import Envelope, from_xml
 from simulator.errors import B2BSimError, ConfigError
@@ -76,6 +79,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     late           INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_by_supplier ON ledger (org_number, position);
+CREATE INDEX IF NOT EXISTS ledger_by_message ON ledger (org_number, message_id);
+CREATE INDEX IF NOT EXISTS ledger_by_document ON ledger (org_number, document_id);
 CREATE TABLE IF NOT EXISTS gaps (
     id             INTEGER PRIMARY KEY AUTOINCREMENT,
     org_number     TEXT NOT NULL,
@@ -180,31 +185,72 @@ def _seq_key(item: Item) -> tuple[int, int]:
     return (item.sequence, item.produced_at_ms)
 
 
+class History(Protocol):
+    """What loaded before the current step: the sequencer keeps only what it holds.
+
+    Asked about a message only when its sequence is below the next one to load
+    (a duplicate or a late message), and about invoices only for credit notes,
+    so the sequencer's memory does not grow with the messages loaded.
+    """
+
+    def loaded(self, org_number: str, message_id: str) -> bool:
+        """Whether this message has loaded."""
+        ...
+
+    def invoice_loaded(self, org_number: str, invoice_id: str) -> bool:
+        """Whether a self-billing invoice with this document id has loaded."""
+        ...
+
+    def record(self, load: Load) -> None:
+        """A message has just loaded (called in load order)."""
+        ...
+
+
+@dataclass(slots=True)
+class MemoryHistory:
+    """A History in memory (for the sequencer alone and its tests): grows with every load."""
+
+    message_ids: set[tuple[str, str]] = field(default_factory=set)
+    invoices: set[tuple[str, str]] = field(default_factory=set)
+
+    def loaded(self, org_number: str, message_id: str) -> bool:
+        return (org_number, message_id) in self.message_ids
+
+    def invoice_loaded(self, org_number: str, invoice_id: str) -> bool:
+        return (org_number, invoice_id) in self.invoices
+
+    def record(self, load: Load) -> None:
+        item = load.item
+        self.message_ids.add((item.org_number, item.message_id))
+        if item.message_type is MessageType.SJALVFAKTURA and item.document_id:
+            self.invoices.add((item.org_number, item.document_id))
+
+
 @dataclass(slots=True)
 class _Supplier:
     next_seq: int = 1  # the sequence that loads next
     held: list[Item] = field(default_factory=list)  # sequence >= next_seq, sorted
     late_credits: list[Item] = field(default_factory=list)  # late, waiting for an invoice
-    message_ids: set[str] = field(default_factory=set)  # loaded or held
-    invoices: set[str] = field(default_factory=set)  # invoice ids loaded
+    held_ids: set[str] = field(default_factory=set)  # message ids in held and late_credits
 
 
 class Sequencer:
-    """Per-supplier ordering; every method takes the time and returns what to load."""
+    """Per-supplier ordering; every method takes the time and returns what to load.
 
-    def __init__(self, gap_timeout_ms: int) -> None:
+    Memory: what is held, and one small record per supplier; what has loaded
+    is asked of ``history`` (the ledger's table, for the Ledger).
+    """
+
+    def __init__(self, gap_timeout_ms: int, history: History | None = None) -> None:
         self.gap_timeout_ms = gap_timeout_ms
+        self.history: History = history if history is not None else MemoryHistory()
         self._suppliers: dict[str, _Supplier] = {}
         self._holding: set[str] = set()  # suppliers with something held
 
-    def restore(
-        self, org_number: str, *, next_seq: int, message_ids: Iterable[str], invoices: Iterable[str]
-    ) -> None:
-        """Set a supplier's state from what the ledger already holds (after a restart)."""
+    def restore(self, org_number: str, *, next_seq: int) -> None:
+        """Set a supplier's next sequence from what the ledger already holds (after a restart)."""
         s = self._supplier(org_number)
         s.next_seq = max(s.next_seq, next_seq)
-        s.message_ids.update(message_ids)
-        s.invoices.update(invoices)
 
     @property
     def held(self) -> int:
@@ -216,10 +262,10 @@ class Sequencer:
         """A newly stored message: load it and what it unblocks, or hold it."""
         out = Batch()
         s = self._supplier(item.org_number)
-        if item.message_id in s.message_ids:
+        if item.message_id in s.held_ids or self.history.loaded(item.org_number, item.message_id):
             out.duplicates.append(item)
             return out
-        s.message_ids.add(item.message_id)
+        s.held_ids.add(item.message_id)  # until it loads
         if item.sequence < s.next_seq:
             if self._waits_for_invoice(s, item):
                 s.late_credits.append(item)
@@ -253,9 +299,8 @@ class Sequencer:
         else:
             self._holding.discard(org)
 
-    @staticmethod
-    def _missing_invoices(s: _Supplier, item: Item) -> tuple[str, ...]:
-        return tuple(i for i in item.credits if i not in s.invoices)
+    def _missing_invoices(self, s: _Supplier, item: Item) -> tuple[str, ...]:
+        return tuple(i for i in item.credits if not self.history.invoice_loaded(item.org_number, i))
 
     def _waits_for_invoice(self, s: _Supplier, item: Item) -> bool:
         return bool(self._missing_invoices(s, item))
@@ -264,13 +309,15 @@ class Sequencer:
         return now - item.received_at_ms >= self.gap_timeout_ms
 
     def _load(self, s: _Supplier, item: Item, out: Batch, *, late: bool) -> None:
-        out.loads.append(Load(item, late))
+        load = Load(item, late)
+        out.loads.append(load)
+        s.held_ids.discard(item.message_id)
+        self.history.record(load)
         if item.message_type is MessageType.SJALVFAKTURA and item.document_id:
-            s.invoices.add(item.document_id)
             waiting = [c for c in s.late_credits if not self._waits_for_invoice(s, c)]
             for credit in waiting:
                 s.late_credits.remove(credit)
-                out.loads.append(Load(credit, True))
+                self._load(s, credit, out, late=True)
 
     def _drain(self, s: _Supplier, out: Batch) -> None:
         """Load the held messages that now follow on, in order."""
@@ -346,7 +393,8 @@ class Ledger:
         self.gap_timeout = float(gap_timeout)
         self._store = store
         self._clock = clock
-        self._sequencer = Sequencer(round(gap_timeout * 1000))
+        self._history = _TableHistory()
+        self._sequencer = Sequencer(round(gap_timeout * 1000), self._history)
         self._timer: asyncio.Task[None] | None = None
         self._open = False
 
@@ -357,11 +405,9 @@ class Ledger:
 
     async def open(self) -> None:
         """Create the ledger's tables and rebuild the held messages from the store."""
-        state, items = await self._store.call(_open_sync)
-        for org, (next_seq, message_ids, invoices) in state.items():
-            self._sequencer.restore(
-                org, next_seq=next_seq, message_ids=message_ids, invoices=invoices
-            )
+        next_seqs, items = await self._store.call(_open_sync)
+        for org, next_seq in next_seqs.items():
+            self._sequencer.restore(org, next_seq=next_seq)
         self._open = True
 
         def rebuild(now: int) -> Batch:
@@ -413,7 +459,8 @@ class Ledger:
                 # Closing: a new envelope stays stored and loads on the next open.
                 return receipt, Batch()
             now = self._clock()
-            batch = self._sequencer.offer(Item.of(envelope, received_at_ms), now)
+            with self._history.step(db):
+                batch = self._sequencer.offer(Item.of(envelope, received_at_ms), now)
             write_rows(db, batch, now)
         return receipt, batch
 
@@ -434,7 +481,8 @@ class Ledger:
 
         def step(db: sqlite3.Connection) -> Batch:
             now = self._clock()
-            batch = decide(now)
+            with self._history.step(db):
+                batch = decide(now)
             if batch.loads or batch.problems:
                 with db:
                     db.execute("BEGIN IMMEDIATE")
@@ -481,21 +529,53 @@ class Ledger:
                 )
 
 
-_RestoredState = dict[str, tuple[int, set[str], set[str]]]
+class _TableHistory:
+    """The Ledger's History: the ledger table, plus the loads of the step being decided.
+
+    Used only on the store's thread, during :meth:`step`; a step's loads are
+    written right after it (write_rows), in the same transaction when it stores.
+    """
+
+    def __init__(self) -> None:
+        self._db: sqlite3.Connection | None = None
+        self._pending = MemoryHistory()
+
+    @contextlib.contextmanager
+    def step(self, db: sqlite3.Connection) -> Iterator[None]:
+        self._db, self._pending = db, MemoryHistory()
+        try:
+            yield
+        finally:
+            self._db = None
+
+    def _row(self, sql: str, *args: str) -> bool:
+        assert self._db is not None, "History used outside a step"
+        return self._db.execute(sql, args).fetchone() is not None
+
+    def loaded(self, org_number: str, message_id: str) -> bool:
+        return self._pending.loaded(org_number, message_id) or self._row(
+            "SELECT 1 FROM ledger WHERE org_number = ? AND message_id = ? LIMIT 1",
+            org_number,
+            message_id,
+        )
+
+    def invoice_loaded(self, org_number: str, invoice_id: str) -> bool:
+        return self._pending.invoice_loaded(org_number, invoice_id) or self._row(
+            "SELECT 1 FROM ledger WHERE org_number = ? AND document_id = ? "
+            "AND message_type = ? LIMIT 1",
+            org_number,
+            invoice_id,
+            MessageType.SJALVFAKTURA.value,
+        )
+
+    def record(self, load: Load) -> None:
+        self._pending.record(load)
 
 
-def _open_sync(db: sqlite3.Connection) -> tuple[_RestoredState, list[Item]]:
+def _open_sync(db: sqlite3.Connection) -> tuple[dict[str, int], list[Item]]:
     db.executescript(LEDGER_SCHEMA)
-    state: _RestoredState = {}
-    rows = db.execute(
-        "SELECT org_number, message_id, message_type, document_id, sequence FROM ledger"
-    )
-    for org, message_id, message_type, document_id, sequence in rows:
-        next_seq, message_ids, invoices = state.get(org, (1, set(), set()))
-        message_ids.add(message_id)
-        if message_type == MessageType.SJALVFAKTURA.value and document_id:
-            invoices.add(document_id)
-        state[org] = (max(next_seq, int(sequence) + 1), message_ids, invoices)
+    rows = db.execute("SELECT org_number, MAX(sequence) FROM ledger GROUP BY org_number")
+    next_seqs = {str(org): int(top) + 1 for org, top in rows}
     items = []
     unloaded = db.execute(
         "SELECT e.envelope_id, e.envelope, e.received_at_ms FROM envelopes e "
@@ -509,7 +589,7 @@ def _open_sync(db: sqlite3.Connection) -> tuple[_RestoredState, list[Item]]:
             log.error("ledger: stored envelope %s cannot be read again: %s", envelope_id, exc)
             continue
         items.append(Item.of(envelope, int(received_at_ms)))
-    return state, items
+    return next_seqs, items
 
 
 def write_rows(db: sqlite3.Connection, batch: Batch, now: int) -> None:

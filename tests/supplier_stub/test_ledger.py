@@ -23,11 +23,12 @@ from simulator.xmlsafe import serialize
 from supplier_stub.ledger import (
     Item,
     Ledger,
+    MemoryHistory,
     ProblemKind,
     Sequencer,
     document_refs,
 )
-from supplier_stub.store import EnvelopeStore
+from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
 ORG = "5560000001"
 OTHER = "5560000019"
@@ -225,6 +226,21 @@ class TestSequencerOrder:
         seq.offer(item(envelope(3), T0), T0)
         assert seq.offer(item(envelope(3), T0), T0).duplicates
         assert seq.held == 1
+
+
+class TestSequencerMemory:
+    """The sequencer keeps what it holds; what has loaded is the history's."""
+
+    def test_loaded_messages_leave_the_sequencer(self) -> None:
+        """After 500 in-order loads the supplier's state holds no message ids."""
+        history = MemoryHistory()
+        seq = Sequencer(TIMEOUT_MS, history)
+        for n in range(1, 501):
+            seq.offer(item(envelope(n), T0), T0)
+        assert seq.held == 0
+        assert seq._suppliers[ORG].held_ids == set()
+        assert len(history.message_ids) == 500
+        assert seq.offer(item(envelope(7), T0), T0).duplicates != []
 
 
 class TestSequencerCredits:
@@ -458,6 +474,54 @@ class TestLedger:
         finally:
             await ledger.close()
         assert rows(store.path, "SELECT sequence FROM ledger") == [(2,)]
+
+    async def test_receive_stores_and_loads_together(self, store: EnvelopeStore) -> None:
+        """receive() stores a new envelope and loads it; the same envelope again adds nothing."""
+        clock = Clock()
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        env = envelope(1)
+        first = await ledger.receive(env, serialize(to_xml(env)), clock.now)
+        again = await ledger.receive(env, serialize(to_xml(env)), clock.now + 1)
+        assert (first.status, again.status) == (ReceiptStatus.ACCEPTED, ReceiptStatus.DUPLICATE)
+        assert rows(store.path, "SELECT count(*) FROM envelopes") == [(1,)]
+        assert rows(store.path, "SELECT sequence FROM ledger") == [(1,)]
+        assert rows(store.path, "SELECT outcome FROM arrivals ORDER BY id") == [
+            ("accepted",),
+            ("duplicate",),
+        ]
+
+    async def test_after_restart_loaded_messages_are_known_from_the_table(
+        self, tmp_path: Path
+    ) -> None:
+        """After a restart a replayed old message loads no second time, and a credit for
+        an invoice loaded before the restart loads at once: both answered by the ledger table."""
+        path = tmp_path / "stub.sqlite"
+        clock = Clock()
+        first = EnvelopeStore(path)
+        await first.open()
+        ledger = Ledger(first, gap_timeout=5, clock=clock)
+        await ledger.open()
+        invoice = envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F-1"))
+        for env in (invoice, envelope(2)):
+            await ledger.receive(env, serialize(to_xml(env)), clock.now)
+        await ledger.close()
+        await first.close()
+        second = EnvelopeStore(path)
+        await second.open()
+        try:
+            again = Ledger(second, gap_timeout=5, clock=clock)
+            await again.open()
+            replay = envelope(2)  # a new envelope id for message 2
+            credit = envelope(3, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-1"))
+            for env in (replay, credit):
+                await again.receive(env, serialize(to_xml(env)), clock.now)
+            assert again.held == 0
+            await again.close()
+        finally:
+            await second.close()
+        assert rows(path, "SELECT sequence FROM ledger ORDER BY position") == [(1,), (2,), (3,)]
+        assert rows(path, "SELECT count(*) FROM envelopes") == [(4,)]
 
     @pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
     async def test_bad_gap_timeout_is_a_config_error(
