@@ -28,7 +28,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,11 @@ from simulator.chain import ChainSpec, RunningChain
 from simulator.components import ComponentError
 from simulator.errors import B2BSimError, ConfigError
 from simulator.messages import MessageMeta, MessageType
+from simulator.network import MAX_BROKERS, NETWORK_RECOVERY_SECONDS, BrokerNetwork, order_problem
 from simulator.pki import cert_sha256, init_pki
 from simulator.reconcile import reconcile
 from simulator.registry import Registry, SupplierEntry
-from simulator.runner import free_ports
+from simulator.runner import free_ports, new_run_dir
 from simulator.state import StateDir
 from simulator.suppliers import make_suppliers
 from simulator.timeline import build_timeline
@@ -79,8 +80,8 @@ class BenchOptions:
     state: StateDir
     messages: int
     suppliers: int
-    workers: int = 1
-    brokers: int = 1
+    workers: int | None = None  # ICC worker processes; None: one per broker
+    brokers: int = 1  # > 1: a local network of brokers (simulator.network), started here
     broker_url: str | None = None  # an existing broker; None: the embedded one
     seed: int = 1
     distinct: int = DEFAULT_DISTINCT
@@ -88,12 +89,23 @@ class BenchOptions:
     warmup: int | None = None  # baseline warm-up messages; None: min(1000, N // 10)
     progress: Say | None = None
 
+    @property
+    def worker_count(self) -> int:
+        """ICC worker processes: as given, else one per broker."""
+        return self.workers if self.workers is not None else self.brokers
+
+    @property
+    def gap_timeout(self) -> float | None:
+        """The supplier's gap timeout: the chain's default on one broker; over a network
+        it must cover a broker's recovery (simulator.network.order_problem)."""
+        return None if self.brokers == 1 else 2 * NETWORK_RECOVERY_SECONDS
+
     def check(self) -> None:
         """Refuse options that cannot make a benchmark, before anything starts."""
         for name, value in (
             ("--messages", self.messages),
             ("--suppliers", self.suppliers),
-            ("--workers", self.workers),
+            ("--workers", self.worker_count),
             ("--distinct", self.distinct),
         ):
             if value < 1:
@@ -103,11 +115,25 @@ class BenchOptions:
                 f"--suppliers {self.suppliers} is more than --messages {self.messages}",
                 hint="give every supplier at least one message",
             )
-        if self.brokers != 1:
+        if not 1 <= self.brokers <= MAX_BROKERS:
             raise ConfigError(
-                f"--brokers {self.brokers}: the bench runs on one broker for now",
-                hint="leave --brokers out (or give 1)",
+                f"--brokers {self.brokers} is not possible here",
+                hint=f"give 1 (one broker) to {MAX_BROKERS} (a local network of brokers)",
             )
+        if self.brokers > 1 and self.broker_url is not None:
+            raise ConfigError(
+                f"--brokers {self.brokers} starts a network of its own; --broker names one broker",
+                hint="give either --broker URL or --brokers N, not both",
+            )
+        if self.brokers > 1 and self.worker_count < self.brokers:
+            raise ConfigError(
+                f"--workers {self.worker_count} leaves brokers without a consumer: each ICC "
+                f"worker consumes from one home broker",
+                hint=f"give --workers {self.brokers} or more (or leave --workers out)",
+            )
+        problem = order_problem(self.brokers, self.gap_timeout or 0.0)
+        if self.brokers > 1 and problem is not None:
+            raise ConfigError(problem, hint="raise the supplier's gap timeout")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(
                 f"--timeout {self.timeout:g} is not positive", hint="give seconds > 0"
@@ -184,7 +210,7 @@ class BenchResult:
             "correct": self.correct,
             "messages": o.messages,
             "suppliers": o.suppliers,
-            "workers": o.workers,
+            "workers": o.worker_count,
             "brokers": o.brokers,
             "seed": o.seed,
             "distinct_documents": self.distinct,
@@ -268,26 +294,38 @@ def run_bench(options: BenchOptions) -> BenchResult:
     say(f"generated {docs.count} self-invoices for {len(suppliers)} suppliers")
 
     broker: LocalBroker | None = None
-    broker_pid: int | None = None
-    if url is None:
+    network: BrokerNetwork | None = None
+    broker_pids: dict[str, int] = {}
+    worker_urls: tuple[str, ...] = ()
+    if options.brokers > 1:
+        network = _start_network(state, options.brokers, timings, say)
+        url, worker_urls = network.urls[0], tuple(network.urls)
+        broker_pids = {
+            f"broker-{m.index} (JVM)": pid
+            for m, st in network.status()
+            if (pid := st.pid) is not None
+        }
+    elif url is None:
         local = LocalBroker(state.broker, die_with_parent=True)
         status = local.status()
-        if status.running and status.url:
-            url, broker_pid = status.url, status.pid  # someone else's: leave it running
+        if status.running and status.url and status.pid:
+            url = status.url  # someone else's: leave it running
+            broker_pids = {"broker (JVM)": status.pid}
         else:
             info = local.start()
-            broker, url, broker_pid = local, info.url, info.pid
+            broker, url = local, info.url
+            broker_pids = {"broker (JVM)": info.pid}
             timings["broker_start"] = info.startup_seconds
             say(f"broker started: {url} in {info.startup_seconds:.1f} s")
     try:
         warmup = options.warmup if options.warmup is not None else min(1000, options.messages // 10)
-        say(f"baseline: {options.messages} messages over bare STOMP (warm-up {warmup})")
+        say(f"baseline: {options.messages} messages over bare STOMP to {url} (warm-up {warmup})")
         t0 = time.monotonic()
         baseline = run_baseline(
             url,
             _baseline_payloads(docs, options.messages),
             options.messages,
-            broker_pid=broker_pid,
+            broker_pid=next(iter(broker_pids.values()), None),
             warmup=warmup,
             timeout=options.chain_timeout,
         )
@@ -298,9 +336,10 @@ def run_bench(options: BenchOptions) -> BenchResult:
             options,
             state=state,
             url=url,
+            worker_urls=worker_urls,
             identities=identities,
             docs=docs,
-            broker_pid=broker_pid,
+            broker_pids=broker_pids,
             say=say,
         )
         timings["chain"] = time.monotonic() - t0
@@ -308,7 +347,36 @@ def run_bench(options: BenchOptions) -> BenchResult:
     finally:
         if broker is not None:
             broker.stop()
+        if network is not None:
+            network.stop()
     return BenchResult(options, url, docs.count, docs.mean_bytes, baseline, chain, timings)
+
+
+def _start_network(
+    state: StateDir, size: int, timings: dict[str, float], say: Say
+) -> BrokerNetwork:
+    """Start a local network of ``size`` brokers (STATE/broker-1..N) and wait until joined."""
+    network = BrokerNetwork(state.root, size, die_with_parent=True)
+    running = [m.name for m, st in network.status() if st.running]
+    if running:
+        raise ConfigError(
+            f"brokers of this state directory already run ({', '.join(running)}); the bench "
+            "starts a network of its own",
+            hint=f"stop them (b2bsim broker stop --network {size}) or use another --state",
+        )
+    t0 = time.monotonic()
+    network.start()
+    try:
+        network.wait_linked(60)
+    except BaseException:
+        network.stop()
+        raise
+    timings["broker_start"] = time.monotonic() - t0
+    say(
+        f"network of {size} brokers started and joined in {timings['broker_start']:.1f} s: "
+        f"{', '.join(network.urls)}"
+    )
+    return network
 
 
 def _run_chain(
@@ -316,14 +384,13 @@ def _run_chain(
     *,
     state: StateDir,
     url: str,
+    worker_urls: tuple[str, ...],
     identities: list[Any],
     docs: _Documents,
-    broker_pid: int | None,
+    broker_pids: dict[str, int],
     say: Say,
 ) -> ChainResult:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
-    run_dir = state.runs / f"{stamp}-bench"
-    run_dir.mkdir(parents=True, mode=0o700)
+    run_dir = new_run_dir(state, "bench")
     run_state = StateDir(run_dir)
     t0 = time.monotonic()
     init_pki(run_state, identities)
@@ -344,12 +411,15 @@ def _run_chain(
         run_dir=run_dir,
         broker_url=url,
         queue=f"/queue/af.ka.outbound.bench-{run_dir.name}",
-        workers=options.workers,
+        workers=options.worker_count,
         rules=None,
         seed=options.seed,
+        worker_broker_urls=worker_urls,
     )
+    if options.gap_timeout is not None:
+        spec = replace(spec, gap_timeout=options.gap_timeout)
     chain = RunningChain(spec, None, say)
-    measured = asyncio.run(_measure(options, chain, docs, broker_pid, say))
+    measured = asyncio.run(_measure(options, chain, docs, broker_pids, say))
     figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db).figures()
     seconds, hops = _hops(run_dir)
     result = ChainResult(
@@ -374,7 +444,11 @@ class _Measured:
 
 
 async def _measure(
-    options: BenchOptions, chain: RunningChain, docs: _Documents, broker_pid: int | None, say: Say
+    options: BenchOptions,
+    chain: RunningChain,
+    docs: _Documents,
+    broker_pids: dict[str, int],
+    say: Say,
 ) -> _Measured:
     spec = chain.spec
     await chain.start()
@@ -385,8 +459,7 @@ async def _measure(
         for i, worker in enumerate(chain.workers):
             if worker is not None:
                 pids[f"icc-{i + 1}"] = worker.proc.pid
-        if broker_pid is not None:
-            pids["broker (JVM)"] = broker_pid
+        pids.update(broker_pids)
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         ka_cpu0 = time.process_time()
         started = time.monotonic()

@@ -22,8 +22,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--messages", type=int, default=20000, metavar="N", help="messages (20000)")
     p.add_argument("--suppliers", type=int, default=100, metavar="S", help="suppliers (100)")
-    p.add_argument("--workers", type=int, default=1, metavar="W", help="ICC worker processes (1)")
-    p.add_argument("--brokers", type=int, default=1, metavar="B", help="brokers (only 1 for now)")
+    p.add_argument(
+        "--workers", type=int, metavar="W", help="ICC worker processes (default: one per broker)"
+    )
+    p.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        metavar="B",
+        help="brokers (1; 2 or more: a local network of brokers started for the bench, "
+        "KA publishing to broker 1 and ICC worker i consuming from broker i mod B)",
+    )
     p.add_argument(
         "--broker",
         help="use this running broker (stomp://HOST:PORT; default: "
@@ -78,7 +87,7 @@ def print_table(result: BenchResult, data: dict[str, Any]) -> None:
     console = Console(highlight=False, width=110)
     o = result.options
     top = Table(
-        title=f"b2bsim bench — N={o.messages} S={o.suppliers} W={o.workers} "
+        title=f"b2bsim bench — N={o.messages} S={o.suppliers} W={o.worker_count} B={o.brokers} "
         f"({data['machine']['nproc']} cores, Python {data['machine']['python']})"
     )
     for col in ("", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms"):

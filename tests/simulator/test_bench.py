@@ -84,6 +84,33 @@ class TestBenchRun:
         assert data["machine"]["nproc"] >= 1
         assert live_processes_mentioning(str(state_dir.root)) == []
 
+    def test_network_of_two_brokers(self, state_dir: StateDir, tmp_path: Path) -> None:
+        """--brokers 2 starts a network for the bench, one worker per broker, and stops it."""
+        out = tmp_path / "bench.json"
+        code = main(
+            [
+                "--state",
+                str(state_dir.root),
+                "bench",
+                "--messages",
+                "200",
+                "--suppliers",
+                "5",
+                "--brokers",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+        assert code == 0
+        data = json.loads(out.read_text())
+        assert (data["brokers"], data["workers"]) == (2, 2)
+        assert data["correct"] is True
+        cpu = data["chain"]["cpu_s_per_1000"]
+        assert {"broker-1 (JVM)", "broker-2 (JVM)", "icc-1", "icc-2"} <= set(cpu)
+        assert data["chain"]["figures"]["ingested"] == 200
+        assert live_processes_mentioning(str(state_dir.root)) == []
+
 
 class TestBenchOptions:
     @pytest.mark.parametrize(
@@ -92,7 +119,8 @@ class TestBenchOptions:
             ["--messages", "0"],
             ["--messages", "10", "--suppliers", "20"],
             ["--workers", "0"],
-            ["--brokers", "2"],
+            ["--brokers", "2"],  # with --broker: one named broker and a network of two
+            ["--brokers", "10"],
         ],
     )
     def test_bad_options_are_usage_errors(
@@ -104,6 +132,14 @@ class TestBenchOptions:
         )
         assert code == 2
         assert "--" in capsys.readouterr().err
+
+    def test_fewer_workers_than_brokers_is_refused(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A broker without a consuming worker would hold its share: refused before start."""
+        code = main(["--state", str(tmp_path / "s"), "bench", "--brokers", "3", "--workers", "2"])
+        assert code == 2
+        assert "--workers 3" in capsys.readouterr().err
 
 
 class TestBenchProcs:
