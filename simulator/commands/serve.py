@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +22,9 @@ from simulator.messages import KA_QUEUE
 from simulator.pki import require_crl
 from simulator.retry import RetryPolicy
 from simulator.state import StateDir
+
+#: A directory: run each served component under cProfile, statistics written there.
+PROFILE_DIR_ENV = "B2BSIM_PROFILE_DIR"
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -150,7 +155,14 @@ def broker_url_for(args: argparse.Namespace, state: StateDir) -> str:
     return status.url
 
 
-def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+def _run_until_signal(name: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run component ``name``'s ``main`` until SIGTERM or SIGINT.
+
+    With ``$B2BSIM_PROFILE_DIR`` set, the event loop's thread runs under
+    cProfile and its statistics go to ``DIR/<name>-<pid>.prof`` on the way out
+    (docs/performance.md: how to read them).
+    """
+
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -158,7 +170,18 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    profile_dir = os.environ.get(PROFILE_DIR_ENV)
+    if not profile_dir:
+        asyncio.run(runner())
+        return 0
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(runner())
+    finally:
+        profiler.disable()
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
     return 0
 
 
@@ -176,7 +199,7 @@ def _serve_broker(args: argparse.Namespace) -> int:
         await stop.wait()
 
     try:
-        return _run_until_signal(wait)
+        return _run_until_signal("broker", wait)
     finally:
         broker.stop()
 
@@ -201,7 +224,7 @@ def _serve_stub(args: argparse.Namespace) -> int:
         accept_unsigned=args.accept_unsigned,
         ignore_addressee=args.ignore_addressee,
     )
-    return _run_until_signal(lambda stop: serve_forever(config, stop))
+    return _run_until_signal("supplier-stub", lambda stop: serve_forever(config, stop))
 
 
 def _serve_icc(args: argparse.Namespace) -> int:
@@ -267,7 +290,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
             _ready("icc", queue=config.queue, suppliers=len(bridge.registry), **pull)
         await task
 
-    return _run_until_signal(main)
+    return _run_until_signal("icc", main)
 
 
 def _serve_producer(args: argparse.Namespace) -> int:
@@ -291,4 +314,4 @@ def _serve_producer(args: argparse.Namespace) -> int:
             stop=stop,
         )
 
-    return _run_until_signal(main)
+    return _run_until_signal("ka-producer", main)
