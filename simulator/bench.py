@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sqlite3
 import time
 import uuid
@@ -293,30 +294,11 @@ def run_bench(options: BenchOptions) -> BenchResult:
     timings["generate_documents"] = time.monotonic() - t0
     say(f"generated {docs.count} self-invoices for {len(suppliers)} suppliers")
 
-    broker: LocalBroker | None = None
-    network: BrokerNetwork | None = None
-    broker_pids: dict[str, int] = {}
-    worker_urls: tuple[str, ...] = ()
-    if options.brokers > 1:
-        network = _start_network(state, options.brokers, timings, say)
-        url, worker_urls = network.urls[0], tuple(network.urls)
-        broker_pids = {
-            f"broker-{m.index} (JVM)": pid
-            for m, st in network.status()
-            if (pid := st.pid) is not None
-        }
-    elif url is None:
-        local = LocalBroker(state.broker, die_with_parent=True)
-        status = local.status()
-        if status.running and status.url and status.pid:
-            url = status.url  # someone else's: leave it running
-            broker_pids = {"broker (JVM)": status.pid}
-        else:
-            info = local.start()
-            broker, url = local, info.url
-            broker_pids = {"broker (JVM)": info.pid}
-            timings["broker_start"] = info.startup_seconds
-            say(f"broker started: {url} in {info.startup_seconds:.1f} s")
+    run_dir = new_run_dir(state, "bench")
+    brokers = _Brokers.start(
+        options, state=state, run_dir=run_dir, url=url, timings=timings, say=say
+    )
+    url = brokers.url
     try:
         warmup = options.warmup if options.warmup is not None else min(1000, options.messages // 10)
         say(f"baseline: {options.messages} messages over bare STOMP to {url} (warm-up {warmup})")
@@ -325,7 +307,7 @@ def run_bench(options: BenchOptions) -> BenchResult:
             url,
             _baseline_payloads(docs, options.messages),
             options.messages,
-            broker_pid=next(iter(broker_pids.values()), None),
+            broker_pid=next(iter(brokers.pids.values()), None),
             warmup=warmup,
             timeout=options.chain_timeout,
         )
@@ -335,35 +317,79 @@ def run_bench(options: BenchOptions) -> BenchResult:
         chain = _run_chain(
             options,
             state=state,
+            run_dir=run_dir,
             url=url,
-            worker_urls=worker_urls,
+            worker_urls=brokers.worker_urls,
             identities=identities,
             docs=docs,
-            broker_pids=broker_pids,
+            broker_pids=brokers.pids,
             say=say,
         )
         timings["chain"] = time.monotonic() - t0
         say(f"chain: {chain.msgs_per_s:.0f} msg/s")
     finally:
-        if broker is not None:
-            broker.stop()
-        if network is not None:
-            network.stop()
+        brokers.stop()
     return BenchResult(options, url, docs.count, docs.mean_bytes, baseline, chain, timings)
 
 
-def _start_network(
-    state: StateDir, size: int, timings: dict[str, float], say: Say
-) -> BrokerNetwork:
-    """Start a local network of ``size`` brokers (STATE/broker-1..N) and wait until joined."""
-    network = BrokerNetwork(state.root, size, die_with_parent=True)
-    running = [m.name for m, st in network.status() if st.running]
-    if running:
-        raise ConfigError(
-            f"brokers of this state directory already run ({', '.join(running)}); the bench "
-            "starts a network of its own",
-            hint=f"stop them (b2bsim broker stop --network {size}) or use another --state",
-        )
+@dataclass
+class _Brokers:
+    """The broker(s) a bench runs on, and how to stop those it started."""
+
+    url: str  # where KA publishes and the baseline runs
+    worker_urls: tuple[str, ...]  # over a network: each ICC worker's home broker
+    pids: dict[str, int]  # name → JVM pid, for CPU and memory figures
+    local: LocalBroker | None = None  # started for the bench
+    network: BrokerNetwork | None = None  # started for the bench
+
+    @classmethod
+    def start(
+        cls,
+        options: BenchOptions,
+        *,
+        state: StateDir,
+        run_dir: Path,
+        url: str | None,
+        timings: dict[str, float],
+        say: Say,
+    ) -> _Brokers:
+        """Brokers started for the bench live in its run directory with empty stores, so
+        that what other runs left in the state's broker can neither fill the store nor
+        slow the figures.  A broker named by URL, or the state's running one, is used
+        as it is."""
+        if options.brokers > 1:
+            network = _start_network(run_dir, options.brokers, timings, say)
+            pids = {
+                f"broker-{m.index} (JVM)": pid
+                for m, st in network.status()
+                if (pid := st.pid) is not None
+            }
+            return cls(network.urls[0], tuple(network.urls), pids, network=network)
+        if url is not None:
+            return cls(url, (), {})
+        running = LocalBroker(state.broker).status()
+        if running.running and running.url and running.pid:  # someone else's: leave it be
+            return cls(running.url, (), {"broker (JVM)": running.pid})
+        local = LocalBroker(run_dir / "broker", die_with_parent=True)
+        info = local.start()
+        timings["broker_start"] = info.startup_seconds
+        say(f"broker started: {info.url} in {info.startup_seconds:.1f} s")
+        return cls(info.url, (), {"broker (JVM)": info.pid}, local=local)
+
+    def stop(self) -> None:
+        """Stop what the bench started and drop its stores (up to GBs of journal)."""
+        if self.local is not None:
+            self.local.stop()
+            shutil.rmtree(self.local.data_dir, ignore_errors=True)
+        if self.network is not None:
+            self.network.stop()
+            for member in self.network.members:
+                shutil.rmtree(self.network.broker_dir(member.index) / "data", ignore_errors=True)
+
+
+def _start_network(run_dir: Path, size: int, timings: dict[str, float], say: Say) -> BrokerNetwork:
+    """Start a network of ``size`` brokers in RUN_DIR/broker-1..N and wait until joined."""
+    network = BrokerNetwork(run_dir, size, die_with_parent=True)
     t0 = time.monotonic()
     network.start()
     try:
@@ -383,6 +409,7 @@ def _run_chain(
     options: BenchOptions,
     *,
     state: StateDir,
+    run_dir: Path,
     url: str,
     worker_urls: tuple[str, ...],
     identities: list[Any],
@@ -390,7 +417,6 @@ def _run_chain(
     broker_pids: dict[str, int],
     say: Say,
 ) -> ChainResult:
-    run_dir = new_run_dir(state, "bench")
     run_state = StateDir(run_dir)
     t0 = time.monotonic()
     init_pki(run_state, identities)
