@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
@@ -60,6 +61,7 @@ RECONNECT_INITIAL = 0.5
 RECONNECT_MAX = 10.0
 
 
+@functools.lru_cache(maxsize=4096)  # asked when consumed and again when delivered
 def envelope_id_for(message_id: str) -> str:
     """The envelope id of KA's message ``message_id`` (stable across redeliveries)."""
     return str(uuid.uuid5(ENVELOPE_NAMESPACE, message_id))

@@ -16,6 +16,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import unescape as _unescape
 
@@ -321,7 +322,15 @@ def _local(el: etree._Element) -> str:
     return etree.QName(el).localname if isinstance(el.tag, str) else str(el.tag)
 
 
+@lru_cache(maxsize=32)
+def _sbdh_tags(names: tuple[str, ...]) -> list[str]:
+    return [_q(SBDH_NS, name) for name in names]
+
+
 def _expect_children(el: etree._Element, names: tuple[str, ...]) -> list[etree._Element]:
+    children = list(el)
+    if [c.tag for c in children] == _sbdh_tags(names):  # the usual case, checked at C speed
+        return children
     children = _elements(el)
     got = tuple(_local(c) for c in children)
     if got != names or any(etree.QName(c).namespace != SBDH_NS for c in children):
@@ -334,7 +343,7 @@ def _expect_children(el: etree._Element, names: tuple[str, ...]) -> list[etree._
 
 
 def _text(el: etree._Element) -> str:
-    if _elements(el):
+    if len(el) and _elements(el):
         raise EnvelopeError(
             f"sbd:{_local(el)} must hold text, not elements", hint="see docs/envelope.md"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import ipaddress
 import os
 import re
@@ -244,6 +245,7 @@ def org_number_of(cert: x509.Certificate) -> str | None:
     return str(serials[0].value) if serials else None
 
 
+@functools.lru_cache(maxsize=256)  # asked per request of the same few certificates
 def is_icc_certificate(cert: x509.Certificate) -> bool:
     """True if the subject names the ICC of AF (CN=ICC, organizationIdentifier of AF).
 

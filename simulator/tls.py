@@ -16,6 +16,7 @@ new CRL (or a rotated certificate) without restarting asks a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -280,4 +281,9 @@ def peer_certificate(transport_or_request: Any) -> x509.Certificate | None:
     if ssl_object is None:
         return None
     der = ssl_object.getpeercert(binary_form=True)
-    return x509.load_der_x509_certificate(der) if der else None
+    return _certificate(der) if der else None
+
+
+@functools.lru_cache(maxsize=256)  # the same few peers on every request
+def _certificate(der: bytes) -> x509.Certificate:
+    return x509.load_der_x509_certificate(der)
