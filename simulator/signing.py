@@ -10,9 +10,10 @@ signer against the AF CA, the CA's revocation list and the caller's policy,
 builds the :class:`~simulator.envelope.Envelope` only from the verified XML,
 and (with ``max_skew``) refuses an envelope made too long ago or in the future.
 
-The ICC's exact shape is signed and verified by :mod:`simulator.xmldsig`
-(directly with lxml and cryptography, ten times cheaper); the other SHA-2
-algorithms a verifier accepts go through ``signxml``.
+The ICC's exact shape is signed and verified by :mod:`simulator.xmldsig`,
+directly with lxml and cryptography (a fraction of signxml's cost: see
+docs/performance.md); the other SHA-2 algorithms a verifier accepts go
+through ``signxml``.
 """
 
 from __future__ import annotations

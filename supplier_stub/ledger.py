@@ -186,11 +186,12 @@ def _seq_key(item: Item) -> tuple[int, int]:
 
 
 class History(Protocol):
-    """What loaded before the current step: the sequencer keeps only what it holds.
+    """What loaded before: the sequencer keeps only what it holds, so its memory
+    does not grow with the messages loaded.
 
-    Asked about a message only when its sequence is below the next one to load
-    (a duplicate or a late message), and about invoices only for credit notes,
-    so the sequencer's memory does not grow with the messages loaded.
+    Asked once per offered message that is not held (by message id, so a
+    replay under any sequence number is caught) and about invoices only for
+    credit notes.
     """
 
     def loaded(self, org_number: str, message_id: str) -> bool:
