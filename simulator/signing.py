@@ -335,7 +335,6 @@ class EnvelopeVerifier:
         return cert
 
     def _check_signer(self, cert: x509.Certificate, now: datetime) -> None:
-        subject = cert.subject.rfc4514_string()
         for what, c in (("signing", cert), ("CA", self._ca)):
             if not c.not_valid_before_utc <= now <= c.not_valid_after_utc:
                 raise UntrustedSignerError(
@@ -345,11 +344,13 @@ class EnvelopeVerifier:
                     hint="renew the certificate (b2bsim pki) or check the clock",
                 )
         if not self._accept_signer(cert):
+            subject = cert.subject.rfc4514_string()
             raise UntrustedSignerError(
                 f"the signing certificate {subject!r} is from the AF CA but not the ICC's",
                 hint="only the ICC signs envelopes; a supplier or other certificate may not",
             )
         if self._crl is not None and self._crl.revoked(cert):
+            subject = cert.subject.rfc4514_string()
             raise SignerRevokedError(
                 f"the signing certificate {subject!r} (serial {cert.serial_number:x}) is revoked",
                 hint="the ICC must sign with a certificate that is not on the AF CA's CRL",
