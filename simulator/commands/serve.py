@@ -192,7 +192,7 @@ def _run_until_signal(name: str, main: Callable[[asyncio.Event], Awaitable[None]
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop a served component runs on: uvloop unless ``$B2BSIM_EVENT_LOOP``
-    says ``asyncio`` (uvloop's loop and TLS took 10-14 % less CPU per message in the
+    says ``asyncio`` (uvloop's loop and TLS took 8-14 % less CPU per message in the
     bench, and less memory per connection: docs/performance.md)."""
     choice = os.environ.get(EVENT_LOOP_ENV, "uvloop")
     if choice == "asyncio":
