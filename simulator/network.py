@@ -315,6 +315,20 @@ class BrokerNetwork:
         what = f"{broker.member.name} (broker {broker.member.index} of {self.size})"
         return broker.await_started(launched, timeout, what)
 
+    def start_joined(self, timeout: float = 60) -> float:
+        """Start every broker and wait until each is linked to its peers; the seconds it took.
+
+        If the network does not join in ``timeout`` seconds, it is stopped again.
+        """
+        begun = time.monotonic()
+        self.start(timeout)
+        try:
+            self.wait_linked(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return time.monotonic() - begun
+
     def restart(self, index: int, timeout: float = 60) -> BrokerInfo:
         """Start broker ``index`` again, on its old ports, and wait until it answers."""
         broker = self.broker(index)

@@ -815,35 +815,34 @@ class TestDirectPathAgreesWithSignxml:
         root.remove(root[-1])
         assert result.signed_data == etree.tostring(root, method="c14n", exclusive=True)
 
-    def test_we_verify_signxml_signature_directly(
-        self, pki: Pki, verifier: EnvelopeVerifier, signxml_calls: list[int]
+    @pytest.mark.parametrize(
+        ("c14n", "through_signxml"),
+        [
+            # The ICC's shape, made by signxml, opens on the direct path...
+            (CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0, []),
+            # ...and inclusive C14N (allowed, not the ICC's) is verified by signxml.
+            (CanonicalizationMethod.CANONICAL_XML_1_0, [1]),
+        ],
+    )
+    def test_signxml_signatures_open_on_the_right_path(
+        self,
+        c14n: CanonicalizationMethod,
+        through_signxml: list[int],
+        pki: Pki,
+        verifier: EnvelopeVerifier,
+        signxml_calls: list[int],
     ) -> None:
-        """An envelope signxml signs in the ICC's shape opens on the direct path."""
+        """What signxml signs opens; only shapes other than the ICC's go through signxml."""
         env = make_envelope()
         data = sign_with(
             pki.icc,
             env,
             signature_algorithm=SignatureMethod.ECDSA_SHA256,
             digest_algorithm=DigestAlgorithm.SHA256,
-            c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+            c14n_algorithm=c14n,
         )
         assert verifier.open(data) == env
-        assert signxml_calls == []
-
-    def test_other_shapes_go_through_signxml(
-        self, pki: Pki, verifier: EnvelopeVerifier, signxml_calls: list[int]
-    ) -> None:
-        """Inclusive C14N (allowed, not the ICC's) is verified by signxml."""
-        env = make_envelope()
-        data = sign_with(
-            pki.icc,
-            env,
-            signature_algorithm=SignatureMethod.ECDSA_SHA256,
-            digest_algorithm=DigestAlgorithm.SHA256,
-            c14n_algorithm=CanonicalizationMethod.CANONICAL_XML_1_0,
-        )
-        assert verifier.open(data) == env
-        assert signxml_calls == [1]
+        assert signxml_calls == through_signxml
 
     def test_parameters_on_a_transform_go_through_signxml(
         self, signed: bytes, verifier: EnvelopeVerifier, signxml_calls: list[int]

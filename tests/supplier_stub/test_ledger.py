@@ -7,6 +7,7 @@ the ledger tests use a real SQLite store in a temporary directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -306,6 +307,20 @@ async def deliver(store: EnvelopeStore, ledger: Ledger, env: Envelope, at_ms: in
         await ledger.offer(env, receipt.received_at_ms)
 
 
+@contextlib.asynccontextmanager
+async def opened_ledger(path: Path, clock: Clock) -> AsyncIterator[Ledger]:
+    """A ledger (gap timeout 5 s) over the store at ``path``, closed with its store after."""
+    store = EnvelopeStore(path)
+    await store.open()
+    try:
+        ledger = Ledger(store, gap_timeout=5, clock=clock)
+        await ledger.open()
+        yield ledger
+        await ledger.close()
+    finally:
+        await store.close()
+
+
 class TestLedger:
     """The ledger's tables in the store's SQLite file."""
 
@@ -498,28 +513,16 @@ class TestLedger:
         an invoice loaded before the restart loads at once: both answered by the ledger table."""
         path = tmp_path / "stub.sqlite"
         clock = Clock()
-        first = EnvelopeStore(path)
-        await first.open()
-        ledger = Ledger(first, gap_timeout=5, clock=clock)
-        await ledger.open()
-        invoice = envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F-1"))
-        for env in (invoice, envelope(2)):
-            await ledger.receive(env, serialize(to_xml(env)), clock.now)
-        await ledger.close()
-        await first.close()
-        second = EnvelopeStore(path)
-        await second.open()
-        try:
-            again = Ledger(second, gap_timeout=5, clock=clock)
-            await again.open()
+        async with opened_ledger(path, clock) as ledger:
+            invoice = envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F-1"))
+            for env in (invoice, envelope(2)):
+                await ledger.receive(env, serialize(to_xml(env)), clock.now)
+        async with opened_ledger(path, clock) as again:
             replay = envelope(2)  # a new envelope id for message 2
             credit = envelope(3, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-1"))
             for env in (replay, credit):
                 await again.receive(env, serialize(to_xml(env)), clock.now)
             assert again.held == 0
-            await again.close()
-        finally:
-            await second.close()
         assert rows(path, "SELECT sequence FROM ledger ORDER BY position") == [(1,), (2,), (3,)]
         assert rows(path, "SELECT count(*) FROM envelopes") == [(4,)]
 
