@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
-from xml.sax.saxutils import unescape as _unescape
 
 from lxml import etree
 
@@ -92,7 +91,6 @@ _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Namespace declarations as C14N writes them (always double quotes, escaped values).
 _NS_DECLARATION = re.compile(rb' xmlns(?::([^\s=]+))?="([^"]*)"')
-_ATTR_ENTITIES = {"&quot;": '"', "&#x9;": "\t", "&#xA;": "\n", "&#xD;": "\r"}
 
 
 def _q(ns: str, name: str) -> str:
@@ -495,7 +493,13 @@ def _declarations(xml: bytes) -> tuple[dict[str | None, str], bool]:
         prefix = raw_prefix.decode() or None
         uri = raw_uri.decode()
         if "&" in uri:
-            uri = _unescape(uri, _ATTR_ENTITIES)
+            # An escaped character ("&", a quote, a tab or line break): C14N writes it
+            # unescaped in a namespace URI, so the canonical form would not be XML.
+            raise EnvelopeError(
+                f"the document declares the namespace URI {uri!r}, with a character "
+                "canonical XML cannot write there",
+                hint="use namespace URIs without '&', quotes, tabs or line breaks, as UBL does",
+            )
         if top.setdefault(prefix, uri) != uri:
             clashes.add(prefix)
     for prefix in clashes:

@@ -399,7 +399,13 @@ class EnvelopeVerifier:
         root: etree._Element, signature: etree._Element, public_key: ec.EllipticCurvePublicKey
     ) -> etree._Element:
         """The signed XML of the ICC's own shape, verified by :mod:`simulator.xmldsig`."""
-        signed_info = xmldsig.verified_signed_info(signature, public_key)
+        try:
+            signed_info = xmldsig.verified_signed_info(signature, public_key)
+        except etree.LxmlError as exc:  # e.g. a relative namespace URI (xmlns:p="0") in scope
+            raise SignatureError(
+                f"the signature is malformed: its SignedInfo cannot be canonicalised: {exc}",
+                hint="sign with an XML-DSig enveloped signature as in docs/envelope.md",
+            ) from None
         if signed_info is None:
             raise SignatureTamperedError(
                 "the signature value does not verify over SignedInfo",

@@ -136,6 +136,8 @@ def verified_signed_info(
     None when the ``SignatureValue`` is not base64 of r‖s for P-256 or does not
     verify over the exclusive C14N of ``SignedInfo``.  Read the reference from
     the returned element, not from the input: only what was signed counts.
+    Raises ``etree.LxmlError`` if ``SignedInfo`` cannot be canonicalised (e.g.
+    a relative namespace URI in scope).
     """
     signed_info = signature.find("ds:SignedInfo", _NS)
     value = signature.find("ds:SignatureValue", _NS)
@@ -163,8 +165,10 @@ def enveloped_c14n(root: etree._Element, signature: etree._Element) -> bytes:
     """What the reference covers: ``root`` without ``signature`` (its tail kept), exclusive C14N.
 
     ``signature`` is removed from ``root`` for good (as signxml's enveloped
-    transform does to its copy); the caller reads the envelope from the bytes
-    returned, never from ``root``.
+    transform does to its copy).  Read the envelope from ``root`` afterwards
+    only if it was parsed without comments (then it holds exactly what these
+    bytes say, up to namespace declarations nothing uses); otherwise re-parse
+    the bytes returned.
     """
     parent = signature.getparent()
     if parent is not None:

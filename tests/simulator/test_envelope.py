@@ -451,3 +451,29 @@ class TestCheckAddressee:
         env = make_envelope()
         with pytest.raises(dataclasses.FrozenInstanceError):
             env.sequence = 8  # type: ignore[misc]
+
+
+class TestCanonicalDocument:
+    """normalise_document: one canonical form, or a clear refusal."""
+
+    def test_namespaces_move_to_the_root_and_comments_go(self) -> None:
+        """Declarations end up on the root, unused ones and comments are dropped."""
+        doc = (
+            b'<r xmlns="urn:d" xmlns:u="urn:unused"><!-- c --><a xmlns:p="urn:p">'
+            b"<p:b>t</p:b></a></r>"
+        )
+        assert normalise_document(doc) == (
+            b'<r xmlns="urn:d" xmlns:p="urn:p"><a><p:b>t</p:b></a></r>'
+        )
+
+    def test_prefix_bound_two_ways_stays_where_it_is_used(self) -> None:
+        """A prefix with two URIs cannot move up: each declaration stays where it is used."""
+        doc = b'<r xmlns:p="urn:1"><p:a/><x><p:b xmlns:p="urn:2"/></x></r>'
+        assert normalise_document(doc) == (
+            b'<r><p:a xmlns:p="urn:1"></p:a><x><p:b xmlns:p="urn:2"></p:b></x></r>'
+        )
+
+    def test_ampersand_in_a_namespace_uri_is_refused(self) -> None:
+        """C14N would write the '&' raw: refused with an EnvelopeError, not bad XML."""
+        with pytest.raises(EnvelopeError, match="namespace URI"):
+            normalise_document(b'<x:r xmlns:x="urn:a&amp;b"/>')

@@ -669,6 +669,16 @@ class TestOpenHostile:
         with pytest.raises(SignatureError, match="malformed"):
             verifier.open(data)
 
+    @pytest.mark.parametrize("where", [b"<env:Envelope ", b"<ds:Signature ", b"<ds:SignedInfo"])
+    def test_relative_namespace_uri_in_scope_of_the_signature(
+        self, where: bytes, signed: bytes, verifier: EnvelopeVerifier
+    ) -> None:
+        """An unused relative namespace URI over SignedInfo is a SignatureError too."""
+        data = signed.replace(where, where.rstrip() + b' xmlns:q="0" ', 1)
+        assert data != signed
+        with pytest.raises(SignatureError, match="malformed"):
+            verifier.open(data)
+
 
 def _write_crl(
     path: Path, pki: Pki, revoked: list[x509.Certificate], ca: Issued | None = None
