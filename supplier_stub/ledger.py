@@ -465,14 +465,6 @@ class Ledger:
             write_rows(db, batch, now)
         return receipt, batch
 
-    async def offer(self, envelope: Envelope, received_at_ms: int) -> None:
-        """An envelope already stored: load it (and what it unblocks) or hold it."""
-        if not self._open:  # stopping: it stays stored and loads on the next open
-            log.info("ledger closed: envelope_id=%s waits for the next start", envelope.envelope_id)
-            return
-        item = Item.of(envelope, received_at_ms)
-        await self._step(lambda now: self._sequencer.offer(item, now))
-
     async def expire(self) -> None:
         """Load what has waited the gap timeout (the timer calls this)."""
         await self._step(self._sequencer.expire)

@@ -300,11 +300,9 @@ async def store(tmp_path: Path) -> AsyncIterator[EnvelopeStore]:
     await s.close()
 
 
-async def deliver(store: EnvelopeStore, ledger: Ledger, env: Envelope, at_ms: int) -> None:
-    """Store ``env`` as the app does, then hand it to the ledger if it was new."""
-    receipt = await store.store(env, serialize(to_xml(env)), at_ms)
-    if receipt.status.value == "accepted":
-        await ledger.offer(env, receipt.received_at_ms)
+async def deliver(ledger: Ledger, env: Envelope, at_ms: int) -> None:
+    """Hand ``env`` to the ledger as the app does: stored once, loaded or held if new."""
+    await ledger.receive(env, serialize(to_xml(env)), at_ms)
 
 
 @contextlib.asynccontextmanager
@@ -331,7 +329,7 @@ class TestLedger:
         await ledger.open()
         for n in (3, 1, 2):
             clock.now += 1
-            await deliver(store, ledger, envelope(n), clock.now)
+            await deliver(ledger, envelope(n), clock.now)
         assert rows(
             store.path,
             "SELECT sequence, message_id, document_id, late FROM ledger ORDER BY position",
@@ -347,15 +345,15 @@ class TestLedger:
         clock = Clock()
         ledger = Ledger(store, gap_timeout=5, clock=clock)
         await ledger.open()
-        await deliver(store, ledger, envelope(1), clock.now)
-        await deliver(store, ledger, envelope(3), clock.now)
+        await deliver(ledger, envelope(1), clock.now)
+        await deliver(ledger, envelope(3), clock.now)
         clock.now += 5_000
         await ledger.expire()
         assert rows(
             store.path,
             "SELECT org_number, kind, first_missing, last_missing, detected_at_ms FROM gaps",
         ) == [(ORG, "gap", 2, 2, T0 + 5_000)]
-        await deliver(store, ledger, envelope(2), clock.now)
+        await deliver(ledger, envelope(2), clock.now)
         assert rows(store.path, "SELECT sequence, late FROM ledger ORDER BY position") == [
             (1, 0),
             (3, 0),
@@ -371,7 +369,7 @@ class TestLedger:
         ledger = Ledger(first, gap_timeout=5, clock=clock)
         await ledger.open()
         for n in (1, 3, 4):
-            await deliver(first, ledger, envelope(n), clock.now)
+            await deliver(ledger, envelope(n), clock.now)
         assert ledger.held == 2
         await ledger.close()
         await first.close()
@@ -382,7 +380,7 @@ class TestLedger:
             again = Ledger(second, gap_timeout=5, clock=clock)
             await again.open()
             assert again.held == 2
-            await deliver(second, again, envelope(2), clock.now)
+            await deliver(again, envelope(2), clock.now)
             assert again.held == 0
             await again.close()
         finally:
@@ -403,7 +401,7 @@ class TestLedger:
         await first.open()
         ledger = Ledger(first, gap_timeout=5, clock=clock)
         await ledger.open()
-        await deliver(first, ledger, envelope(2), clock.now)
+        await deliver(ledger, envelope(2), clock.now)
         await ledger.close()
         await first.close()
         clock.now += 60_000
@@ -430,7 +428,7 @@ class TestLedger:
         clock = Clock()
         ledger = Ledger(store, gap_timeout=5, clock=clock)
         await ledger.open()
-        await deliver(store, ledger, envelope(1), clock.now)
+        await deliver(ledger, envelope(1), clock.now)
         await ledger.close()
         await Ledger(store, gap_timeout=5, clock=clock).open()
         assert rows(store.path, "SELECT count(*) FROM ledger") == [(1,)]
@@ -440,9 +438,9 @@ class TestLedger:
         clock = Clock()
         ledger = Ledger(store, gap_timeout=5, clock=clock)
         await ledger.open()
-        await deliver(store, ledger, envelope(1), clock.now)
-        await deliver(store, ledger, envelope(1), clock.now)  # new envelope id, same message
-        await deliver(store, ledger, envelope(1), clock.now)
+        await deliver(ledger, envelope(1), clock.now)
+        await deliver(ledger, envelope(1), clock.now)  # new envelope id, same message
+        await deliver(ledger, envelope(1), clock.now)
         assert rows(store.path, "SELECT count(*) FROM envelopes") == [(3,)]
         assert rows(store.path, "SELECT count(*) FROM ledger") == [(1,)]
 
@@ -450,7 +448,7 @@ class TestLedger:
         """The database itself refuses a second ledger row for an envelope."""
         ledger = Ledger(store, gap_timeout=5, clock=Clock())
         await ledger.open()
-        await deliver(store, ledger, envelope(1), T0)
+        await deliver(ledger, envelope(1), T0)
         with pytest.raises(sqlite3.IntegrityError):
             await store.call(
                 lambda db: db.execute(
@@ -467,7 +465,7 @@ class TestLedger:
         ledger = Ledger(store, gap_timeout=5, clock=clock)
         await ledger.open()
         credit = envelope(1, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-7"))
-        await deliver(store, ledger, credit, clock.now)
+        await deliver(ledger, credit, clock.now)
         assert rows(store.path, "SELECT count(*) FROM ledger") == [(0,)]
         clock.now += 5_000
         await ledger.expire()
@@ -481,7 +479,7 @@ class TestLedger:
         await ledger.open()
         ledger.start()
         try:
-            await deliver(store, ledger, envelope(2), T0)  # received long ago: due now
+            await deliver(ledger, envelope(2), T0)  # received long ago: due now
             for _ in range(400):  # the timer ticks every 10 ms here: 2 s is ample
                 if not ledger.held:
                     break
@@ -554,12 +552,12 @@ class TestReconcileReadsLedger:
         clock = Clock()
         ledger = Ledger(store, gap_timeout=5, clock=clock)
         await ledger.open()
-        await deliver(store, ledger, envelope(1), clock.now)
-        await deliver(store, ledger, envelope(3), clock.now)
+        await deliver(ledger, envelope(1), clock.now)
+        await deliver(ledger, envelope(3), clock.now)
         clock.now += 5_000
         await ledger.expire()
-        await deliver(store, ledger, envelope(2), clock.now)
-        await deliver(store, ledger, envelope(5), clock.now)  # held: not loaded
+        await deliver(ledger, envelope(2), clock.now)
+        await deliver(ledger, envelope(5), clock.now)  # held: not loaded
         produced = tmp_path / "produced.jsonl"
         produced.write_text("".join(f'{{"message_id": "{ORG}-m{n}"}}\n' for n in range(1, 6)))
         assert [m for m, *_ in loaded_messages(store.path)] == [
