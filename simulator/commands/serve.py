@@ -174,19 +174,17 @@ def _run_until_signal(name: str, main: Callable[[asyncio.Event], Awaitable[None]
 
     loop_factory = _loop_factory()
     profile_dir = os.environ.get(PROFILE_DIR_ENV)
-    if not profile_dir:
-        with asyncio.Runner(loop_factory=loop_factory) as loop:
-            loop.run(runner())
-        return 0
-    profiler = cProfile.Profile()
-    profiler.enable()
+    profiler = cProfile.Profile() if profile_dir else None
+    if profiler is not None:
+        profiler.enable()
     try:
         with asyncio.Runner(loop_factory=loop_factory) as loop:
             loop.run(runner())
     finally:
-        profiler.disable()
-        Path(profile_dir).mkdir(parents=True, exist_ok=True)
-        profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
+        if profiler is not None and profile_dir:
+            profiler.disable()
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(Path(profile_dir) / f"{name}-{os.getpid()}.prof")
     return 0
 
 
