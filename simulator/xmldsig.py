@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from lxml import etree
 
+from simulator.xmlsafe import parse_xml
+
 __all__ = [
     "DS_NS",
     "ECDSA_SHA256",
@@ -158,7 +160,7 @@ def verified_signed_info(
         public_key.verify(der, signed, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         return None
-    return etree.fromstring(signed, etree.XMLParser(resolve_entities=False, no_network=True))
+    return parse_xml(signed, max_bytes=len(signed) + 1)
 
 
 def enveloped_c14n(root: etree._Element, signature: etree._Element) -> bytes:
