@@ -45,10 +45,9 @@ from simulator.components import ComponentError
 from simulator.errors import B2BSimError, ConfigError
 from simulator.messages import MessageMeta, MessageType
 from simulator.network import MAX_BROKERS, NETWORK_RECOVERY_SECONDS, BrokerNetwork, order_problem
-from simulator.pki import cert_sha256, init_pki
+from simulator.pki import SupplierIdentity
 from simulator.reconcile import reconcile
-from simulator.registry import Registry, SupplierEntry
-from simulator.runner import free_ports, new_run_dir
+from simulator.runner import init_run_suppliers, new_run_dir
 from simulator.state import StateDir
 from simulator.suppliers import make_suppliers
 from simulator.timeline import build_timeline
@@ -405,24 +404,13 @@ def _run_chain(
     run_dir: Path,
     url: str,
     worker_urls: tuple[str, ...],
-    identities: list[Any],
+    identities: list[SupplierIdentity],
     docs: _Documents,
     broker_pids: dict[str, int],
     say: Say,
 ) -> ChainResult:
-    run_state = StateDir(run_dir)
     t0 = time.monotonic()
-    init_pki(run_state, identities)
-    ports = free_ports(len(identities))
-    Registry(
-        SupplierEntry(
-            org_number=s.org_number,
-            name=s.name,
-            url=f"https://127.0.0.1:{port}/b2b/envelopes",
-            cert_sha256=cert_sha256(run_state.supplier_cert(s.org_number)),
-        )
-        for s, port in zip(identities, ports, strict=True)
-    ).save(run_dir / "registry.json")
+    run_state, _ = init_run_suppliers(run_dir, identities)
     say(f"chain: PKI and registry for {len(identities)} suppliers in {time.monotonic() - t0:.1f} s")
     spec = ChainSpec(
         state=run_state,

@@ -30,7 +30,7 @@ from simulator.chain import ChainSpec, RunningChain, rule_for
 from simulator.errors import B2BSimError, ConfigError
 from simulator.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.network import BrokerNetwork, order_problem
-from simulator.pki import cert_sha256, init_pki
+from simulator.pki import SupplierIdentity, cert_sha256, init_pki
 from simulator.reconcile import (
     Reconciliation,
     dead_lettered_ids,
@@ -143,24 +143,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     suppliers = make_suppliers(scenario.supplier_count, scenario.seed)
     # Each run has a PKI of its own (run_dir/pki), so that a scenario may revoke,
     # expire or rotate certificates without touching any other run.
-    run_state = StateDir(run_dir)
-    init_pki(run_state, suppliers)
-    *ports, pull_port = free_ports(len(suppliers) + 1)
-    first_pull = len(suppliers) - scenario.pull_count
-    Registry(
-        SupplierEntry(
-            org_number=s.org_number,
-            name=s.name,
-            url=(
-                f"https://127.0.0.1:{port}/b2b/envelopes"
-                if i < first_pull
-                else f"https://127.0.0.1:{pull_port}/b2b/outbox"
-            ),
-            cert_sha256=cert_sha256(run_state.supplier_cert(s.org_number)),
-            delivery_mode=DeliveryMode.PUSH if i < first_pull else DeliveryMode.PULL,
-        )
-        for i, (s, port) in enumerate(zip(suppliers, ports, strict=True))
-    ).save(run_dir / "registry.json")
+    run_state, pull_port = init_run_suppliers(run_dir, suppliers, pull_count=scenario.pull_count)
     timings = {"prepare": time.monotonic() - started}
 
     broker: LocalBroker | None = None
@@ -513,6 +496,36 @@ def _expectations(scenario: Scenario, figures: Reconciliation, run_dir: Path) ->
         **scenario.expect,
     }
     return [Expectation(name, value, actual.get(name, 0)) for name, value in wanted.items()]
+
+
+def init_run_suppliers(
+    run_dir: Path, suppliers: list[SupplierIdentity], *, pull_count: int = 0
+) -> tuple[StateDir, int]:
+    """A run's own PKI (RUN_DIR/pki) and registry (RUN_DIR/registry.json).
+
+    Each push supplier gets a free port of its own on 127.0.0.1; the last
+    ``pull_count`` suppliers pull from the ICC's outbox at one more free
+    port.  Returns the run's state directory and that outbox port.
+    """
+    run_state = StateDir(run_dir)
+    init_pki(run_state, suppliers)
+    *ports, pull_port = free_ports(len(suppliers) + 1)
+    first_pull = len(suppliers) - pull_count
+    Registry(
+        SupplierEntry(
+            org_number=s.org_number,
+            name=s.name,
+            url=(
+                f"https://127.0.0.1:{port}/b2b/envelopes"
+                if i < first_pull
+                else f"https://127.0.0.1:{pull_port}/b2b/outbox"
+            ),
+            cert_sha256=cert_sha256(run_state.supplier_cert(s.org_number)),
+            delivery_mode=DeliveryMode.PUSH if i < first_pull else DeliveryMode.PULL,
+        )
+        for i, (s, port) in enumerate(zip(suppliers, ports, strict=True))
+    ).save(run_dir / "registry.json")
+    return run_state, pull_port
 
 
 def new_run_dir(state: StateDir, name: str) -> Path:
