@@ -128,7 +128,6 @@ ALLOWED_C14N = frozenset(
     }
 )
 _CACHE_SIZE = 256
-_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 _C14N_URIS = frozenset(m.value for m in ALLOWED_C14N)
 _SIG_URIS = frozenset(m.value for m in ALLOWED_SIGNATURE_METHODS)
 _DIGEST_URIS = frozenset(m.value for m in ALLOWED_DIGESTS)
@@ -247,7 +246,11 @@ def _check_shape(root: etree._Element) -> etree._Element:
             hint='the signature must cover the whole envelope (URI="")',
         )
     transforms = [t.get("Algorithm") for t in reference.findall("ds:Transforms/ds:Transform", _NS)]
-    if len(transforms) != 2 or transforms[0] != _ENVELOPED or transforms[1] not in _C14N_URIS:
+    if (
+        len(transforms) != 2
+        or transforms[0] != xmldsig.ENVELOPED
+        or transforms[1] not in _C14N_URIS
+    ):
         raise SignatureWrappingError(
             f"the Reference's transforms are {transforms}",
             hint="use exactly the enveloped-signature transform and then exclusive C14N",

@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from lxml import etree
 
+from simulator.envelope import DS_NS
 from simulator.xmlsafe import parse_xml
 
 __all__ = [
-    "DS_NS",
     "ECDSA_SHA256",
     "ENVELOPED",
     "EXC_C14N",
@@ -46,7 +46,6 @@ __all__ = [
     "verified_signed_info",
 ]
 
-DS_NS = "http://www.w3.org/2000/09/xmldsig#"
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
