@@ -8,13 +8,14 @@ that is gone reads as ``None``.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from simulator.timeline import percentile
 
 __all__ = [
     "LatencySummary",
@@ -79,19 +80,11 @@ def summarise(values_ms: Iterable[float]) -> LatencySummary:
 
     return LatencySummary(
         count=len(ordered),
-        p50=rounded(_percentile(ordered, 50)),
-        p95=rounded(_percentile(ordered, 95)),
-        p99=rounded(_percentile(ordered, 99)),
+        p50=rounded(percentile(ordered, 50)),
+        p95=rounded(percentile(ordered, 95)),
+        p99=rounded(percentile(ordered, 99)),
         max=rounded(ordered[-1]) if ordered else None,
     )
-
-
-def _percentile(ordered: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of sorted values (as simulator.timeline computes it)."""
-    if not ordered:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def machine_facts() -> dict[str, str | int]:

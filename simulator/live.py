@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.messages import now_ms
+from simulator.timeline import int_or_none
 
 __all__ = [
     "STATIONS",
@@ -228,7 +229,7 @@ class RunTailer:
         m.message_type = m.message_type or str(record.get("message_type") or "")
         m.org_number = m.org_number or str(record.get("org_number") or "")
         if m.sequence is None:
-            m.sequence = _int(record.get("sequence"))
+            m.sequence = int_or_none(record.get("sequence"))
         envelope_id = str(record.get("envelope_id") or "")
         if envelope_id:
             m.envelope_id = m.envelope_id or envelope_id
@@ -249,7 +250,7 @@ class RunTailer:
 
     def _on_produced(self, r: dict[str, Any]) -> LiveEvent:
         m = self._state(str(r.get("message_id") or "?"), r)
-        m.produced_at_ms = _int(r.get("produced_at_ms"))
+        m.produced_at_ms = int_or_none(r.get("produced_at_ms"))
         if m.station == "ka":
             m.station = "queue"
         if m.message_id not in self._produced:
@@ -264,7 +265,7 @@ class RunTailer:
             return None
         message_id = str(r.get("message_id") or r.get("envelope_id") or "?")
         m = self._state(message_id, r)
-        at = _int(r.get("at_ms"))
+        at = int_or_none(r.get("at_ms"))
         detail, code = str(r.get("detail") or ""), str(r.get("code") or "")
         if kind not in ("reordered", "duplicated"):
             self._taken(message_id)
@@ -293,10 +294,10 @@ class RunTailer:
             kind,
             m,
             at,
-            status=_int(r.get("status")),
+            status=int_or_none(r.get("status")),
             code=code,
             detail=detail,
-            attempt=_int(r.get("attempt")),
+            attempt=int_or_none(r.get("attempt")),
         )
 
     def _taken(self, message_id: str) -> None:
@@ -309,9 +310,9 @@ class RunTailer:
         self.counters.refused += 1
         return LiveEvent(
             "refused",
-            _int(r.get("at_ms")) or self.clock(),
+            int_or_none(r.get("at_ms")) or self.clock(),
             org_number=str(r.get("org_number") or ""),
-            status=_int(r.get("status")),
+            status=int_or_none(r.get("status")),
             code=str(r.get("code") or ""),
             detail=f"attack {r.get('attack')}: expected {r.get('expected')}",
         )
@@ -373,7 +374,7 @@ class RunTailer:
         record["sequence"] = seq
         m = self._state(self._message_of(str(envelope_id), message_id), record)
         self._taken(m.message_id)
-        at_ms = _int(at)
+        at_ms = int_or_none(at)
         if outcome == "accepted":
             self._received.add(m.message_id)
             self.counters.received = len(self._received)
@@ -395,14 +396,14 @@ class RunTailer:
         self._waiting.pop(m.message_id, None)
         self._loaded.add(m.message_id)
         self.counters.loaded = len(self._loaded)
-        return self._event("loaded", m, _int(at), detail="late" if late else "")
+        return self._event("loaded", m, int_or_none(at), detail="late" if late else "")
 
     def _on_gap(self, row: tuple[Any, ...]) -> LiveEvent:
         _, envelope_id, org, at, kind, first, last = row
         missing = f"sequence {first}" if first == last else f"sequences {first}–{last}"
         return LiveEvent(
             "gap",
-            _int(at) or self.clock(),
+            int_or_none(at) or self.clock(),
             envelope_id=str(envelope_id),
             org_number=str(org),
             code=str(kind).upper(),
@@ -425,13 +426,3 @@ class RunTailer:
         self.finished = True
         self.counters.lost = len(self._produced - self._received - self._dead)
         return LiveEvent("finished", self.clock(), detail=f"{self.counters.lost} lost")
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None

@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from simulator.reconcile import read_jsonl
+
+N = TypeVar("N", int, float)
 
 __all__ = [
     "HOPS",
@@ -45,6 +47,7 @@ __all__ = [
     "Timeline",
     "build_timeline",
     "envelope_of",
+    "int_or_none",
     "percentile",
 ]
 
@@ -189,7 +192,7 @@ class Timeline:
         return {m.message_id: m for m in self.messages}
 
 
-def percentile(sorted_values: list[int], p: float) -> int | None:
+def percentile(sorted_values: Sequence[N], p: float) -> N | None:
     """The nearest-rank ``p``-th percentile of already sorted values (None if empty)."""
     if not sorted_values:
         return None
@@ -216,8 +219,8 @@ def build_timeline(run_dir: Path) -> Timeline:
         m = get(str(r.get("message_id", "")))
         m.message_type = str(r.get("message_type", ""))
         m.org_number = str(r.get("org_number", ""))
-        m.sequence = _int(r.get("sequence"))
-        m.produced = _earliest(m.produced, _int(r.get("produced_at_ms")))
+        m.sequence = int_or_none(r.get("sequence"))
+        m.produced = _earliest(m.produced, int_or_none(r.get("produced_at_ms")))
     for e in _events(run_dir):
         _apply_event(get(str(e.get("message_id") or e.get("envelope_id") or "?")), e)
     _apply_stub(run_dir / "supplier-stub.sqlite", get)
@@ -230,14 +233,14 @@ def _events(run_dir: Path) -> Iterator[dict[str, Any]]:
 
 
 def _apply_event(m: MessageTimeline, e: dict[str, Any]) -> None:
-    kind, at = e.get("event"), _int(e.get("at_ms"))
+    kind, at = e.get("event"), int_or_none(e.get("at_ms"))
     if not m.envelope_id and e.get("envelope_id"):
         m.envelope_id = str(e["envelope_id"])
     for key in ("message_type", "org_number"):
         if not getattr(m, key) and e.get(key):
             setattr(m, key, str(e[key]))
     if m.sequence is None:
-        m.sequence = _int(e.get("sequence"))
+        m.sequence = int_or_none(e.get("sequence"))
     if kind == "consumed":
         m.consumed = _earliest(m.consumed, at)
         m.consumed_times += 1
@@ -263,17 +266,17 @@ def _apply_stub(db: Path, get: Callable[[str], MessageTimeline]) -> None:
     )
     for message_id, envelope_id, org, mtype, seq, received in rows_env:
         m = get(str(message_id))
-        m.received = _earliest(m.received, _int(received))
+        m.received = _earliest(m.received, int_or_none(received))
         m.envelope_id = m.envelope_id or str(envelope_id)
         m.org_number = m.org_number or str(org)
         m.message_type = m.message_type or str(mtype)
         if m.sequence is None:
-            m.sequence = _int(seq)
+            m.sequence = int_or_none(seq)
     for message_id, loaded, late in _query(
         db, "SELECT message_id, loaded_at_ms, late FROM ledger ORDER BY position"
     ):
         m = get(str(message_id))
-        m.loaded = _earliest(m.loaded, _int(loaded))
+        m.loaded = _earliest(m.loaded, int_or_none(loaded))
         m.late = m.late or bool(late)
         m.ledger_rows += 1
 
@@ -324,7 +327,8 @@ def _earliest(current: int | None, new: int | None) -> int | None:
     return new if current is None else min(current, new)
 
 
-def _int(value: object) -> int | None:
+def int_or_none(value: object) -> int | None:
+    """``value`` as an int if it is one (or a string of digits), else None; never a bool."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
