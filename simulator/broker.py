@@ -39,6 +39,7 @@ from simulator.errors import (
     ConfigError,
     PortInUseError,
 )
+from simulator.ports import free_ports
 from simulator.procutil import die_with_parent
 
 __all__ = [
@@ -373,10 +374,7 @@ def render_config(
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCAL_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_ports(1, LOCAL_HOST)[0]
 
 
 def _check_port_free(port: int) -> None:

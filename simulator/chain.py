@@ -14,7 +14,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from simulator.pki import (
     supplier_identity,
     update_registry_cert,
 )
+from simulator.ports import free_ports
 from simulator.registry import Registry
 from simulator.retry import RetryPolicy
 from simulator.state import StateDir
@@ -222,9 +222,7 @@ class RunningChain:
 
     def move(self, org_number: str) -> str:
         """The supplier's endpoint moves to a new URL (a new port); the registry says so."""
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        (port,) = free_ports(1)
         registry = Registry.load(self.registry_file)
         moved = [
             replace(e, url=f"https://127.0.0.1:{port}/b2b/envelopes")

@@ -44,12 +44,12 @@ from simulator.broker import (
     LocalBroker,
     NetworkLink,
     _check_port_free,
-    _free_port,
     find_activemq_home,
     render_config,
     wait_for_stomp,
 )
 from simulator.errors import BrokerError, BrokerUnreachableError, ConfigError
+from simulator.ports import free_ports
 
 __all__ = [
     "MAX_BROKERS",
@@ -392,7 +392,7 @@ class BrokerNetwork:
             range(1, self.size + 1)
         ):
             return members
-        ports = _distinct_free_ports(2 * self.size)
+        ports = free_ports(2 * self.size, LOCAL_HOST)
         return [
             Member(
                 index=i,
@@ -402,12 +402,3 @@ class BrokerNetwork:
             )
             for i in range(1, self.size + 1)
         ]
-
-
-def _distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = _free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports

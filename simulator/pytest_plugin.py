@@ -204,7 +204,8 @@ class B2BSimChain:
         from ka_producer import Producer
         from simulator.chain import ChainSpec, RunningChain
         from simulator.pki import init_pki
-        from simulator.runner import free_ports, new_run_dir
+        from simulator.ports import free_ports
+        from simulator.runner import new_run_dir
         from simulator.suppliers import make_suppliers
 
         self.run_dir = new_run_dir(self.state, "pytest")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from simulator.errors import B2BSimError, ConfigError
 from simulator.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.network import BrokerNetwork, order_problem
 from simulator.pki import SupplierIdentity, cert_sha256, init_pki
+from simulator.ports import free_ports
 from simulator.reconcile import (
     Reconciliation,
     dead_lettered_ids,
@@ -533,17 +533,3 @@ def new_run_dir(state: StateDir, name: str) -> Path:
     run_dir = state.runs / f"{stamp}-{name}"
     run_dir.mkdir(parents=True, mode=0o700)
     return run_dir
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on 127.0.0.1 (held open until all are chosen)."""
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

@@ -23,9 +23,9 @@ from simulator.messages import (
     dead_letter_queue,
 )
 from simulator.pki import SupplierIdentity, cert_sha256, init_pki, numbered_suppliers
+from simulator.ports import free_ports
 from simulator.reconcile import stored_messages
 from simulator.registry import Registry, SupplierEntry
-from simulator.runner import free_ports
 from simulator.state import StateDir
 from simulator.stomp_io import Frame, StompConnection
 from supplier_stub import StubConfig, SupplierStub

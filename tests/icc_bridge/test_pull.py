@@ -22,9 +22,9 @@ from ka_producer.documents import DocumentFactory, seller_profile
 from simulator.errors import ConfigError
 from simulator.messages import MessageType
 from simulator.pki import cert_sha256, init_pki, numbered_suppliers
+from simulator.ports import free_ports
 from simulator.reconcile import duplicate_arrivals, loaded_messages, stored_messages
 from simulator.registry import DeliveryMode, Registry, SupplierEntry
-from simulator.runner import free_ports
 from simulator.state import StateDir
 from simulator.tls import client_context
 from supplier_stub import StubConfig, SupplierStub
