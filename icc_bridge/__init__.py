@@ -8,7 +8,7 @@ bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
 from icc_bridge.bridge import Bridge, BridgeConfig, envelope_id_for
 from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
-from simulator.retry import RetryPolicy
+from simulator.vocabulary.retry import RetryPolicy
 
 __all__ = [
     "Bridge",

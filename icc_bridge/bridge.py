@@ -32,10 +32,10 @@ from typing import IO
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox
-from simulator.broker import parse_broker_url
-from simulator.envelope import Envelope
-from simulator.errors import B2BSimError, BrokerUnreachableError, ConfigError
-from simulator.messages import (
+from simulator.lab.broker import parse_broker_url
+from simulator.vocabulary.envelope import Envelope
+from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError, ConfigError
+from simulator.vocabulary.messages import (
     DLQ_AT,
     DLQ_CODE,
     DLQ_REASON,
@@ -44,11 +44,11 @@ from simulator.messages import (
     dead_letter_queue,
     now_ms,
 )
-from simulator.registry import DeliveryMode, Registry
-from simulator.retry import RetryPolicy
-from simulator.signing import EnvelopeSigner
-from simulator.stomp_io import Frame, StompConnection
-from simulator.tls import FileWatcher
+from simulator.vocabulary.registry import DeliveryMode, Registry
+from simulator.vocabulary.retry import RetryPolicy
+from simulator.vocabulary.signing import EnvelopeSigner
+from simulator.vocabulary.stomp_io import Frame, StompConnection
+from simulator.vocabulary.tls import FileWatcher
 
 log = logging.getLogger(__name__)
 

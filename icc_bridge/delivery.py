@@ -2,7 +2,7 @@
 
 The ICC presents its client certificate and accepts only the server
 certificate registered (pinned) for the supplier; the pin is checked inside
-the TLS handshake (:func:`simulator.tls.client_context`), so not one byte of
+the TLS handshake (:func:`simulator.vocabulary.tls.client_context`), so not one byte of
 the envelope reaches a server that presents another certificate.  With a CRL
 (``PushClient(crl=...)``) a revoked server certificate fails the handshake
 too; the context is rebuilt when the CRL file changes, so a revocation
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiohttp
 
-from simulator.registry import SupplierEntry
-from simulator.tls import ContextCache, client_context
+from simulator.vocabulary.registry import SupplierEntry
+from simulator.vocabulary.tls import ContextCache, client_context
 
 ENVELOPE_MEDIA_TYPE = "application/xml"
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from simulator.errors import B2BSimError, ConfigError
-from simulator.messages import now_ms
+from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.messages import now_ms
 
 __all__ = ["OUTBOX_SCHEMA", "CursorError", "Outbox", "OutboxRow", "Page"]
 

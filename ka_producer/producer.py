@@ -1,7 +1,7 @@
 """KA's side of the queue: publish business documents as persistent messages.
 
 Each document becomes one STOMP message on the KA queue whose headers carry
-the message metadata (:class:`simulator.messages.MessageMeta`).  The producer
+the message metadata (:class:`simulator.vocabulary.messages.MessageMeta`).  The producer
 numbers each supplier's messages from 1 and stamps them with its clock, so a
 supplier can restore the producer's order.  What it published is appended to
 an optional JSON-lines log (``produced.jsonl``, see docs/files.md), which the
@@ -20,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from simulator.broker import parse_broker_url
-from simulator.errors import BrokerUnreachableError
-from simulator.messages import KA_QUEUE, MessageMeta, MessageType, now_ms
-from simulator.stomp_io import StompConnection
+from simulator.lab.broker import parse_broker_url
+from simulator.vocabulary.errors import BrokerUnreachableError
+from simulator.vocabulary.messages import KA_QUEUE, MessageMeta, MessageType, now_ms
+from simulator.vocabulary.stomp_io import StompConnection
 
 log = logging.getLogger(__name__)
 

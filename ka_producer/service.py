@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, seller_profile
 from ka_producer.producer import Producer
-from simulator.messages import KA_QUEUE
+from simulator.vocabulary.messages import KA_QUEUE
 
 #: Namespace of the message and correlation ids KA derives from document ids.
 ID_NAMESPACE = uuid.UUID("0b7f6f55-4a8e-4d0e-a8f5-3c1d2f1b9e42")

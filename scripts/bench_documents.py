@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, demo_sellers
-from simulator.errors import B2BSimError
-from simulator.validation import RULES_ENV, DocumentValidator, resolve_rules_dir
+from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.validation import RULES_ENV, DocumentValidator, resolve_rules_dir
 
 MAKERS: dict[str, Callable[[DocumentFactory, Seller], GeneratedDocument]] = {
     "order": lambda f, s: f.order(s),

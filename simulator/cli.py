@@ -13,8 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from simulator.errors import B2BSimError, BrokerError, ConfigError, PkiError
-from simulator.logs import configure as configure_logs
+from simulator.vocabulary.errors import B2BSimError, BrokerError, ConfigError, PkiError
+from simulator.vocabulary.logs import configure as configure_logs
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -38,12 +38,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from simulator.envelope import check_addressee, from_xml
-from simulator.errors import B2BSimError
-from simulator.http_problems import problem_response, problems_middleware
-from simulator.httpguard import GuardedTCPSite, SlowClientLimits, body_deadline, runner_kwargs
-from simulator.messages import now_ms
-from simulator.pki import (
+from simulator.lab.pki import (
     CrlFile,
     cert_sha256,
     crl_path,
@@ -51,12 +46,22 @@ from simulator.pki import (
     load_certificate,
     require_crl,
 )
-from simulator.problems import code_for
-from simulator.registry import DeliveryMode, Registry, SupplierEntry
-from simulator.signing import EnvelopeVerifier
-from simulator.state import StateDir
-from simulator.tls import FileWatcher, peer_certificate, reloading_server_context
-from simulator.xmlsafe import parse_xml
+from simulator.vocabulary.envelope import check_addressee, from_xml
+from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.http_problems import problem_response, problems_middleware
+from simulator.vocabulary.httpguard import (
+    GuardedTCPSite,
+    SlowClientLimits,
+    body_deadline,
+    runner_kwargs,
+)
+from simulator.vocabulary.messages import now_ms
+from simulator.vocabulary.problems import code_for
+from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
+from simulator.vocabulary.signing import EnvelopeVerifier
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.tls import FileWatcher, peer_certificate, reloading_server_context
+from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.puller import DEFAULT_POLL_INTERVAL, Puller, PullerSettings

@@ -10,7 +10,7 @@ import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from simulator.validation import DocumentValidator, resolve_rules_dir
+from simulator.vocabulary.validation import DocumentValidator, resolve_rules_dir
 from supplier_stub.app import DocumentCheck
 
 RULES_ENV = "B2BSIM_RULES_DIR"

@@ -39,9 +39,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from simulator.errors import ConfigError
-from simulator.messages import now_ms
-from simulator.problems import PROBLEM_MEDIA_TYPE, problem
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.messages import now_ms
+from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
 
 log = logging.getLogger(__name__)
 

@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from simulator.envelope import Envelope, from_xml
-from simulator.errors import B2BSimError, ConfigError
-from simulator.messages import MessageType, now_ms
-from simulator.xmlsafe import parse_xml
+from simulator.vocabulary.envelope import Envelope, from_xml
+from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.messages import MessageType, now_ms
+from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.store import EnvelopeStore, Receipt, ReceiptStatus, store_rows
 
 __all__ = [

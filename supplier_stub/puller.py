@@ -39,12 +39,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from simulator.errors import B2BSimError
-from simulator.messages import now_ms
-from simulator.pki import cert_sha256, load_certificate
-from simulator.registry import SupplierEntry
-from simulator.state import StateDir
-from simulator.tls import client_context
+from simulator.lab.pki import cert_sha256, load_certificate
+from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.messages import now_ms
+from simulator.vocabulary.registry import SupplierEntry
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.tls import client_context
 from supplier_stub.store import EnvelopeStore
 
 __all__ = [

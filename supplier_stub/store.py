@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from simulator.envelope import Envelope
+from simulator.vocabulary.envelope import Envelope
 
 T = TypeVar("T")
 

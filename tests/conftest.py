@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.broker import BROKER_ENV, LocalBroker, docker_available, parse_broker_url
-from simulator.errors import B2BSimError
-from simulator.state import StateDir
+from simulator.lab.broker import BROKER_ENV, LocalBroker, docker_available, parse_broker_url
+from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.state import StateDir
 
 #: The broker image used when a Docker engine is available.
 ACTIVEMQ_IMAGE = "apache/activemq-classic:5.18.6"

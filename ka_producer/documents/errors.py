@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulator.errors import B2BSimError
+from simulator.vocabulary.errors import B2BSimError
 
 
 class DocumentChainError(B2BSimError, ValueError):

@@ -22,8 +22,8 @@ from ka_producer.documents.money import Line
 from ka_producer.documents.order import build_order
 from ka_producer.documents.parties import Seller, person_name
 from ka_producer.documents.reader import read_draft
-from simulator.errors import ConfigError
-from simulator.messages import MessageType
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.messages import MessageType
 
 #: The first possible order date; orders fall in the two years after it.
 EPOCH = date(2024, 1, 1)

@@ -16,8 +16,8 @@ from functools import lru_cache
 
 from faker import Faker
 
-from simulator.errors import ConfigError
-from simulator.identifiers import (
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.identifiers import (
     AF_NAME,
     AF_ORG_NUMBER,
     bankgiro_from_number,

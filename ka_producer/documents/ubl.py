@@ -20,7 +20,7 @@ from ka_producer.documents.money import (
     format_number,
 )
 from ka_producer.documents.parties import F_TAX_TEXT, Address, Buyer, Seller
-from simulator.identifiers import ORG_NUMBER_SCHEME
+from simulator.vocabulary.identifiers import ORG_NUMBER_SCHEME
 
 CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
 CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"

@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from simulator.bench import DEFAULT_DISTINCT, BenchOptions, BenchResult, run_bench
-from simulator.state import StateDir
+from simulator.kits.bench import DEFAULT_DISTINCT, BenchOptions, BenchResult, run_bench
+from simulator.vocabulary.state import StateDir
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

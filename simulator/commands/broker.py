@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from simulator.broker import LocalBroker, parse_broker_url, resolve_broker_url, wait_for_stomp
-from simulator.errors import BrokerUnreachableError, ConfigError
-from simulator.network import MAX_BROKERS, BrokerNetwork
-from simulator.state import StateDir
+from simulator.lab.broker import LocalBroker, parse_broker_url, resolve_broker_url, wait_for_stomp
+from simulator.lab.network import MAX_BROKERS, BrokerNetwork
+from simulator.vocabulary.errors import BrokerUnreachableError, ConfigError
+from simulator.vocabulary.state import StateDir
 
 EXIT_OK = 0
 EXIT_FAILED = 1

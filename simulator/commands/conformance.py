@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from simulator.conformance import (
+from simulator.kits.conformance import (
     DEFAULT_TIMEOUT,
     CaseResult,
     ConformanceReport,
@@ -27,9 +27,9 @@ from simulator.conformance import (
     run_conformance,
     write_reports,
 )
-from simulator.conformance_cases import CASES
-from simulator.errors import ConfigError
-from simulator.state import StateDir
+from simulator.kits.conformance_cases import CASES
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.state import StateDir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

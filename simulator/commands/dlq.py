@@ -17,11 +17,11 @@ from typing import TypeVar
 from lxml import etree
 
 from simulator.commands.serve import broker_url_for
-from simulator.dlq import DeadLetter, DeadLetterQueue
-from simulator.errors import B2BSimError
-from simulator.messages import KA_QUEUE
-from simulator.state import StateDir
-from simulator.xmlsafe import parse_xml
+from simulator.kits.dlq import DeadLetter, DeadLetterQueue
+from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.messages import KA_QUEUE
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.xmlsafe import parse_xml
 
 EXIT_OK = 0
 

@@ -13,8 +13,8 @@ from ka_producer.documents import (
     demo_sellers,
     seller_profile,
 )
-from simulator.errors import ConfigError
-from simulator.identifiers import normalise_org_number
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.identifiers import normalise_org_number
 
 TYPES = ("order", "invoice", "credit", "chain")
 MAX_COUNT = 100_000

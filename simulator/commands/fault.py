@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from icc_bridge.faults import write_delivery_faults
-from simulator.chain import rule_for
-from simulator.errors import ConfigError
+from simulator.runs.chain import rule_for
+from simulator.vocabulary.errors import ConfigError
 from supplier_stub.faults import write_faults
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import aiohttp
 
-from simulator.broker import parse_broker_url, wait_for_stomp
-from simulator.errors import BrokerError
-from simulator.registry import Registry
-from simulator.state import StateDir
-from simulator.tls import client_context
+from simulator.lab.broker import parse_broker_url, wait_for_stomp
+from simulator.vocabulary.errors import BrokerError
+from simulator.vocabulary.registry import Registry
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.tls import client_context
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

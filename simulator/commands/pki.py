@@ -9,9 +9,7 @@ import argparse
 import datetime as dt
 from typing import Any
 
-from simulator.errors import ConfigError
-from simulator.identifiers import normalise_org_number
-from simulator.pki import (
+from simulator.lab.pki import (
     DEFAULT_HOSTS,
     ICC,
     IssuedCert,
@@ -30,8 +28,10 @@ from simulator.pki import (
     supplier_identity,
     update_registry_cert,
 )
-from simulator.registry import Registry, SupplierEntry
-from simulator.state import StateDir
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.identifiers import normalise_org_number
+from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.state import StateDir
 
 DEFAULT_SUPPLIERS = 3
 

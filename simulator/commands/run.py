@@ -15,11 +15,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from simulator.broker import LocalBroker, resolve_broker_url
-from simulator.errors import ConfigError
-from simulator.runner import RunOptions, RunResult, run_scenario
-from simulator.scenario import Scenario, load_scenario
-from simulator.state import StateDir
+from simulator.lab.broker import LocalBroker, resolve_broker_url
+from simulator.runs.runner import RunOptions, RunResult, run_scenario
+from simulator.runs.scenario import Scenario, load_scenario
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.state import StateDir
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     view = None
     if args.ui or args.step:
         from simulator.commands.ui import check_port
-        from simulator.ui_server import open_live_view, teaching
+        from simulator.views.ui_server import open_live_view, teaching
 
         view = open_live_view(check_port(args.ui_port), step=args.step)
         if args.step and view is not None:
@@ -157,13 +157,13 @@ def write_outputs(args: argparse.Namespace, results: list[RunResult]) -> None:
         )
         args.result_json.write_text(json.dumps(doc, indent=2) + "\n")
     if args.junit:
-        from simulator.junit import write_junit
+        from simulator.views.junit import write_junit
 
         args.junit.parent.mkdir(parents=True, exist_ok=True)
         write_junit(results, args.junit)
         print(f"JUnit: {args.junit}")
     if args.report:
-        from simulator.report import write_report
+        from simulator.views.report import write_report
 
         index = write_report(results, args.report)
         print(f"report: {index}")

@@ -2,7 +2,7 @@
 
 ``check`` reads each file twice: against the JSON Schema of the language
 (``simulator/data/scenario.schema.json``, which editors can use too) and with
-:func:`simulator.scenario.load_scenario`, which also checks what a schema
+:func:`simulator.runs.scenario.load_scenario`, which also checks what a schema
 cannot.  Every error is printed as ``file:line: what was expected``.
 """
 
@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulator.errors import ConfigError, ScenarioError
-from simulator.scenario import Scenario, load_scenario
-from simulator.yamlfile import Location, load_located
+from simulator.runs.scenario import Scenario, load_scenario
+from simulator.vocabulary.errors import ConfigError, ScenarioError
+from simulator.vocabulary.yamlfile import Location, load_located
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError

@@ -16,12 +16,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from simulator.broker import LocalBroker, resolve_broker_url
-from simulator.errors import ConfigError
-from simulator.messages import KA_QUEUE
-from simulator.pki import require_crl
-from simulator.retry import RetryPolicy
-from simulator.state import StateDir
+from simulator.lab.broker import LocalBroker, resolve_broker_url
+from simulator.lab.pki import require_crl
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.messages import KA_QUEUE
+from simulator.vocabulary.retry import RetryPolicy
+from simulator.vocabulary.state import StateDir
 
 #: A directory: run each served component under cProfile, statistics written there.
 PROFILE_DIR_ENV = "B2BSIM_PROFILE_DIR"
@@ -315,7 +315,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
 
 def _serve_producer(args: argparse.Namespace) -> int:
     from ka_producer.service import produce_chains
-    from simulator.registry import Registry
+    from simulator.vocabulary.registry import Registry
 
     state = StateDir.resolve(args.state)
     registry = Registry.load(args.registry or state.registry)

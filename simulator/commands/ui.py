@@ -12,8 +12,8 @@ import argparse
 import threading
 from pathlib import Path
 
-from simulator.errors import ConfigError
-from simulator.state import StateDir
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.state import StateDir
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +38,7 @@ def check_port(port: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from simulator.ui_server import LiveView
+    from simulator.views.ui_server import LiveView
 
     port = check_port(args.port)
     state = StateDir.resolve(args.state)

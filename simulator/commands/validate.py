@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import ConfigError
-from simulator.validation import RULES_ENV, DocumentValidator, resolve_rules_dir
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.validation import RULES_ENV, DocumentValidator, resolve_rules_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:

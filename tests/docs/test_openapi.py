@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
-from simulator.problems import PROBLEMS, problem
+from simulator.vocabulary.problems import PROBLEMS, problem
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 OPERATIONS = [
@@ -109,7 +109,7 @@ class TestOpenApi:
                 pytest.fail(f"schema {name}: {exc.message}")
 
     def test_every_problem_code_is_documented_with_its_status(self, spec: dict[str, Any]) -> None:
-        """Each code of simulator.problems is in ProblemCode with its status, and never drifts."""
+        """Each code of vocabulary.problems is in ProblemCode with its status, and never drifts."""
         listed = {
             entry["const"]: entry["x-status"]
             for entry in spec["components"]["schemas"]["ProblemCode"]["oneOf"]
@@ -127,7 +127,7 @@ class TestOpenApi:
         assert wrong == {}
 
     def test_problem_example_validates(self, spec: dict[str, Any]) -> None:
-        """A problem as simulator.problems makes it validates against the Problem schema."""
+        """A problem as vocabulary.problems makes it validates against the Problem schema."""
         _, body = problem("CURSOR_INVALID", "cursor 9 was never issued")
         schemas = spec["components"]["schemas"]
         schema = {**schemas["Problem"], "$defs": schemas}

@@ -13,8 +13,11 @@ import pytest
 from icc_bridge import Bridge, BridgeConfig, RetryPolicy, envelope_id_for
 from ka_producer import Producer
 from ka_producer.documents import DocumentFactory, seller_profile
-from simulator.broker import parse_broker_url
-from simulator.messages import (
+from simulator.lab.broker import parse_broker_url
+from simulator.lab.pki import SupplierIdentity, cert_sha256, init_pki, numbered_suppliers
+from simulator.lab.ports import free_ports
+from simulator.runs.reconcile import stored_messages
+from simulator.vocabulary.messages import (
     DLQ_CODE,
     DLQ_REASON,
     Header,
@@ -22,12 +25,9 @@ from simulator.messages import (
     MessageType,
     dead_letter_queue,
 )
-from simulator.pki import SupplierIdentity, cert_sha256, init_pki, numbered_suppliers
-from simulator.ports import free_ports
-from simulator.reconcile import stored_messages
-from simulator.registry import Registry, SupplierEntry
-from simulator.state import StateDir
-from simulator.stomp_io import Frame, StompConnection
+from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.stomp_io import Frame, StompConnection
 from supplier_stub import StubConfig, SupplierStub
 
 pytestmark = [pytest.mark.broker, pytest.mark.integration]

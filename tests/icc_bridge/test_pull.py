@@ -19,14 +19,14 @@ from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
 from ka_producer import Producer
 from ka_producer.documents import DocumentFactory, seller_profile
-from simulator.errors import ConfigError
-from simulator.messages import MessageType
-from simulator.pki import cert_sha256, init_pki, numbered_suppliers
-from simulator.ports import free_ports
-from simulator.reconcile import duplicate_arrivals, loaded_messages, stored_messages
-from simulator.registry import DeliveryMode, Registry, SupplierEntry
-from simulator.state import StateDir
-from simulator.tls import client_context
+from simulator.lab.pki import cert_sha256, init_pki, numbered_suppliers
+from simulator.lab.ports import free_ports
+from simulator.runs.reconcile import duplicate_arrivals, loaded_messages, stored_messages
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.messages import MessageType
+from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.tls import client_context
 from supplier_stub import StubConfig, SupplierStub
 from supplier_stub.puller import Puller
 

@@ -17,14 +17,14 @@ from ka_producer.documents import (
     demo_sellers,
     seller_profile,
 )
-from simulator.errors import ConfigError
-from simulator.identifiers import (
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.identifiers import (
     is_valid_bankgiro,
     is_valid_org_number,
     is_valid_plusgiro,
     is_valid_vat_number,
 )
-from simulator.messages import MessageType
+from simulator.vocabulary.messages import MessageType
 
 NS = {
     "cac": "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, demo_sellers
-from simulator.validation import RULES_ENV, DocumentValidator
+from simulator.vocabulary.validation import RULES_ENV, DocumentValidator
 
 SEEDS_ENV = "B2BSIM_DOC_SEEDS"
 #: One seed of all three types takes about 55 ms to make and validate (900: ~50 s).

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.runner import RunOptions, run_scenario
-from simulator.scenario import load_scenario
-from simulator.state import StateDir
+from simulator.runs.runner import RunOptions, run_scenario
+from simulator.runs.scenario import load_scenario
+from simulator.vocabulary.state import StateDir
 
 REPO = Path(__file__).resolve().parents[2]
 LIBRARY = sorted((REPO / "scenarios").glob("*.yaml"))

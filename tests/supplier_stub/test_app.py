@@ -24,22 +24,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from simulator.envelope import Envelope, normalise_document, to_xml
-from simulator.errors import B2BSimError
-from simulator.messages import MessageMeta, MessageType
-from simulator.pki import (
+from simulator.lab.pki import (
     cert_sha256,
     init_pki,
     load_certificate,
     load_private_key,
     numbered_suppliers,
 )
-from simulator.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
-from simulator.registry import Registry, SupplierEntry
-from simulator.signing import EnvelopeSigner
-from simulator.state import StateDir
-from simulator.tls import client_context
-from simulator.xmlsafe import serialize
+from simulator.vocabulary.envelope import Envelope, normalise_document, to_xml
+from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.signing import EnvelopeSigner
+from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.tls import client_context
+from simulator.vocabulary.xmlsafe import serialize
 from supplier_stub.app import ENVELOPE_PATH, StubConfig, SupplierStub
 
 RULES_ENV = "B2BSIM_RULES_DIR"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.errors import ConfigError
+from simulator.vocabulary.errors import ConfigError
 from supplier_stub.faults import FaultInjector, FaultRule, write_faults
 
 ORG = "5520000018"

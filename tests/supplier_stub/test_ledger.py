@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from simulator.envelope import Envelope, to_xml
-from simulator.errors import ConfigError
-from simulator.messages import MessageMeta, MessageType
-from simulator.reconcile import loaded_messages, out_of_order_rows, reconcile
-from simulator.xmlsafe import serialize
+from simulator.runs.reconcile import loaded_messages, out_of_order_rows, reconcile
+from simulator.vocabulary.envelope import Envelope, to_xml
+from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.xmlsafe import serialize
 from supplier_stub.ledger import (
     Item,
     Ledger,
@@ -534,7 +534,7 @@ class TestLedger:
 
 
 class TestReconcileReadsLedger:
-    """simulator.reconcile counts what the ledger loaded."""
+    """simulator.runs.reconcile counts what the ledger loaded."""
 
     def test_out_of_order_rows(self) -> None:
         """Rows below an earlier-loaded row of the same supplier count; other suppliers not."""

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from simulator.envelope import Envelope, normalise_document
-from simulator.messages import MessageMeta, MessageType
+from simulator.vocabulary.envelope import Envelope, normalise_document
+from simulator.vocabulary.messages import MessageMeta, MessageType
 from supplier_stub.store import EnvelopeStore, ReceiptStatus, document_digest
 
 ORG = "5560000001"

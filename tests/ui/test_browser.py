@@ -1,7 +1,7 @@
 """The live view in a real headless Chromium (Debian's), driven by Playwright, over real runs.
 
 Each run is started the way ``b2bsim run --ui [--step]`` starts it
-(:func:`simulator.ui_server.open_live_view`, :meth:`LiveView.wire`), in a
+(:func:`simulator.views.ui_server.open_live_view`, :meth:`LiveView.wire`), in a
 thread, against the session's broker.  Screenshots of every checked state go
 to ``artifacts/ui/``.
 """
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sync_playwright
 
-from simulator.runner import RunOptions, RunResult, run_scenario
-from simulator.scenario import load_scenario
-from simulator.state import StateDir
-from simulator.ui_server import LiveView, open_live_view, teaching
+from simulator.runs.runner import RunOptions, RunResult, run_scenario
+from simulator.runs.scenario import load_scenario
+from simulator.views.ui_server import LiveView, open_live_view, teaching
+from simulator.vocabulary.state import StateDir
 
 pytestmark = pytest.mark.broker
 

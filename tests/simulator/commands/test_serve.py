@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from simulator.commands import serve
-from simulator.errors import ConfigError
+from simulator.vocabulary.errors import ConfigError
 
 
 def test_profile_dir_gets_the_components_statistics(

@@ -1,0 +1,1 @@
+"""The kits: the benchmark, the conformance kit, DLQ tools and the pytest plugin."""

@@ -1,0 +1,1 @@
+"""Running scenarios: the scenario model, attacks, the chain, the runner, reconciliation."""

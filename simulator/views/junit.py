@@ -1,0 +1,164 @@
+"""JUnit XML for CI: one ``<testsuite>`` per scenario, one ``<testcase>`` per expectation.
+
+Shape (the common JUnit schema that Jenkins, GitLab and GitHub read)::
+
+    <testsuites name="b2bsim" tests= failures= errors="0" skipped="0" time=>
+      <testsuite name="happy-path" tests= failures= errors="0" skipped="0" time= timestamp=>
+        <properties><property name="seed" value="42"/> <property name="rerun" …/> …</properties>
+        <testcase classname="b2bsim.happy-path" name="lost" time="0">
+          <failure type="EXPECTATION" message="expected lost = 0, got 3">explanation…</failure>
+        </testcase>
+        …
+        <testcase classname="b2bsim.happy-path" name="run" time="12.3"/>  (fails on a run error)
+        <system-out>figures, dead letters, the run directory</system-out>
+      </testsuite>
+    </testsuites>
+
+No case is ever skipped: an expectation either held or it did not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lxml import etree
+
+from simulator.runs.reconcile import read_jsonl
+from simulator.runs.runner import RunResult
+from simulator.views.explain import code_of_error, explain_code, explain_error, explain_expectation
+
+__all__ = ["junit_tree", "rerun_command", "write_junit"]
+
+
+def rerun_command(result: RunResult) -> str:
+    """The command that re-runs ``result``'s scenario with the same seed."""
+    return f"{result.to_json()['rerun']} --seed {result.scenario.seed}"
+
+
+def write_junit(results: Sequence[RunResult], path: Path) -> None:
+    """Write the JUnit XML of ``results`` to ``path`` (parent directories are created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        etree.tostring(
+            junit_tree(results), encoding="UTF-8", xml_declaration=True, pretty_print=True
+        )
+    )
+
+
+def junit_tree(results: Sequence[RunResult]) -> etree._Element:
+    """The ``<testsuites>`` element of ``results``."""
+    root = etree.Element("testsuites", name="b2bsim")
+    totals = {"tests": 0, "failures": 0, "time": 0.0}
+    for result in results:
+        suite = _suite(result)
+        root.append(suite)
+        totals["tests"] += int(suite.get("tests", "0"))
+        totals["failures"] += int(suite.get("failures", "0"))
+        totals["time"] += float(suite.get("time", "0"))
+    root.set("tests", str(totals["tests"]))
+    root.set("failures", str(totals["failures"]))
+    root.set("errors", "0")
+    root.set("skipped", "0")
+    root.set("time", f"{totals['time']:.3f}")
+    return root
+
+
+def _suite(result: RunResult) -> etree._Element:
+    name = result.scenario.name
+    total = result.timings.get("total", 0.0)
+    suite = etree.Element("testsuite", name=name)
+    props = etree.SubElement(suite, "properties")
+    for key, value in (
+        ("seed", str(result.scenario.seed)),
+        ("description", result.scenario.description),
+        ("rerun", rerun_command(result)),
+        ("run_dir", str(result.run_dir)),
+    ):
+        etree.SubElement(props, "property", name=key, value=_clean(value))
+    classname = f"b2bsim.{name}"
+    failures = 0
+    for e in result.expectations:
+        case = etree.SubElement(suite, "testcase", classname=classname, name=e.name, time="0")
+        if not e.passed:
+            failures += 1
+            failure = etree.SubElement(
+                case,
+                "failure",
+                type="EXPECTATION",
+                message=_clean(f"expected {e.name} = {e.expected}, got {e.actual}"),
+            )
+            failure.text = _clean(_expectation_detail(result, e.name, e.expected, e.actual))
+    run = etree.SubElement(suite, "testcase", classname=classname, name="run", time=f"{total:.3f}")
+    if result.error:
+        failures += 1
+        failure = etree.SubElement(
+            run,
+            "failure",
+            type=code_of_error(result.error) or "B2BSIM",
+            message=_clean(result.error),
+        )
+        failure.text = _clean(explain_error(result.error).text())
+    out = etree.SubElement(suite, "system-out")
+    out.text = _clean(_summary(result))
+    suite.set("tests", str(len(result.expectations) + 1))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", "0")
+    suite.set("time", f"{total:.3f}")
+    suite.set("timestamp", _timestamp(result))
+    return suite
+
+
+def _expectation_detail(result: RunResult, name: str, expected: int, actual: int) -> str:
+    lines = [explain_expectation(name, expected, actual).text()]
+    f = result.figures
+    if name == "lost" and f.lost_ids:
+        lines.append("Lost message ids: " + ", ".join(f.lost_ids[:20]))
+    if name.startswith("refused."):
+        for a in read_jsonl(result.run_dir / "attacks.jsonl"):
+            lines.append(
+                f"  attack {a.get('attack')}: got {a.get('code')} (HTTP {a.get('status')}), "
+                f"expected {a.get('expected')}"
+            )
+    dead = name in ("dead_lettered", "delivered", "ingested") or name.startswith("dead_letter_")
+    if dead and f.dead_letters:
+        lines.append("Dead letters:")
+        for d in f.dead_letters[:20]:
+            lines.append(f"  {d.get('message_id')}: [{d.get('code')}] {d.get('reason')}")
+        for code in sorted({str(d.get("code", "")) for d in f.dead_letters}):
+            lines.append(f"  {code}: {explain_code(code).text()}")
+    lines.append(f"Re-run: {rerun_command(result)}")
+    return "\n".join(lines)
+
+
+def _summary(result: RunResult) -> str:
+    figures = ", ".join(f"{k} {v}" for k, v in result.figures.figures().items())
+    return (
+        f"{result.scenario.name} (seed {result.scenario.seed}): "
+        f"{'PASSED' if result.passed else 'FAILED'}\n{figures}\n"
+        f"run directory: {result.run_dir}\nre-run: {rerun_command(result)}\n"
+    )
+
+
+def _timestamp(result: RunResult) -> str:
+    """When the run directory was made (ISO 8601, no zone, as JUnit wants)."""
+    try:
+        made = result.run_dir.stat().st_mtime
+    except OSError:
+        made = datetime.now(UTC).timestamp()
+    return datetime.fromtimestamp(made, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _clean(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot carry (lxml refuses them)."""
+    return "".join(
+        ch
+        if ch in "\t\n\r"
+        or ("\x20" <= ch <= "\ud7ff")
+        or ("\ue000" <= ch <= "\ufffd")
+        or ch >= "\U00010000"
+        else "\ufffd"
+        for ch in text
+    )

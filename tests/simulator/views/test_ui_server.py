@@ -1,0 +1,187 @@
+"""The live view's server without a browser: envelopes, the step gate, the stream, the guards."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.runs.scenario import Produce, Sleep
+from simulator.views.ui_server import FIELDS, LiveView, _Client, describe_step, envelope_view
+from simulator.vocabulary.envelope import Envelope, to_xml
+from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.xmlsafe import serialize
+
+ORG = "5520000018"
+DOCUMENT = b'<Order xmlns="urn:oasis:names:specification:ubl:schema:xsd:Order-2"><ID>1</ID></Order>'
+
+
+def envelope_bytes() -> bytes:
+    meta = MessageMeta.new(MessageType.INKOPSORDER, ORG, 3, produced_at_ms=1_767_225_600_123)
+    env = Envelope.create(
+        meta, DOCUMENT, receiver_cert_sha256="ab" * 32, receiver_url="https://127.0.0.1:9444/b2b"
+    )
+    return serialize(to_xml(env))
+
+
+@pytest.fixture
+def view() -> Iterator[LiveView]:
+    """A running live view on a free port."""
+    v = LiveView(poll_interval=0.05)
+    v.start()
+    try:
+        yield v
+    finally:
+        v.stop()
+
+
+def request(
+    view: LiveView, method: str, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    port = int(view.url.rsplit(":", 1)[1].strip("/"))
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        con.request(method, path, headers=headers or {})
+        response = con.getresponse()
+        body = response.read()
+        kind = response.getheader("Content-Type", "")
+        return response.status, json.loads(body) if "json" in kind else body
+    finally:
+        con.close()
+
+
+class TestEnvelopeView:
+    def test_marks_every_af_field_and_separates_the_document(self) -> None:
+        """The five AF fields are marked segments; the payload comes out apart."""
+        view = envelope_view(envelope_bytes())
+        assert view["error"] is None
+        marked = {s["field"] for s in view["envelope"] if s["field"]}
+        assert marked == set(FIELDS)
+        assert view["fields"]["ORG_NUMBER"] == ORG
+        assert view["fields"]["RECEIVER_CERT_SHA256"] == "ab" * 32
+        assert view["fields"]["PRODUCED_AT"] == "2026-01-01T00:00:00.123Z"
+        assert "<ID>1</ID>" in view["document"]
+        text = "".join(s["text"] for s in view["envelope"])
+        assert "<ID>1</ID>" not in text
+        assert "the business document" in text
+
+    def test_hostile_xml_is_shown_as_text_never_parsed(self) -> None:
+        """A DOCTYPE is refused by the hardened parser: plain text with the reason."""
+        raw = b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>'
+        view = envelope_view(raw)
+        assert "XML_DOCTYPE" in view["error"]
+        assert view["envelope"] == [{"text": raw.decode(), "field": None}]
+        assert view["fields"] == {}
+
+
+class TestDescribeStep:
+    def test_names_the_step_and_what_differs_from_defaults(self) -> None:
+        """Only the options a scenario set are shown."""
+        assert describe_step(Produce(chains=2)) == "Produce: chains=2"
+        assert describe_step(Sleep(seconds=1.5)) == "Sleep: seconds=1.5"
+
+
+class TestClient:
+    def test_a_lagging_client_drops_the_oldest_frames_and_is_marked(self) -> None:
+        """The buffer is bounded: the oldest frame falls out and a snapshot is owed."""
+        client = _Client(2)
+        for frame in ("a", "b", "c"):
+            client.push(frame)
+        assert list(client.frames) == ["b", "c"]
+        assert client.lagged
+
+
+class TestLiveView:
+    def test_a_port_in_use_falls_back_to_a_free_one(self) -> None:
+        """A taken --ui-port does not stop anything: another port is used, and said."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            v = LiveView(port=port)
+            try:
+                url = v.start()
+                assert f":{port}/" not in url
+                assert v.notice is not None
+                assert str(port) in v.notice
+            finally:
+                v.stop()
+
+    async def test_before_step_waits_until_released(self, view: LiveView) -> None:
+        """A step waits for "next"; a release from another thread lets it go."""
+        task = asyncio.create_task(view.before_step(0, Sleep(seconds=1)))
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        assert view.waiting
+        assert await asyncio.to_thread(view.release)
+        await asyncio.wait_for(task, 2)
+        assert not view.waiting
+        assert not view.release()
+
+    def test_next_needs_its_header(self, view: LiveView) -> None:
+        """A plain POST (a form on another site) cannot press next."""
+        status, body = request(view, "POST", "/api/next")
+        assert status == 400
+        status, body = request(view, "POST", "/api/next", {"X-B2BSim": "next"})
+        assert (status, body) == (200, {"released": False})
+
+    def test_other_host_names_are_refused(self, view: LiveView) -> None:
+        """A request for another host name (DNS rebinding) is refused."""
+        status, _ = request(view, "GET", "/api/state", {"Host": "evil.example"})
+        assert status == 421
+
+    def test_the_page_is_served_self_contained(self, view: LiveView) -> None:
+        """The page has no external assets and a strict content security policy."""
+        status, body = request(view, "GET", "/")
+        assert status == 200
+        assert b"<title>" in body
+        assert b"http://" not in body
+        assert b"https://" not in body
+
+    def test_a_watched_run_is_in_the_snapshot(self, view: LiveView, tmp_path: Path) -> None:
+        """After watch(), the state and the messages come from the run directory."""
+        (tmp_path / "produced.jsonl").write_text(
+            json.dumps(
+                {
+                    "message_id": "m1",
+                    "message_type": "KREDIT",
+                    "org_number": ORG,
+                    "produced_at_ms": 1,
+                    "sequence": 1,
+                }
+            )
+            + "\n"
+        )
+        view.watch(tmp_path, title="demo", steps=["Produce: chains=1"])
+        for _ in range(100):
+            status, state = request(view, "GET", "/api/state")
+            if state["messages"]:
+                break
+            time.sleep(0.05)
+        assert state["run"]["title"] == "demo"
+        assert state["counters"]["queue_depth"] == 1
+        status, detail = request(view, "GET", "/api/message/m1")
+        assert status == 200
+        assert detail["message"]["station"] == "queue"
+        assert "No envelope stored" in detail["note"]
+        status, _ = request(view, "GET", "/api/message/nope")
+        assert status == 404
+
+    def test_the_stream_starts_with_a_snapshot(self, view: LiveView) -> None:
+        """A new browser gets the whole state first."""
+        port = int(view.url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while b"\n\n" not in data.split(b"\r\n\r\n", 1)[-1]:
+                data += s.recv(4096)
+        body = data.split(b"\r\n\r\n", 1)[1]
+        line = next(x for x in body.split(b"\n") if x.startswith(b"data: "))
+        assert json.loads(line[6:])["type"] == "snapshot"
