@@ -9,12 +9,12 @@ BIN      := $(VENV)/bin
 RULES    ?= $(abspath ../shared/validation)
 export B2BSIM_RULES_DIR ?= $(if $(wildcard $(RULES)/ubl-2.1),$(RULES),)
 
-.PHONY: demo test lint typecheck unit venv activemq chromium clean
+.PHONY: demo test lint typecheck contracts unit venv activemq chromium clean
 
 demo: venv activemq
 	$(BIN)/b2bsim run scenarios/happy-path.yaml --result-json .b2bsim/demo-result.json
 
-test: venv activemq chromium lint typecheck unit
+test: venv activemq chromium lint typecheck contracts unit
 
 lint: venv
 	$(BIN)/ruff check .
@@ -22,6 +22,10 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+# The import rules of docs/architecture.md ([tool.importlinter] in pyproject.toml).
+contracts: venv
+	$(BIN)/lint-imports
 
 unit: venv activemq chromium
 	$(BIN)/pytest

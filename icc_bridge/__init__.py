@@ -3,9 +3,12 @@
 Public face: :class:`Bridge` with :class:`BridgeConfig` — build it, ``await
 bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
 ``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md).
+Faults for tests and teaching: :func:`write_delivery_faults` writes the
+fault file a running ICC reads (docs/files.md).
 """
 
 from icc_bridge.bridge import Bridge, BridgeConfig, envelope_id_for
+from icc_bridge.faults import write_delivery_faults
 from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
 from simulator.vocabulary.retry import RetryPolicy
@@ -18,4 +21,5 @@ __all__ = [
     "PullApiConfig",
     "RetryPolicy",
     "envelope_id_for",
+    "write_delivery_faults",
 ]

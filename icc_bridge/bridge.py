@@ -32,7 +32,7 @@ from typing import IO
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox
-from simulator.lab.broker import parse_broker_url
+from simulator.vocabulary.broker_url import parse_broker_url
 from simulator.vocabulary.envelope import Envelope
 from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError, ConfigError
 from simulator.vocabulary.messages import (

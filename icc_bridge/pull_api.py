@@ -6,7 +6,7 @@ One request's way:
 1. TLS: TLS 1.2 or newer; the client must present a certificate that chains
    to the AF test CA (a client without one is refused in the handshake).
 2. Identity: the organisation number comes from the client certificate
-   (:func:`simulator.lab.pki.org_number_of`); the registry must list it as a
+   (:func:`simulator.vocabulary.certs.org_number_of`); the registry must list it as a
    ``pull`` supplier, and the certificate must be the one registered for it
    (its SHA-256 is pinned).  Else ``403 CLIENT_NOT_SUPPLIER``.
 3. ``GET /b2b/outbox?after=<cursor>&limit=<n>``: a page of the supplier's
@@ -33,7 +33,7 @@ from typing import IO
 from aiohttp import web
 
 from icc_bridge.outbox import CursorError, Outbox, OutboxRow
-from simulator.lab.pki import cert_sha256, org_number_of
+from simulator.vocabulary.certs import cert_sha256, org_number_of
 from simulator.vocabulary.errors import PortInUseError
 from simulator.vocabulary.http_problems import problem_response, problems_middleware
 from simulator.vocabulary.messages import now_ms

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from simulator.lab.broker import parse_broker_url
+from simulator.vocabulary.broker_url import parse_broker_url
 from simulator.vocabulary.errors import BrokerUnreachableError
 from simulator.vocabulary.messages import KA_QUEUE, MessageMeta, MessageType, now_ms
 from simulator.vocabulary.stomp_io import StompConnection

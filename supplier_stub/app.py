@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from simulator.lab.pki import (
+from simulator.vocabulary.certs import (
     CrlFile,
     cert_sha256,
     crl_path,

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from simulator.lab.pki import cert_sha256, load_certificate
+from simulator.vocabulary.certs import cert_sha256, load_certificate
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.registry import SupplierEntry

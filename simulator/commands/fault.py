@@ -20,10 +20,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from icc_bridge.faults import write_delivery_faults
+from icc_bridge import write_delivery_faults
 from simulator.runs.chain import rule_for
 from simulator.vocabulary.errors import ConfigError
-from supplier_stub.faults import write_faults
+from supplier_stub import write_faults
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

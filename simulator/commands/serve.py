@@ -225,8 +225,7 @@ def _serve_broker(args: argparse.Namespace) -> int:
 
 
 def _serve_stub(args: argparse.Namespace) -> int:
-    from supplier_stub import StubConfig, serve_forever
-    from supplier_stub.doccheck import document_check_for
+    from supplier_stub import StubConfig, document_check_for, serve_forever
 
     state = StateDir.resolve(args.state)
     config = StubConfig(
@@ -274,7 +273,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
     bridge = Bridge(config)
     pull_api = None
     if args.pull_port is not None:
-        from icc_bridge.pull_api import PullApi, PullApiConfig
+        from icc_bridge import PullApi, PullApiConfig
 
         assert config.outbox is not None
         pull_api = PullApi(
@@ -314,7 +313,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
 
 
 def _serve_producer(args: argparse.Namespace) -> int:
-    from ka_producer.service import produce_chains
+    from ka_producer import produce_chains
     from simulator.vocabulary.registry import Registry
 
     state = StateDir.resolve(args.state)

@@ -34,9 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ka_producer import Producer
+from ka_producer import Producer, documents_for
 from ka_producer.documents import DocumentFactory, GeneratedDocument, seller_profile
-from ka_producer.service import documents_for
 from simulator.kits.bench_baseline import BaselineResult, Payload, run_baseline
 from simulator.kits.bench_procs import cpu_seconds, machine_facts, peak_rss_mb, summarise
 from simulator.lab.broker import LocalBroker, resolve_broker_url

@@ -23,7 +23,7 @@ from typing import Any
 import stomp
 import stomp.exception
 
-from ka_producer.producer import RECEIPT_EVERY
+from ka_producer import RECEIPT_EVERY
 from simulator.kits.bench_procs import LatencySummary, cpu_seconds, summarise
 from simulator.lab.broker import parse_broker_url
 from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError

@@ -269,8 +269,8 @@ class B2BSimChain:
 
         Returns how many messages were published.
         """
+        from ka_producer import Pacer, publish_round
         from ka_producer.documents import DocumentFactory, seller_profile
-        from ka_producer.service import Pacer, publish_round
 
         producer = self._producer
         if producer is None:

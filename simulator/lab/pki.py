@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import ipaddress
 import os
 import re
@@ -22,11 +21,28 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from simulator.vocabulary.certs import (
+    AF_ORG_NAME,
+    CA_COMMON_NAME,
+    ICC,
+    ICC_COMMON_NAME,
+    ORG_URI_PREFIX,
+    CrlFile,
+    cert_sha256,
+    crl_path,
+    is_icc_certificate,
+    is_issued_by,
+    load_certificate,
+    load_crl,
+    load_private_key,
+    org_number_of,
+    organisation_identifier,
+    require_crl,
+)
 from simulator.vocabulary.errors import ConfigError, PkiError, RegistryError
 from simulator.vocabulary.identifiers import (
     AF_ORG_NUMBER,
@@ -76,14 +92,7 @@ __all__ = [
     "update_registry_cert",
 ]
 
-CA_COMMON_NAME = "AF test CA"
-ICC_COMMON_NAME = "ICC"
-AF_ORG_NAME = "Arbetsförmedlingen (test)"
-#: SAN URI that binds a certificate to an organisation number.
-ORG_URI_PREFIX = "urn:b2bsim:org:"
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1")
-#: What :func:`revoke_certificate` and the ``pki`` commands call the ICC's certificate.
-ICC = "icc"
 #: A CRL's nextUpdate is this long after it is published (every publication renews it).
 CRL_VALIDITY = dt.timedelta(days=30)
 #: Certificates start this long before "now", to tolerate clock skew.
@@ -91,11 +100,6 @@ _BACKDATE = dt.timedelta(minutes=5)
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?")
 _INIT_HINT = "run `b2bsim pki init` (add --force to start over)"
-
-
-def organisation_identifier(org_number: str) -> str:
-    """The X.520 organizationIdentifier of a Swedish organisation: ``NTRSE-<org>``."""
-    return f"NTRSE-{org_number}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,99 +187,6 @@ def numbered_suppliers(count: int) -> list[SupplierIdentity]:
     if count < 0 or count > 1000:
         raise ConfigError(f"{count} suppliers is out of range", hint="use 0 to 1000")
     return [SupplierIdentity(org_number_from_index(i), f"Leverantör {i} AB") for i in range(count)]
-
-
-# --- reading ------------------------------------------------------------------
-
-
-def load_certificate(path: Path) -> x509.Certificate:
-    """Read one PEM certificate; PkiError if it is missing or not a certificate."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PkiError(f"no certificate at {path}", hint=_INIT_HINT) from None
-    except OSError as exc:
-        raise PkiError(f"cannot read certificate {path}: {exc.strerror}", hint=_INIT_HINT) from None
-    try:
-        return x509.load_pem_x509_certificate(data)
-    except ValueError:
-        raise PkiError(f"{path} is not a PEM certificate", hint=_INIT_HINT) from None
-
-
-def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """Read one unencrypted PEM EC private key; PkiError if missing or not one."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PkiError(f"no private key at {path}", hint=_INIT_HINT) from None
-    except OSError as exc:
-        raise PkiError(f"cannot read private key {path}: {exc.strerror}", hint=_INIT_HINT) from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        # The message of the underlying error could quote the file: do not repeat it.
-        raise PkiError(f"{path} is not an unencrypted PEM private key", hint=_INIT_HINT) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise PkiError(f"{path} is not an EC private key", hint=_INIT_HINT)
-    return key
-
-
-def cert_sha256(cert: x509.Certificate | Path) -> str:
-    """Lower-case hex SHA-256 over the DER encoding of ``cert`` (or of the PEM file)."""
-    if not isinstance(cert, x509.Certificate):
-        cert = load_certificate(cert)
-    return cert.fingerprint(hashes.SHA256()).hex()
-
-
-def org_number_of(cert: x509.Certificate) -> str | None:
-    """The organisation number a certificate is bound to.
-
-    Read from the SAN URI ``urn:b2bsim:org:<org>``, else the subject's
-    serialNumber; None if the certificate carries neither.
-    """
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        pass
-    else:
-        for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-            if uri.startswith(ORG_URI_PREFIX):
-                return uri[len(ORG_URI_PREFIX) :]
-    serials = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-    return str(serials[0].value) if serials else None
-
-
-@functools.lru_cache(maxsize=256)  # asked per request of the same few certificates
-def is_icc_certificate(cert: x509.Certificate) -> bool:
-    """True if the subject names the ICC of AF (CN=ICC, organizationIdentifier of AF).
-
-    This looks at names only; check the chain with :func:`is_issued_by` or TLS.
-    """
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    org_ids = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_IDENTIFIER)
-    return [a.value for a in cns] == [ICC_COMMON_NAME] and [a.value for a in org_ids] == [
-        organisation_identifier(AF_ORG_NUMBER)
-    ]
-
-
-def is_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    """True if ``ca`` signed ``cert`` (signature and issuer name; not validity dates)."""
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def require_crl(state: StateDir) -> Path:
-    """The CA's CRL file, which every receiver checks; PkiError if it was never published."""
-    path = crl_path(state)
-    if not path.is_file():
-        raise PkiError(
-            f"the test CA has published no CRL at {path}",
-            hint="run `b2bsim pki crl` (or `b2bsim pki init`) to publish it",
-        )
-    return path
 
 
 def require_pki(state: StateDir, org_numbers: Iterable[str] = ()) -> None:
@@ -510,68 +421,6 @@ def update_registry_cert(registry_path: Path, org_number: str, sha256: str) -> b
 
 
 # --- revocation ---------------------------------------------------------------
-
-
-def crl_path(state: StateDir) -> Path:
-    """The CA's certificate revocation list: ``pki/crl.pem``."""
-    return state.pki / "crl.pem"
-
-
-def load_crl(path: Path, ca: x509.Certificate | None = None) -> x509.CertificateRevocationList:
-    """Read a PEM CRL; with ``ca``, also check that ``ca`` issued and signed it.
-
-    PkiError if it is missing, not a CRL, or not the CA's.
-    """
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise PkiError(f"no CRL at {path}", hint=_INIT_HINT) from None
-    except OSError as exc:
-        raise PkiError(f"cannot read CRL {path}: {exc.strerror}", hint=_INIT_HINT) from None
-    try:
-        crl = x509.load_pem_x509_crl(data)
-    except ValueError:
-        raise PkiError(f"{path} is not a PEM CRL", hint=_INIT_HINT) from None
-    if ca is not None and not (
-        crl.issuer == ca.subject and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-    ):
-        raise PkiError(
-            f"the CRL {path} is not signed by the CA {ca.subject.rfc4514_string()!r}",
-            hint="re-publish it with `b2bsim pki init` (it keeps the CA)",
-        )
-    return crl
-
-
-class CrlFile:
-    """A CRL file that is re-read when it changes (size, mtime or inode).
-
-    ``revoked(cert)`` costs one ``stat`` when nothing changed.  The CRL must
-    be the CA's (signature checked); a missing or bad CRL raises PkiError, so
-    a caller fails closed.
-    """
-
-    def __init__(self, path: Path, ca: x509.Certificate) -> None:
-        self.path = Path(path)
-        self._ca = ca
-        self._stamp: tuple[int, int, int] | None = None
-        self._serials: frozenset[int] = frozenset()
-
-    def serials(self) -> frozenset[int]:
-        """The serial numbers on the CRL now."""
-        try:
-            st = self.path.stat()
-        except OSError:
-            raise PkiError(f"no CRL at {self.path}", hint=_INIT_HINT) from None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp:
-            crl = load_crl(self.path, self._ca)
-            self._serials = frozenset(r.serial_number for r in crl)
-            self._stamp = stamp
-        return self._serials
-
-    def revoked(self, cert: x509.Certificate) -> bool:
-        """True if ``cert``'s serial number is on the CRL (the CA issues unique serials)."""
-        return cert.serial_number in self.serials()
 
 
 def publish_crl(state: StateDir) -> Path:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from icc_bridge.faults import write_delivery_faults
+from icc_bridge import write_delivery_faults
 from simulator.lab.broker import BrokerInfo, LocalBroker
 from simulator.lab.components import Component
 from simulator.lab.network import BrokerNetwork, kill_jvm
@@ -37,7 +37,7 @@ from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.registry import Registry
 from simulator.vocabulary.retry import RetryPolicy
 from simulator.vocabulary.state import StateDir
-from supplier_stub.faults import write_faults
+from supplier_stub import write_faults
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ka_producer import Producer
+from ka_producer import Pacer, Producer, documents_for, publish_round
 from ka_producer.documents import DocumentFactory, Seller, seller_profile
-from ka_producer.service import Pacer, documents_for, publish_round
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.lab.network import BrokerNetwork, order_problem
 from simulator.lab.pki import SupplierIdentity, cert_sha256, init_pki

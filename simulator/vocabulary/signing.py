@@ -36,8 +36,8 @@ from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput, 
 from signxml.exceptions import InvalidSignature as XmlInvalidSignature
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
-from simulator.lab.pki import CrlFile
 from simulator.vocabulary import xmldsig
+from simulator.vocabulary.certs import CrlFile
 from simulator.vocabulary.envelope import (
     DS_NS,
     ENV_NS,

@@ -34,7 +34,7 @@ from typing import Any
 import stomp
 import stomp.exception
 
-from simulator.lab.broker import broker_addresses
+from simulator.vocabulary.broker_url import broker_addresses
 from simulator.vocabulary.errors import BrokerUnreachableError
 
 log = logging.getLogger(__name__)
