@@ -58,9 +58,9 @@ from simulator.vocabulary.httpguard import (
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.problems import code_for
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
-from simulator.vocabulary.signing import EnvelopeVerifier
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import FileWatcher, peer_certificate, reloading_server_context
+from simulator.vocabulary.verifier import EnvelopeVerifier
 from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger

@@ -26,11 +26,10 @@ from simulator.lab.pki import (
     revoke_certificate,
     rotate_supplier_cert,
     supplier_identity,
-    update_registry_cert,
 )
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.identifiers import normalise_org_number
-from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.registry import Registry, SupplierEntry, update_registry_cert
 from simulator.vocabulary.state import StateDir
 
 DEFAULT_SUPPLIERS = 3

@@ -12,6 +12,9 @@ supplier developers.
 The public face: :class:`ConformanceTarget` (what to test, checked on
 construction), :func:`run_conformance` (→ :class:`ConformanceReport`), and
 the report's :meth:`~ConformanceReport.to_json` / :meth:`~ConformanceReport.to_junit`.
+This module is the runner and the report; what a case works with (the
+target, :class:`Answer`, :class:`Kit`) is :mod:`simulator.kits.conformance_kit`,
+the wrong certificates the refusal cases use :mod:`simulator.kits.conformance_certs`.
 """
 
 from __future__ import annotations
@@ -25,34 +28,21 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lxml import etree
 
-from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, seller_profile
-from simulator.lab.pki import ICC_COMMON_NAME, load_certificate, load_private_key
-from simulator.vocabulary.envelope import Envelope
+from simulator.kits.conformance_cases import select_cases
+from simulator.kits.conformance_certs import make_material
+from simulator.kits.conformance_kit import DEFAULT_TIMEOUT, Answer, ConformanceTarget, Kit
 from simulator.vocabulary.errors import B2BSimError, ConfigError
-from simulator.vocabulary.identifiers import (
-    AF_ORG_NUMBER,
-    normalise_org_number,
-    org_number_from_index,
-    validate_org_number,
-)
-from simulator.vocabulary.messages import MessageMeta, now_ms
-from simulator.vocabulary.signing import EnvelopeSigner
-from simulator.vocabulary.state import StateDir
-from simulator.vocabulary.tls import client_context, normalise_pin
+from simulator.vocabulary.tls import client_context
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "Answer",
     "CaseResult",
     "ConformanceReport",
@@ -62,9 +52,8 @@ __all__ = [
     "TargetUntrustedError",
     "probe_target",
     "run_conformance",
+    "write_reports",
 ]
-
-DEFAULT_TIMEOUT = 10.0
 
 
 class TargetUnreachableError(B2BSimError, ConnectionError):
@@ -77,96 +66,6 @@ class TargetUntrustedError(B2BSimError, ConnectionError):
     """The target's certificate does not chain to --target-ca (or fails its pin)."""
 
     code = "TARGET_UNTRUSTED"
-
-
-@dataclass(frozen=True)
-class ConformanceTarget:
-    """What to test and with which keys; every value is checked on construction.
-
-    ``client_cert``/``client_key`` are presented in TLS (the ICC's);
-    ``signer_cert``/``signer_key`` sign the envelopes (the ICC's).  ``state``
-    is the test PKI's directory: its CA key (if present) issues the wrong
-    client certificates some cases need.
-    """
-
-    url: str
-    target_ca: Path
-    org_number: str
-    client_cert: Path
-    client_key: Path
-    signer_cert: Path
-    signer_key: Path
-    state: StateDir
-    cert_sha256: str | None = None  # pin; None: use whatever the target presents
-    timeout: float = DEFAULT_TIMEOUT
-    seed: int = 1
-    case_ids: tuple[str, ...] | None = None  # None: every case
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a bad port
-        except ValueError:
-            parts = parts._replace(netloc="")
-        if parts.scheme != "https" or not parts.hostname:
-            raise ConfigError(
-                f"target {self.url!r} is not an https URL",
-                hint="give the supplier's push endpoint as the registry would hold it, "
-                "e.g. https://supplier.example:8443/b2b/envelopes",
-            )
-        org = validate_org_number(normalise_org_number(self.org_number))
-        object.__setattr__(self, "org_number", org)
-        if self.cert_sha256 is not None:
-            object.__setattr__(self, "cert_sha256", normalise_pin(self.cert_sha256))
-        if not (self.timeout > 0):
-            raise ConfigError(f"timeout {self.timeout!r} is not positive", hint="e.g. 10")
-        if self.seed < 0:
-            raise ConfigError(f"seed {self.seed} is negative", hint="use a seed of 0 or more")
-
-    @property
-    def host(self) -> str:
-        host = urlsplit(self.url).hostname
-        assert host is not None  # checked in __post_init__
-        return host
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or 443
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one POST got back: an HTTP answer, or no answer at all (``error``)."""
-
-    status: int | None
-    content_type: str = ""
-    text: str = ""
-    error: str | None = None
-
-    @property
-    def json(self) -> dict[str, Any] | None:
-        """The body as a JSON object, or None."""
-        try:
-            data = json.loads(self.text)
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
-
-    @property
-    def receipt_status(self) -> str | None:
-        """``status`` of a JSON receipt (``accepted``, ``duplicate``), or None."""
-        body = self.json
-        value = body.get("status") if body else None
-        return value if isinstance(value, str) else None
-
-    def describe(self) -> str:
-        """One short phrase: ``HTTP 403 SIGNATURE_TAMPERED``, ``HTTP 201 accepted``, …."""
-        if self.status is None:
-            return f"no HTTP answer ({self.error})"
-        body = self.json or {}
-        label = body.get("code") if isinstance(body.get("code"), str) else None
-        label = label or self.receipt_status
-        return f"HTTP {self.status}" + (f" {label}" if label else "")
 
 
 @dataclass(frozen=True)
@@ -278,245 +177,6 @@ class ConformanceReport:
         )
 
 
-# -- the material the cases need ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A certificate and its key on disk (in the kit's temporary directory or the PKI)."""
-
-    cert: Path
-    key: Path
-    description: str
-
-
-@dataclass(frozen=True)
-class Material:
-    """Wrong certificates for the refusal cases, made for this run."""
-
-    af_non_icc_client: Credential | None  # from the AF CA, not the ICC; None: no CA key
-    foreign_client: Credential  # from another CA, named like the ICC
-    rogue_signer: Credential  # not the ICC's: AF CA non-ICC if possible, else the foreign one
-    notes: tuple[str, ...] = ()
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    path.touch(mode=0o600)
-    path.write_bytes(pem)
-
-
-def _issue(
-    out: Path,
-    name: str,
-    subject: x509.Name,
-    *,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    ca: bool = False,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, Credential]:
-    """A P-256 certificate for ``subject`` signed by ``issuer`` (None: self-signed)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer_name, issuer_key = (issuer[0].subject, issuer[1]) if issuer else (subject, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-        )
-    else:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    cert_path, key_path = out / f"{name}.pem", out / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key_path, key)
-    return cert, key, Credential(cert_path, key_path, "")
-
-
-def _icc_like_name(cn: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"NTRSE-{AF_ORG_NUMBER}"),
-        ]
-    )
-
-
-def make_material(state: StateDir, out: Path) -> Material:
-    """Issue this run's wrong certificates into ``out`` (a private temporary directory)."""
-    foreign_ca = _issue(
-        out,
-        "foreign-ca",
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Not AF CA")]),
-        issuer=None,
-        ca=True,
-    )
-    _, _, foreign = _issue(
-        out, "foreign-icc", _icc_like_name(ICC_COMMON_NAME), issuer=(foreign_ca[0], foreign_ca[1])
-    )
-    foreign = Credential(foreign.cert, foreign.key, "named like the ICC, from another CA")
-    notes: list[str] = []
-    af_client: Credential | None = None
-    if state.ca_cert.is_file() and state.ca_key.is_file():
-        ca = (load_certificate(state.ca_cert), load_private_key(state.ca_key))
-        _, _, made = _issue(out, "af-not-icc", _icc_like_name("Not the ICC"), issuer=ca)
-        af_client = Credential(made.cert, made.key, "from the AF test CA, not the ICC's")
-    else:
-        for cert in sorted(state.supplier_cert("0").parent.glob("*.pem")):
-            key = cert.with_suffix(".key")
-            if key.is_file():
-                af_client = Credential(cert, key, f"supplier certificate {cert.stem}")
-                break
-        else:
-            notes.append(
-                f"no AF test CA key or supplier certificate in {state.pki}: "
-                "the AF-CA wrong-client case cannot run"
-            )
-    if af_client is None:
-        notes.append("the non-ICC signer is a certificate from another CA")
-    return Material(
-        af_non_icc_client=af_client,
-        foreign_client=foreign,
-        rogue_signer=af_client or foreign,
-        notes=tuple(notes),
-    )
-
-
-# -- the kit: envelopes and requests -------------------------------------------
-
-
-@dataclass
-class Kit:
-    """What a case uses: documents, envelopes, signers and a mutual-TLS POST to the target."""
-
-    target: ConformanceTarget
-    target_cert_sha256: str
-    material: Material
-    session: aiohttp.ClientSession
-    factory: DocumentFactory = field(init=False)
-    seller: Seller = field(init=False)
-    _sequence: int = field(default=0, init=False)
-    _base_ms: int = field(default=0, init=False)
-    _signer: EnvelopeSigner = field(init=False)
-    _icc_ctx: ssl.SSLContext = field(init=False)
-
-    def __post_init__(self) -> None:
-        t = self.target
-        self.factory = DocumentFactory(t.seed)
-        self.seller = seller_profile(t.org_number, f"Leverantör {t.org_number} AB")
-        self._signer = EnvelopeSigner(t.signer_key.read_bytes(), t.signer_cert.read_bytes())
-        self._icc_ctx = self.context(t.client_cert, t.client_key)
-        self._base_ms = now_ms()
-
-    def context(self, cert: Path, key: Path) -> ssl.SSLContext:
-        """A client context presenting ``cert``, trusting --target-ca, pinned to the target."""
-        return client_context(cert, key, self.target.target_ca, pin_sha256=self.target_cert_sha256)
-
-    def order(self) -> GeneratedDocument:
-        """A fresh purchase order for the target's organisation."""
-        return self.factory.order(self.seller)
-
-    def chain(self) -> tuple[GeneratedDocument, GeneratedDocument, GeneratedDocument]:
-        """A fresh order, its self-billing invoice and a credit note of it."""
-        return self.factory.chain(self.seller)
-
-    def next_sequence(self) -> int:
-        self._sequence += 1
-        return self._sequence
-
-    def envelope(
-        self,
-        doc: GeneratedDocument,
-        *,
-        sequence: int | None = None,
-        org_number: str | None = None,
-        cert_sha256: str | None = None,
-        url: str | None = None,
-        envelope_id: str | None = None,
-    ) -> Envelope:
-        """An envelope as the ICC makes it for ``doc``, addressed to the target unless told."""
-        seq = sequence if sequence is not None else self.next_sequence()
-        meta = MessageMeta.new(
-            doc.message_type,
-            org_number or self.target.org_number,
-            seq,
-            produced_at_ms=self._base_ms + seq,  # KA's clock runs with its sequence
-        )
-        return Envelope.create(
-            meta,
-            doc.xml,
-            receiver_cert_sha256=cert_sha256 or self.target_cert_sha256,
-            receiver_url=url or self.target.url,
-            envelope_id=envelope_id,
-        )
-
-    def sign(self, envelope: Envelope) -> bytes:
-        """``envelope`` signed as the ICC."""
-        return self._signer.sign(envelope)
-
-    def sign_as(self, credential: Credential, envelope: Envelope) -> bytes:
-        """``envelope`` signed with ``credential`` (someone who is not the ICC)."""
-        signer = EnvelopeSigner(credential.key.read_bytes(), credential.cert.read_bytes())
-        return signer.sign(envelope)
-
-    def other_org_number(self) -> str:
-        """A valid organisation number that is not the target's."""
-        for i in range(1000, 1010):
-            org = org_number_from_index(i, prefix="55")
-            if org != self.target.org_number:
-                return org
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def post(
-        self,
-        body: bytes,
-        *,
-        client: Credential | None = None,
-        content_type: str = "application/xml",
-    ) -> Answer:
-        """POST ``body`` to the target as the ICC (or presenting ``client``)."""
-        ctx = self._icc_ctx if client is None else self.context(client.cert, client.key)
-        try:
-            async with self.session.post(
-                self.target.url, data=body, headers={"Content-Type": content_type}, ssl=ctx
-            ) as resp:
-                text = await resp.text(errors="replace")
-                return Answer(resp.status, resp.content_type, text[:4000])
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            return Answer(None, error=_short_error(exc))
-
-
-def _short_error(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
-
-
 # -- running ------------------------------------------------------------------
 
 
@@ -577,8 +237,6 @@ async def run_conformance(
     progress: Callable[[CaseResult], None] | None = None,
 ) -> ConformanceReport:
     """Probe the target, then run and grade every case (or ``target.case_ids``)."""
-    from simulator.kits.conformance_cases import select_cases  # the cases build on this module
-
     cases = select_cases(target.case_ids)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     sha = await probe_target(target)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from simulator.kits.conformance import Answer, Kit
+from simulator.kits.conformance_kit import Answer, Kit
 from simulator.runs.attacks import HOSTILE_BODIES
 from simulator.vocabulary.envelope import to_xml
 from simulator.vocabulary.errors import ConfigError

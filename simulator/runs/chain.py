@@ -29,12 +29,11 @@ from simulator.lab.pki import (
     revoke_certificate,
     rotate_supplier_cert,
     supplier_identity,
-    update_registry_cert,
 )
 from simulator.lab.ports import free_ports
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import now_ms
-from simulator.vocabulary.registry import Registry
+from simulator.vocabulary.registry import Registry, update_registry_cert
 from simulator.vocabulary.retry import RetryPolicy
 from simulator.vocabulary.state import StateDir
 from supplier_stub import write_faults

@@ -1,8 +1,8 @@
 """The supplier registry: organisation number → URL, certificate and delivery mode.
 
-The simulator writes it (``registry.json`` in the state directory) and the ICC
-reads it.  A real ICC's registry can take its place: the format is in
-``docs/files.md``.
+The simulator writes it (``registry.json`` in the state directory; after a
+certificate rotation :func:`update_registry_cert`) and the ICC reads it.  A
+real ICC's registry can take its place: the format is in ``docs/files.md``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -171,3 +171,27 @@ class Registry:
             except RegistryError as exc:
                 raise RegistryError(f"{path}: {exc.message}", hint=exc.hint) from None
         return cls(entries)
+
+
+def update_registry_cert(registry_path: Path, org_number: str, sha256: str) -> bool:
+    """Set ``cert_sha256`` of one supplier in a registry file, atomically.
+
+    Returns False (and writes nothing) if there is no registry file or it
+    does not list the supplier; RegistryError if the file is malformed.
+    """
+    if not registry_path.is_file():
+        return False
+    registry = Registry.load(registry_path)
+    if org_number not in registry:
+        return False
+    entries = [
+        replace(e, cert_sha256=sha256) if e.org_number == org_number else e for e in registry
+    ]
+    try:
+        Registry(entries).save(registry_path)
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot write {registry_path}: {exc.strerror}",
+            hint="check the state directory's permissions",
+        ) from None
+    return True

@@ -42,11 +42,10 @@ from simulator.lab.pki import (
     revoke_certificate,
     rotate_supplier_cert,
     supplier_identity,
-    update_registry_cert,
 )
 from simulator.vocabulary.errors import ConfigError, PkiError
 from simulator.vocabulary.identifiers import org_number_from_index
-from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.registry import Registry, SupplierEntry, update_registry_cert
 from simulator.vocabulary.state import StateDir
 
 

@@ -29,8 +29,9 @@ from simulator.vocabulary.envelope import Envelope, normalise_document
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.problems import PROBLEMS, code_for
-from simulator.vocabulary.signing import EnvelopeSigner, EnvelopeVerifier
+from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.state import StateDir
+from simulator.vocabulary.verifier import EnvelopeVerifier
 
 EXAMPLES = int(os.environ.get("B2BSIM_FUZZ_EXAMPLES", "300"))
 #: Wall time one example may take before hypothesis calls it a hang.

@@ -42,7 +42,6 @@ from simulator.vocabulary.problems import PROBLEMS, code_for
 from simulator.vocabulary.signing import (
     EnvelopeSigner,
     EnvelopeStaleError,
-    EnvelopeVerifier,
     SignatureMissingError,
     SignatureTamperedError,
     SignatureWrappingError,
@@ -50,6 +49,7 @@ from simulator.vocabulary.signing import (
     UntrustedSignerError,
     WeakAlgorithmError,
 )
+from simulator.vocabulary.verifier import EnvelopeVerifier
 from simulator.vocabulary.xmlsafe import XmlDoctypeError, XmlTooLargeError, serialize
 
 VALIDATION = Path(
