@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 #: Where the schema ships, inside the installed package.
 SCHEMA_RESOURCE = ("simulator", "data/scenario.schema.json")
 
-#: (what was wrong, what to do) at a key path.
+#: (key path, what is wrong, what to do).
 Finding = tuple[Location, str, str]
 
 
@@ -123,12 +123,12 @@ class ScenarioFile:
         """Every way the file breaks the schema, in the order of its lines."""
         errors = list(validator().iter_errors(self.data))
         choices = {tuple(e.absolute_path) for e in errors if _is_key_choice(e)}
-        found = [
-            self.problem(*finding)
+        found = {  # one problem once, though several branches of the schema see it
+            self.problem(*finding): None
             for error in errors
             if not _explained_by_choice(error, choices)
             for finding in _explain(error)
-        ]
+        }
         return sorted(found, key=lambda p: p.line)
 
     def rule_problems(self) -> list[Problem]:
@@ -250,7 +250,12 @@ def _choice(e: _Error) -> Iterator[Finding]:
         what = _key_choice(str(e.error.validator), e.value, e.instance)
         yield e.at, what, _example(e.at, e.sub, "name one of them")
     elif e.error.context:
-        yield from _explain(_best_branch(e.error))
+        best = _best_branch(e.error)
+        title = e.sub.get("title")
+        if title and best.validator in ("type", "enum", "const"):  # the choice in one word
+            yield e.at, f"expected {title}, got {_kind(e.instance)}", _example(e.at, e.sub, "")
+        else:
+            yield from _explain(best)
 
 
 def _unknown(e: _Error) -> Iterator[Finding]:
@@ -384,7 +389,8 @@ def _flow(value: Any, key: str) -> str:
     if key == "- " and isinstance(value, dict) and len(value) == 1:
         ((key, value),) = value.items()
         key = f"- {key}: "
-    return key + yaml.safe_dump(value, default_flow_style=True, sort_keys=False).strip()
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False)
+    return key + text.removesuffix("...\n").strip()  # a scalar ends its document with ...
 
 
 def _noun(sub: dict[str, Any]) -> str:

@@ -66,4 +66,5 @@ def _convert(node: yaml.Node, at: Location, lines: dict[Location, int], path: Pa
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*at, i), lines, path) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))  # a scalar: let PyYAML resolve its type
+    # A scalar, its tag resolved by the composer (an empty value is null, not an error).
+    return yaml.constructor.SafeConstructor().construct_object(node)

@@ -8,7 +8,7 @@ import pytest
 
 from simulator.commands.scenario import check_file
 from simulator.lab.network import MAX_BROKERS
-from simulator.runs.scenario import MAX_SUPPLIERS, load_scenario
+from simulator.runs.scenario import MAX_SUPPLIERS, Wait, load_scenario
 from simulator.runs.scenario_file import schema
 from simulator.vocabulary.errors import ScenarioError
 
@@ -64,6 +64,38 @@ class TestLines:
             f"{path}:7: expected a number from 0 to 1000000, got 'fast'; write a number "
             "(at steps[0].produce.rate)"
         )
+
+
+class TestChoices:
+    def test_a_value_of_two_kinds_names_both(self, tmp_path: Path) -> None:
+        """`revoke:` takes a supplier number or `icc`; anything else is told both."""
+        path = write(tmp_path, GOOD.replace("produce: {chains: 1}", "pki: {revoke: bob}"))
+        err = refusal(path)
+        assert err.message == (
+            f"{path}:7: expected a supplier number or icc, got 'bob' (at steps[0].pki.revoke)"
+        )
+        assert err.hint == "e.g. `revoke: 2` or `revoke: icc`"
+
+    def test_two_fault_targets_are_one_mistake(self, tmp_path: Path) -> None:
+        """A fault naming two targets is told so once, not once per target's keys."""
+        step = "fault: {kill: icc, supplier: reset}"
+        (line,) = check_file(write(tmp_path, GOOD.replace("produce: {chains: 1}", step)))
+        assert "expected exactly one of `kill`, `restart`, `supplier`, `icc` or `poison`" in line
+        assert line.endswith(
+            "got kill, supplier; e.g. `fault: {supplier: down, seconds: 30}` "
+            "or `fault: {kill: icc, times: 3, every: 1}` (at steps[0].fault)"
+        )
+
+    def test_a_fault_that_is_no_mapping_is_one_line(self, tmp_path: Path) -> None:
+        """A value the schema sees through several branches is reported once."""
+        lines = check_file(write(tmp_path, GOOD.replace("produce: {chains: 1}", "fault: 5")))
+        assert len(lines) == 1
+        assert "expected a mapping, got 5" in lines[0]
+
+    def test_an_empty_wait_waits_the_default(self, tmp_path: Path) -> None:
+        """`- wait:` with nothing after it is a wait of 60 s, not a YAML error."""
+        path = write(tmp_path, GOOD.replace("produce: {chains: 1}", "wait:"))
+        assert load_scenario(path).steps == (Wait(60.0),)
 
 
 class TestRanges:
