@@ -102,7 +102,7 @@ def list_library(directory: Path) -> int:
         try:
             s = load_scenario(path)
         except ScenarioError as exc:
-            broken.append(_with_hint(exc))
+            broken.append((check_file(path) or [_with_hint(exc)])[0])  # as `check` says it
             continue
         rows.append((s.name, first_sentence(s), str(s.supplier_count), str(s.expected_messages)))
     width = max(len(r[0]) for r in rows) if rows else 0
