@@ -2,7 +2,9 @@
 
 Scenario errors must name the file and the line.  PyYAML's composer gives
 nodes with marks; :func:`load_located` turns them into plain Python values
-and a map from each value's path (a tuple of keys and indexes) to its line.
+and a map from each value's path (a tuple of keys and indexes) to its line:
+the line where its key is written (for a list item, where the item begins),
+so that a key with a block below it is named at its own line.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ Location = tuple[str | int, ...]
 
 
 def load_located(path: Path) -> tuple[Any, dict[Location, int]]:
-    """Parse ``path``; return its data and the 1-based line of every value."""
+    """Parse ``path``; return its data and the 1-based line of every value's key."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -44,7 +46,7 @@ def load_located(path: Path) -> tuple[Any, dict[Location, int]]:
 
 
 def _convert(node: yaml.Node, at: Location, lines: dict[Location, int], path: Path) -> Any:
-    lines[at] = node.start_mark.line + 1
+    lines.setdefault(at, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -59,8 +61,10 @@ def _convert(node: yaml.Node, at: Location, lines: dict[Location, int], path: Pa
                     f"{path}:{key_node.start_mark.line + 1}: key {key!r} appears twice",
                     hint="keep one",
                 )
+            lines[(*at, key)] = key_node.start_mark.line + 1
             out[key] = _convert(value_node, (*at, key), lines, path)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*at, i), lines, path) for i, item in enumerate(node.value)]
-    return yaml.safe_load(yaml.serialize(node))  # a scalar: let PyYAML resolve its type
+    # A scalar, its tag resolved by the composer (an empty value is null, not an error).
+    return yaml.constructor.SafeConstructor().construct_object(node)

@@ -157,7 +157,10 @@ class TestSchema:
         errors = schema_errors(write(tmp_path, text))
         assert len(errors) == 2
         assert errors[0].endswith("s.yaml:3: unknown key 'sed'; did you mean 'seed'? (at sed)")
-        assert ":6: expected a whole number, got 'one' (at steps[0].produce.chains)" in errors[1]
+        assert (
+            ":6: expected an integer from 1 to 100000, got 'one'; write a whole number "
+            "(at steps[0].produce.chains)"
+        ) in errors[1]
 
 
 class TestScenarioCheck:
