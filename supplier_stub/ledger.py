@@ -22,7 +22,9 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterator
 
-from simulator.vocabulary.envelope import Envelope, from_xml
+from lxml import etree
+
+from simulator.vocabulary.envelope import Envelope, parse_envelope
 from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import MessageType, now_ms
 from simulator.vocabulary.xmlsafe import parse_xml
@@ -132,30 +134,44 @@ class Ledger:
             self._timer = None
         self._open = False
 
-    async def receive(self, envelope: Envelope, raw: bytes, received_at_ms: int) -> Receipt:
+    async def receive(
+        self,
+        envelope: Envelope,
+        raw: bytes,
+        received_at_ms: int,
+        *,
+        document: etree._Element | None = None,
+    ) -> Receipt:
         """Store ``envelope`` once and, if it is new, load it (and what it unblocks) or hold it.
 
-        One trip to the store's thread and one transaction: the envelope, its
-        arrival and what the ledger decided are committed together.
+        One trip to the store's thread and one transaction
+        (:meth:`_store_and_load`).  ``document``: the envelope's document as
+        parsed when the envelope was opened
+        (:meth:`~simulator.vocabulary.signing.EnvelopeVerifier.open_parsed`),
+        so that it is not parsed again; without it, it is parsed here.
         """
-        receipt, batch = await self._store.call(
-            lambda db: self._receive_sync(db, envelope, raw, received_at_ms)
-        )
+        item = Item.of(envelope, received_at_ms, document)
+        receipt, batch = await self._store.call(self._store_and_load, envelope, raw, item)
         self._log(batch)
         return receipt
 
-    def _receive_sync(
-        self, db: sqlite3.Connection, envelope: Envelope, raw: bytes, received_at_ms: int
+    def _store_and_load(
+        self, db: sqlite3.Connection, envelope: Envelope, raw: bytes, item: Item
     ) -> tuple[Receipt, Batch]:
+        """In one transaction: store the envelope once by id, offer it, write what loads.
+
+        The envelope, its arrival and what the ledger decided are committed
+        together (or not at all).
+        """
         with db:
             db.execute("BEGIN IMMEDIATE")
-            receipt = store_rows(db, envelope, raw, received_at_ms)
+            receipt = store_rows(db, envelope, raw, item.received_at_ms)
             if receipt.status is not ReceiptStatus.ACCEPTED or not self._open:
-                # Closing: a new envelope stays stored and loads on the next open.
+                # Known already; or closing: a new envelope stays stored, loads on the next open.
                 return receipt, Batch()
             now = self._clock()
             with self._history.step(db):
-                batch = self._sequencer.offer(Item.of(envelope, received_at_ms), now)
+                batch = self._sequencer.offer(item, now)
             write_rows(db, batch, now)
         return receipt, batch
 
@@ -271,11 +287,11 @@ def _open_sync(db: sqlite3.Connection) -> tuple[dict[str, int], list[Item]]:
     )
     for envelope_id, raw, received_at_ms in unloaded:
         try:
-            envelope = from_xml(parse_xml(bytes(raw), max_bytes=len(raw) + 1))
+            parsed = parse_envelope(parse_xml(bytes(raw), max_bytes=len(raw) + 1))
         except B2BSimError as exc:
             log.error("ledger: stored envelope %s cannot be read again: %s", envelope_id, exc)
             continue
-        items.append(Item.of(envelope, int(received_at_ms)))
+        items.append(Item.of(parsed.envelope, int(received_at_ms), parsed.document))
     return next_seqs, items
 
 

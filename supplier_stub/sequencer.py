@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from lxml import etree
+
 from simulator.vocabulary.envelope import Envelope
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageType
@@ -73,8 +75,12 @@ class Item:
     received_at_ms: int  # when the stub stored it: the hold starts here
 
     @classmethod
-    def of(cls, envelope: Envelope, received_at_ms: int) -> Item:
-        document_id, credits = document_refs(envelope.message_type, envelope.document)
+    def of(
+        cls, envelope: Envelope, received_at_ms: int, document: etree._Element | None = None
+    ) -> Item:
+        """``envelope``'s item; ``document``: its document's tree, if already parsed."""
+        parsed = envelope.document if document is None else document
+        document_id, credits = document_refs(envelope.message_type, parsed)
         return cls(
             envelope_id=envelope.envelope_id,
             message_id=envelope.message_id,
@@ -117,16 +123,22 @@ class Batch:
         self.duplicates += other.duplicates
 
 
-def document_refs(message_type: MessageType, document: bytes) -> tuple[str, tuple[str, ...]]:
+def document_refs(
+    message_type: MessageType, document: bytes | etree._Element
+) -> tuple[str, tuple[str, ...]]:
     """A document's own id and, for a credit note, the ids of the invoices it credits.
 
-    Lenient: what is not there is ``""`` or ``()`` (the stub has already
-    checked the envelope; the document rules are optional).
+    ``document`` is the parsed tree (as the envelope's reader hands it over)
+    or the bytes, parsed here.  Lenient: what is not there is ``""`` or ``()``
+    (the stub has already checked the envelope; the document rules are optional).
     """
-    try:
-        root = parse_xml(document)
-    except B2BSimError:
-        return "", ()
+    if isinstance(document, bytes):
+        try:
+            root = parse_xml(document)
+        except B2BSimError:
+            return "", ()
+    else:
+        root = document
     own = (root.findtext("cbc:ID", default="", namespaces=_NS) or "").strip()
     credits: tuple[str, ...] = ()
     if message_type is MessageType.KREDIT:

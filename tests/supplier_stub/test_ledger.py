@@ -21,7 +21,7 @@ from simulator.runs.reconcile import loaded_messages, out_of_order_rows, reconci
 from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import MessageMeta, MessageType
-from simulator.vocabulary.xmlsafe import serialize
+from simulator.vocabulary.xmlsafe import parse_xml, serialize
 from supplier_stub.ledger import Ledger
 from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
@@ -313,6 +313,33 @@ class TestLedger:
         assert rows(store.path, "SELECT outcome FROM arrivals ORDER BY id") == [
             ("accepted",),
             ("duplicate",),
+        ]
+
+    async def test_receive_reads_the_document_tree_it_is_given(self, store: EnvelopeStore) -> None:
+        """receive(document=tree) takes the document's ids from the tree handed over."""
+        ledger = Ledger(store, gap_timeout=5, clock=Clock())
+        await ledger.open()
+        env = envelope(1, kind=MessageType.SJALVFAKTURA, document=invoice_doc("F-1"))
+        tree = parse_xml(invoice_doc("F-from-the-tree"))
+        await ledger.receive(env, serialize(to_xml(env)), T0, document=tree)
+        assert rows(store.path, "SELECT document_id FROM ledger") == [("F-from-the-tree",)]
+
+    async def test_restart_reads_ids_from_the_stored_envelopes(self, tmp_path: Path) -> None:
+        """A credit held for its invoice over a restart still waits for it, then times out."""
+        path = tmp_path / "stub.sqlite"
+        clock = Clock()
+        credit = envelope(1, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-0"))
+        async with opened_ledger(path, clock) as ledger:
+            await ledger.receive(credit, serialize(to_xml(credit)), clock.now)
+            assert ledger.held == 1
+        async with opened_ledger(path, clock) as again:
+            assert again.held == 1  # rebuilt from the stored envelope: it credits F-0
+            clock.now += 5_000
+            await again.expire()
+            assert again.held == 0
+        assert rows(path, "SELECT document_id FROM ledger") == [("K-1",)]
+        assert rows(path, "SELECT kind, invoice_ids FROM gaps") == [
+            ("credit_before_invoice", "F-0")
         ]
 
     async def test_after_restart_loaded_messages_are_known_from_the_table(

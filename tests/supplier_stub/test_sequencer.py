@@ -9,6 +9,7 @@ from typing import Any
 
 from simulator.vocabulary.envelope import Envelope
 from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.sequencer import (
     Item,
     MemoryHistory,
@@ -104,6 +105,21 @@ class TestDocumentRefs:
     def test_unreadable_document_is_empty(self) -> None:
         """A document that does not parse gives no ids instead of an error."""
         assert document_refs(MessageType.KREDIT, b"<not closed") == ("", ())
+
+    def test_tree_gives_the_ids_the_bytes_give(self) -> None:
+        """Handed the parsed tree, document_refs reads the same ids as from the bytes."""
+        doc = credit_doc("K-1", "F-1", "F-2", "F-1")
+        assert document_refs(MessageType.KREDIT, parse_xml(doc)) == document_refs(
+            MessageType.KREDIT, doc
+        )
+
+    def test_item_reads_a_given_tree_not_the_bytes(self) -> None:
+        """Item.of with a tree takes the ids from it (the document is not parsed again)."""
+        env = envelope(1, kind=MessageType.KREDIT, document=credit_doc("K-1", "F-1"))
+        assert (item(env, T0).document_id, item(env, T0).credits) == ("K-1", ("F-1",))
+        tree = parse_xml(credit_doc("K-2", "F-7"))
+        from_tree = Item.of(env, T0, tree)
+        assert (from_tree.document_id, from_tree.credits) == ("K-2", ("F-7",))
 
 
 class TestSequencerOrder:
