@@ -9,6 +9,8 @@ wrapping, extra references, SHA-1 and other non-SHA-2 algorithms), checks the
 signer against the AF CA, the CA's revocation list and the caller's policy,
 builds the :class:`~simulator.vocabulary.envelope.Envelope` only from the verified XML,
 and (with ``max_skew``) refuses an envelope made too long ago or in the future.
+:meth:`EnvelopeVerifier.open_parsed` also hands over the document's tree, read
+from that same verified XML, so that a receiver need not parse the document again.
 
 The ICC's exact shape is signed and verified by :mod:`simulator.vocabulary.xmldsig`,
 directly with lxml and cryptography (a fraction of signxml's cost: see
