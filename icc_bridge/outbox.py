@@ -14,26 +14,22 @@ supplier says it has stored them.
 * Acknowledged rows are marked (``acked_at_ms``), not deleted, so the run
   can be reconciled; :meth:`Outbox.prune` deletes old acknowledged rows.
 
-SQLite calls block, so they run on one dedicated thread; the event loop only
-awaits them.  The schema is documented in docs/pull.md.
+SQLite calls block, so they run on one dedicated thread (a
+:class:`~simulator.vocabulary.sqlite_worker.SqliteWorker`); the event loop
+only awaits them.  The schema is documented in docs/pull.md.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import now_ms
+from simulator.vocabulary.sqlite_worker import SqliteWorker
 
 __all__ = ["OUTBOX_SCHEMA", "CursorError", "Outbox", "OutboxRow", "Page"]
-
-T = TypeVar("T")
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -89,39 +85,26 @@ class Outbox:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="icc-outbox")
-        self._db: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(
+            path,
+            schema=OUTBOX_SCHEMA,
+            owner="Outbox",
+            thread_name="icc-outbox",
+            synchronous="FULL",  # an outboxed envelope survives a power cut
+            timeout=10.0,
+        )
 
     async def open(self) -> None:
-        await self._run(self._open_sync)
-
-    def _open_sync(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # an outboxed envelope survives a power cut
-            db.executescript(OUTBOX_SCHEMA)
+            await self._worker.open()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the ICC outbox {self.path}: {exc}",
                 hint="pass --outbox FILE in a writable directory",
             ) from None
-        self._db = db
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
-
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _require(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("Outbox.open() was not awaited")
-        return self._db
+        await self._worker.close()
 
     # --- the bridge's side --------------------------------------------------
     async def put(
@@ -136,10 +119,11 @@ class Outbox:
     ) -> bool:
         """Append a signed envelope (committed when this returns); False if already held."""
         row = (envelope_id, org_number, message_id, message_type, sequence, now_ms(), envelope)
-        return await self._run(self._put_sync, row)
+        return await self._worker.call(self._put_sync, row)
 
-    def _put_sync(self, row: tuple[object, ...]) -> bool:
-        cur = self._require().execute(
+    @staticmethod
+    def _put_sync(db: sqlite3.Connection, row: tuple[object, ...]) -> bool:
+        cur = db.execute(
             "INSERT OR IGNORE INTO outbox (envelope_id, org_number, message_id, message_type, "
             "sequence, created_at_ms, envelope) VALUES (?, ?, ?, ?, ?, ?, ?)",
             row,
@@ -153,10 +137,9 @@ class Outbox:
         CursorError if ``after`` is beyond the last cursor ever issued to the
         supplier (e.g. its cursor comes from another outbox): start from 0.
         """
-        return await self._run(self._page_sync, org_number, after, limit)
+        return await self._worker.call(self._page_sync, org_number, after, limit)
 
-    def _page_sync(self, org: str, after: int, limit: int) -> Page:
-        db = self._require()
+    def _page_sync(self, db: sqlite3.Connection, org: str, after: int, limit: int) -> Page:
         self._check_cursor(db, org, after)
         found = db.execute(
             "SELECT cursor, envelope_id, org_number, message_id, message_type, sequence, "
@@ -176,10 +159,9 @@ class Outbox:
 
         CursorError if ``up_to`` was never issued to the supplier.
         """
-        return await self._run(self._ack_sync, org_number, up_to)
+        return await self._worker.call(self._ack_sync, org_number, up_to)
 
-    def _ack_sync(self, org: str, up_to: int) -> list[OutboxRow]:
-        db = self._require()
+    def _ack_sync(self, db: sqlite3.Connection, org: str, up_to: int) -> list[OutboxRow]:
         with db:
             db.execute("BEGIN IMMEDIATE")
             self._check_cursor(db, org, up_to)
@@ -213,22 +195,24 @@ class Outbox:
     # --- housekeeping -------------------------------------------------------
     async def pending(self, org_number: str | None = None) -> int:
         """How many rows wait for an acknowledgement (of one supplier, or all)."""
-        return await self._run(self._pending_sync, org_number)
+        return await self._worker.call(self._pending_sync, org_number)
 
-    def _pending_sync(self, org: str | None) -> int:
+    @staticmethod
+    def _pending_sync(db: sqlite3.Connection, org: str | None) -> int:
         sql = "SELECT COUNT(*) FROM outbox WHERE acked_at_ms IS NULL"
         args: tuple[str, ...] = ()
         if org is not None:
             sql, args = sql + " AND org_number = ?", (org,)
-        (count,) = self._require().execute(sql, args).fetchone()
+        (count,) = db.execute(sql, args).fetchone()
         return int(count)
 
     async def prune(self, older_than_ms: int) -> int:
         """Delete acknowledged rows acked before ``older_than_ms``; returns how many."""
-        return await self._run(self._prune_sync, older_than_ms)
+        return await self._worker.call(self._prune_sync, older_than_ms)
 
-    def _prune_sync(self, older_than_ms: int) -> int:
-        cur = self._require().execute(
+    @staticmethod
+    def _prune_sync(db: sqlite3.Connection, older_than_ms: int) -> int:
+        cur = db.execute(
             "DELETE FROM outbox WHERE acked_at_ms IS NOT NULL AND acked_at_ms < ? "
             # each supplier's newest row stays: it is what makes its cursor valid
             "AND cursor NOT IN (SELECT MAX(cursor) FROM outbox GROUP BY org_number)",

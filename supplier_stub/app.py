@@ -46,7 +46,7 @@ from simulator.vocabulary.certs import (
     load_certificate,
     require_crl,
 )
-from simulator.vocabulary.envelope import check_addressee, from_xml
+from simulator.vocabulary.envelope import check_addressee, parse_envelope
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.http_problems import problem_response, problems_middleware
 from simulator.vocabulary.httpguard import (
@@ -313,9 +313,10 @@ class SupplierStub:
         verifier = self._pull_verifier if pulled else self._verifier
         try:
             if self.config.accept_unsigned:  # broken on purpose (StubConfig)
-                envelope = from_xml(parse_xml(raw, max_bytes=self.config.max_body))
+                parsed = parse_envelope(parse_xml(raw, max_bytes=self.config.max_body))
             else:
-                envelope = verifier.open(raw, max_bytes=self.config.max_body)
+                parsed = verifier.open_parsed(raw, max_bytes=self.config.max_body)
+            envelope = parsed.envelope
             if not self.config.ignore_addressee:  # broken on purpose (StubConfig)
                 check_addressee(
                     envelope,
@@ -335,7 +336,8 @@ class SupplierStub:
                     envelope_id=envelope.envelope_id,
                     rule_ids=failed,
                 )
-        receipt = await self._ledger.receive(envelope, raw, now_ms())
+        # The document was parsed once, with the envelope: the ledger reads its ids from that tree.
+        receipt = await self._ledger.receive(envelope, raw, now_ms(), document=parsed.document)
         log.info(
             "%s envelope_id=%s message_id=%s org=%s",
             receipt.status,

@@ -5,8 +5,9 @@ duplicate (answered, never stored again); the same id with another document
 is a conflict.  Every arrival, whatever its outcome, is logged too, so the
 simulator can count duplicates.  The schema is documented in docs/files.md.
 
-SQLite calls block, so the store runs them on one dedicated thread: the event
-loop only awaits them.
+SQLite calls block, so the store runs them on one dedicated thread (a
+:class:`~simulator.vocabulary.sqlite_worker.SqliteWorker`): the event loop
+only awaits them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import asyncio
 import hashlib
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from simulator.vocabulary.envelope import Envelope
+from simulator.vocabulary.sqlite_worker import SqliteWorker
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS envelopes (
@@ -72,55 +74,38 @@ class EnvelopeStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stub-sqlite")
-        self._db: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(
+            path, schema=SCHEMA, owner="EnvelopeStore", thread_name="stub-sqlite"
+        )
 
     async def open(self) -> None:
-        await self._run(self._open_sync)
-
-    def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
-        self._db = db
+        await self._worker.open()
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=True)
+        await self._worker.close()
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def call(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Run ``fn(connection)`` on the store's thread (for the ledger's own tables).
+    def call(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> asyncio.Future[T]:
+        """Run ``fn(connection, ...)`` on the store's thread (for the ledger's own tables).
 
         The call is queued at once, so calls run in the order they were made,
         whether or not (and whenever) their futures are awaited.
         """
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, self._with_db, fn)
-
-    def _with_db(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return fn(self._require())
+        return self._worker.call(fn, *args, **kwargs)
 
     async def store(self, envelope: Envelope, raw: bytes, now_ms: int) -> Receipt:
         """Store ``envelope`` once; say whether it was new, a duplicate or a conflict."""
-        return await self._run(self._store_sync, envelope, raw, now_ms)
+        return await self._worker.call(_store_sync, envelope, raw, now_ms)
 
-    def _store_sync(self, env: Envelope, raw: bytes, now_ms: int) -> Receipt:
-        db = self._require()
-        with db:  # one transaction: the insert and its arrival row
-            db.execute("BEGIN IMMEDIATE")
-            return store_rows(db, env, raw, now_ms)
 
-    def _require(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("EnvelopeStore.open() was not awaited")
-        return self._db
+def _store_sync(db: sqlite3.Connection, env: Envelope, raw: bytes, now_ms: int) -> Receipt:
+    with db:  # one transaction: the insert and its arrival row
+        db.execute("BEGIN IMMEDIATE")
+        return store_rows(db, env, raw, now_ms)
 
 
 def store_rows(db: sqlite3.Connection, env: Envelope, raw: bytes, now_ms: int) -> Receipt:

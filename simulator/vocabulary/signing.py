@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, load_pem_priv
 from lxml import etree
 
 from simulator.vocabulary import xmldsig
-from simulator.vocabulary.envelope import Envelope, to_xml
+from simulator.vocabulary.envelope_model import Envelope
+from simulator.vocabulary.envelope_xml import to_xml
 from simulator.vocabulary.errors import EnvelopeError, PkiError, SignatureError
 from simulator.vocabulary.xmlsafe import serialize
 

@@ -36,7 +36,8 @@ from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from simulator.vocabulary import xmldsig
 from simulator.vocabulary.certs import CrlFile
-from simulator.vocabulary.envelope import DS_NS, ENV_NS, Envelope, format_timestamp, from_xml
+from simulator.vocabulary.envelope_model import Envelope
+from simulator.vocabulary.envelope_xml import DS_NS, ENV_NS, ParsedEnvelope, parse_envelope
 from simulator.vocabulary.errors import ConfigError, EnvelopeError, SignatureError
 from simulator.vocabulary.signing import (
     EnvelopeStaleError,
@@ -279,6 +280,14 @@ class EnvelopeVerifier:
 
     def open(self, data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
         """Verify the signed envelope ``data`` and return the Envelope it carries."""
+        return self.open_parsed(data, max_bytes=max_bytes).envelope
+
+    def open_parsed(self, data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> ParsedEnvelope:
+        """:meth:`open`, and the document's tree beside the envelope (read from the verified XML).
+
+        A receiver that reads the document's content reads it from this tree:
+        what was verified is what is used, and the document is parsed once.
+        """
         # Without comments, the parsed tree is what C14N covers (nothing unsigned to read).
         root = parse_xml(data, max_bytes=max_bytes, comments=False)
         signature = _check_shape(root)
@@ -293,13 +302,13 @@ class EnvelopeVerifier:
         else:
             signed_xml = self._verify_signxml(root, cert, now)
         try:
-            envelope = from_xml(signed_xml)
+            parsed = parse_envelope(signed_xml)
         except etree.LxmlError as exc:  # the signed XML cannot be canonicalised
             raise EnvelopeError(
                 f"the envelope cannot be read: {exc}", hint="see docs/envelope.md"
             ) from None
-        self._check_fresh(envelope, now)
-        return envelope
+        self._check_fresh(parsed.envelope, now)
+        return parsed
 
     @staticmethod
     def _verify_direct(

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from lxml import etree
 
-from simulator.vocabulary.envelope import DS_NS
+from simulator.vocabulary.envelope_xml import DS_NS
 from simulator.vocabulary.xmlsafe import parse_xml
 
 __all__ = [

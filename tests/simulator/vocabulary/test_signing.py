@@ -319,6 +319,33 @@ class TestOpenRoundTrip:
         assert len({c.code for c in classes}) == len(classes)
 
 
+_CBC = {"cbc": "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"}
+
+
+class TestOpenParsed:
+    """open_parsed: open's envelope and the document's tree, read from the verified XML."""
+
+    def test_same_envelope_as_open(self, signed: bytes, verifier: EnvelopeVerifier) -> None:
+        """The envelope is the one open returns."""
+        assert verifier.open_parsed(signed).envelope == verifier.open(signed)
+
+    def test_tree_is_the_verified_document(self, signed: bytes, verifier: EnvelopeVerifier) -> None:
+        """The tree writes the envelope's document bytes; an unsigned comment is not in it."""
+        data = signed.replace(b"<cbc:ID>Snippet1</cbc:ID>", b"<cbc:ID>Snip<!--x-->pet1</cbc:ID>")
+        parsed = verifier.open_parsed(data)
+        assert parsed.document.findtext("cbc:ID", namespaces=_CBC) == "Snippet1"
+        assert not parsed.document.xpath("//comment()")
+        c14n = etree.tostring(parsed.document, method="c14n", with_comments=False)
+        assert c14n == parsed.envelope.document
+
+    def test_refuses_as_open_does(self, signed: bytes, verifier: EnvelopeVerifier) -> None:
+        """A document changed after signing is refused: no tree is handed over."""
+        data = signed.replace(b"<cbc:ID>Snippet1</cbc:ID>", b"<cbc:ID>Snippet2</cbc:ID>")
+        assert data != signed
+        with pytest.raises(SignatureTamperedError):
+            verifier.open_parsed(data)
+
+
 def _tamper_scope(name: str) -> Callable[[etree._Element], None]:
     def change(root: etree._Element) -> None:
         el = one(root, f"//sbd:Scope[sbd:Type='{name}']/sbd:InstanceIdentifier")

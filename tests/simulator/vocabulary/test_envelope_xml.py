@@ -1,0 +1,59 @@
+"""Tests of simulator.vocabulary.envelope_xml: parse_envelope hands over the document's tree.
+
+The XML form itself (to_xml, from_xml) is tested in test_envelope.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.vocabulary.envelope_model import Envelope
+from simulator.vocabulary.envelope_xml import from_xml, parse_envelope, to_xml
+from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.xmlsafe import parse_xml, serialize
+
+CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
+CREDIT = (
+    b'<CreditNote xmlns="urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2" '
+    b'xmlns:cbc="' + CBC.encode() + b'"><!-- a comment --><cbc:ID>K-<!-- x -->1</cbc:ID>'
+    b"<cbc:Note>n</cbc:Note></CreditNote>"
+)
+
+
+def credit_envelope() -> Envelope:
+    """A credit-note envelope whose document holds comments."""
+    return Envelope.create(
+        MessageMeta.new(MessageType.KREDIT, "5560000001", 3),
+        CREDIT,
+        receiver_cert_sha256="ab" * 32,
+        receiver_url="https://127.0.0.1:9443/b2b/envelopes",
+    )
+
+
+class TestParseEnvelope:
+    """parse_envelope: from_xml's envelope and the document's tree."""
+
+    @pytest.mark.parametrize("comments", [True, False])
+    def test_envelope_is_from_xmls(self, comments: bool) -> None:
+        """The envelope equals from_xml's, parsed with or without comments."""
+        data = serialize(to_xml(credit_envelope()))
+        parsed = parse_envelope(parse_xml(data, comments=comments))
+        assert parsed.envelope == from_xml(parse_xml(data, comments=comments))
+
+    @pytest.mark.parametrize("comments", [True, False])
+    def test_document_tree_is_the_documents(self, comments: bool) -> None:
+        """The tree is the document (its root and text, comments gone), as its bytes parse."""
+        data = serialize(to_xml(credit_envelope()))
+        parsed = parse_envelope(parse_xml(data, comments=comments))
+        tree = parsed.document
+        assert tree.tag == "{urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2}CreditNote"
+        assert tree.findtext("cbc:ID", namespaces={"cbc": CBC}) == "K-1"
+        again = parse_xml(parsed.envelope.document)
+        assert [(e.tag, e.text) for e in tree.iter()] == [(e.tag, e.text) for e in again.iter()]
+
+    def test_document_tree_is_not_the_envelopes(self) -> None:
+        """The tree is a copy: the envelope's tree keeps its payload."""
+        root = parse_xml(serialize(to_xml(credit_envelope())))
+        parsed = parse_envelope(root)
+        assert parsed.document.getparent() is None
+        assert len(list(root.iter(parsed.document.tag))) == 1
