@@ -429,7 +429,10 @@ class TestPkiCommand:
         """An invalid --org-number exits 2 with a one-line error."""
         args = ["--state", str(tmp_path), "pki", "init", "--org-number", "5567891234"]
         assert cli.main(args) == 2
-        assert "error [CONFIG]" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "error [CONFIG]" in err
+        assert "e.g. 5567891238" in err  # the valid number nearest to what was typed
+        assert err.count("\n") == 1
 
 
 def _serials(state: StateDir) -> set[int]:
