@@ -4,11 +4,12 @@ Public face: :class:`Bridge` with :class:`BridgeConfig` — build it, ``await
 bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
 ``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md).
 Faults for tests and teaching: :func:`write_delivery_faults` writes the
-fault file a running ICC reads (docs/files.md).
+fault file a running ICC reads (docs/files.md), :func:`read_delivery_faults`
+reads it back.
 """
 
 from icc_bridge.bridge import Bridge, BridgeConfig, envelope_id_for
-from icc_bridge.faults import write_delivery_faults
+from icc_bridge.faults import read_delivery_faults, write_delivery_faults
 from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
 from simulator.vocabulary.retry import RetryPolicy
@@ -21,5 +22,6 @@ __all__ = [
     "PullApiConfig",
     "RetryPolicy",
     "envelope_id_for",
+    "read_delivery_faults",
     "write_delivery_faults",
 ]

@@ -10,6 +10,10 @@ each ICC worker re-reads it when it changes::
 - ``reorder``: deliver a supplier's next message before the current one with
   this probability (the supplier must restore KA's order from the sequence).
 
+Kinds combine: ``b2bsim fault icc duplicate`` after ``fault icc reorder``
+keeps the reorder probability (:func:`read_delivery_faults`, then
+:func:`write_delivery_faults` with both); ``fault icc clear`` stops all.
+
 These break the ICC's own guarantees on purpose, to prove that a supplier's
 receiver copes, as the AF description asks of it.
 """
@@ -24,6 +28,15 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+#: The kinds of ICC fault, each with its probability in the file.
+FAULT_KINDS = ("duplicate", "reorder")
+
+
+def _probabilities(text: str) -> dict[str, float]:
+    """Every kind's probability in a faults file's text (0 for a kind it leaves out)."""
+    raw = json.loads(text)
+    return {k: float(raw.get(k, 0.0)) for k in FAULT_KINDS}
+
 
 class DeliveryFaults:
     """Reads the faults file when it changes; answers "now?" for each fault."""
@@ -32,7 +45,7 @@ class DeliveryFaults:
         self.path = path
         self._rng = random.Random(seed)  # noqa: S311 - a fault schedule, not security
         self._mtime: int | None = None
-        self._p = {"duplicate": 0.0, "reorder": 0.0}
+        self._p = dict.fromkeys(FAULT_KINDS, 0.0)
 
     def _reload(self) -> None:
         if self.path is None:
@@ -45,8 +58,7 @@ class DeliveryFaults:
         if mtime == self._mtime:
             return
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
-            p = {k: float(raw.get(k, 0.0)) for k in self._p}
+            p = _probabilities(self.path.read_text(encoding="utf-8"))
         except (ValueError, TypeError, AttributeError) as exc:
             log.error("ignoring ICC faults file %s: %s", self.path, exc)
             return
@@ -57,6 +69,21 @@ class DeliveryFaults:
         self._reload()
         p = self._p[kind]
         return p > 0 and self._rng.random() < p
+
+
+def read_delivery_faults(path: Path) -> dict[str, float]:
+    """Every kind's probability in the faults file (all 0 if there is none).
+
+    Raises ``ValueError`` if the file is not a faults file.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return dict.fromkeys(FAULT_KINDS, 0.0)
+    try:
+        return _probabilities(text)
+    except (TypeError, AttributeError) as exc:
+        raise ValueError(f"{path} is not an ICC faults file: {exc}") from None
 
 
 def write_delivery_faults(path: Path, *, duplicate: float = 0.0, reorder: float = 0.0) -> None:

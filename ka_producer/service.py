@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, seller_profile
@@ -90,13 +90,20 @@ async def produce_chains(
     rate: float = 0.0,
     produced_log: Path | None = None,
     stop: asyncio.Event | None = None,
+    on_connected: Callable[[], None] | None = None,
 ) -> int:
-    """Publish ``chains`` chains per supplier (0: until ``stop``); returns the count."""
+    """Publish ``chains`` chains per supplier (0: until ``stop``); returns the count.
+
+    ``on_connected`` is called once the broker has accepted the connection,
+    before the first publication.
+    """
     factory = DocumentFactory(seed)
     sellers = [seller_profile(org, name) for org, name in suppliers]
     pacer = Pacer(rate)
     total = 0
     async with Producer(broker_url, queue=queue, produced_log=produced_log) as producer:
+        if on_connected is not None:
+            on_connected()
         done = 0
         while (chains == 0 or done < chains) and not (stop and stop.is_set()):
             total += await publish_round(producer, factory, sellers, pacer=pacer)

@@ -7,6 +7,7 @@ With ``--network N`` each action applies to a local network of N brokers
 from __future__ import annotations
 
 import argparse
+import sys
 
 from simulator.lab.broker import LocalBroker, parse_broker_url, resolve_broker_url, wait_for_stomp
 from simulator.lab.network import MAX_BROKERS, BrokerNetwork
@@ -140,9 +141,16 @@ def _network(state: StateDir, action: str, args: argparse.Namespace) -> int:
 def _start(state: StateDir, port: int | None, timeout: float) -> int:
     state.ensure()
     broker = LocalBroker(state.broker, port=port)
-    before = broker.status()
-    info = broker.start(timeout=timeout)
-    if before.answering and before.pid == info.pid:
+
+    def waiting() -> None:
+        print(
+            f"broker already starting (another 'b2bsim broker start' of {state.root}): waiting",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    info, started = broker.start_or_reuse(timeout, on_wait=waiting)
+    if not started:
         print(f"broker already running: {info.url} (pid {info.pid})")
     else:
         print(f"broker started: {info.url} (pid {info.pid}) in {info.startup_seconds:.1f} s")

@@ -6,7 +6,8 @@ The same faults a scenario scripts, started by hand (docs/scenarios.md):
   the faults file a supplier stub was started with (``serve supplier-stub
   --faults FILE``); the stub applies it at its next request.
 - ``b2bsim fault icc duplicate|reorder|clear --faults FILE …`` does the same
-  for ICC workers started with ``serve icc --faults FILE``.
+  for ICC workers started with ``serve icc --faults FILE``: each kind changes
+  only its own probability (``--probability 0`` stops it), ``clear`` stops all.
 - ``b2bsim fault kill PID`` is kill -9 of a component (a worker of the ICC,
   say); the broker redelivers what it had not acked.
 """
@@ -20,7 +21,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from icc_bridge import write_delivery_faults
+from icc_bridge import read_delivery_faults, write_delivery_faults
 from simulator.runs.chain import rule_for
 from simulator.vocabulary.errors import ConfigError
 from supplier_stub import write_faults
@@ -42,10 +43,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s.add_argument("--org-number", help="only this supplier")
     s.set_defaults(func=_supplier)
 
-    i = target.add_parser("icc", help="the ICC's deliveries (its --faults file)")
+    i = target.add_parser(
+        "icc",
+        help="the ICC's deliveries (its --faults file)",
+        description="Set one kind of ICC fault; the other kind keeps its probability. "
+        "--probability 0 stops that kind; clear stops every kind.",
+    )
     i.add_argument("kind", choices=("duplicate", "reorder", "clear"))
     i.add_argument("--faults", type=Path, required=True, help="the ICC's --faults FILE")
-    i.add_argument("--probability", type=float, default=1.0, metavar="P")
+    i.add_argument("--probability", type=float, default=1.0, metavar="P", help="0 to 1 (default 1)")
     i.set_defaults(func=_icc)
 
     k = target.add_parser("kill", help="kill -9 a component process")
@@ -95,9 +101,19 @@ def _current_rules(path: Path) -> list[dict[str, Any]]:
 
 def _icc(args: argparse.Namespace) -> int:
     p = _probability(args.probability)
-    faults = {} if args.kind == "clear" else {args.kind: p}
+    if args.kind == "clear":
+        faults: dict[str, float] = {}
+    else:
+        try:
+            current = read_delivery_faults(args.faults)
+        except ValueError:
+            raise ConfigError(
+                f"{args.faults} is not an ICC faults file", hint="clear it: fault icc clear"
+            ) from None
+        faults = {**current, args.kind: p}
     write_delivery_faults(args.faults, **faults)
-    print(f"{args.faults}: ICC faults {faults or 'cleared'}")
+    active = ", ".join(f"{kind} {q:g}" for kind, q in faults.items() if q > 0)
+    print(f"{args.faults}: ICC faults {f'now {active}' if active else 'cleared'}")
     return 0
 
 

@@ -84,14 +84,15 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
         type=int,
         default=9443,
         metavar="P",
-        help="also write STATE/registry.json: supplier i at https://127.0.0.1:P+i/b2b/envelopes "
+        help="also write STATE/registry.json: supplier i at https://HOST:P+i/b2b/envelopes "
         "(default 9443; 0: do not write a registry)",
     )
     init.add_argument(
         "--registry-host",
-        default="127.0.0.1",
+        default=None,
         metavar="H",
-        help="host name in the registry's URLs (default 127.0.0.1; it must be in --host)",
+        help="host name in the registry's URLs (default: the first --host, else 127.0.0.1; "
+        "it must be one of --host)",
     )
     actions.add_parser("show", help="list the certificates with their SHA-256 fingerprints")
     _add_life_cycle(actions)
@@ -171,19 +172,34 @@ def run(args: argparse.Namespace) -> int:
         print(_LIFE_CYCLE[args.pki_command](state, args))
         return 0
     if args.pki_command == "init":
+        hosts = tuple(args.hosts) if args.hosts else DEFAULT_HOSTS
+        registry_host = _registry_host(args.registry_host, args.hosts)
         summary = init_pki(
             state,
             suppliers_from_args(args),
             validity_days=args.validity_days,
-            hosts=tuple(args.hosts) if args.hosts else DEFAULT_HOSTS,
+            hosts=hosts,
             force=args.force,
         )
         if args.base_port:
-            write_registry(state, summary, args.base_port, args.registry_host)
+            write_registry(state, summary, args.base_port, registry_host)
     else:
         summary = pki_summary(state)
     print(format_summary(summary, show_status=args.pki_command == "init"))
     return 0
+
+
+def _registry_host(explicit: str | None, hosts: list[str] | None) -> str:
+    """The host of the registry's URLs: one the certificates name, so TLS checks pass."""
+    if explicit is None:
+        return hosts[0] if hosts else "127.0.0.1"
+    named = hosts or list(DEFAULT_HOSTS)
+    if explicit.lower() not in (h.lower() for h in named):
+        raise ConfigError(
+            f"--registry-host {explicit} is not a host of the certificates ({', '.join(named)})",
+            hint=f"add --host {explicit}, or leave --registry-host out to use the first --host",
+        )
+    return explicit
 
 
 def write_registry(

@@ -321,7 +321,6 @@ def _serve_producer(args: argparse.Namespace) -> int:
     url = broker_url_for(args, state)
 
     async def main(stop: asyncio.Event) -> None:
-        _ready("producer", queue=args.queue, suppliers=len(registry))
         await produce_chains(
             url,
             [(s.org_number, s.name) for s in registry],
@@ -331,6 +330,7 @@ def _serve_producer(args: argparse.Namespace) -> int:
             rate=args.rate,
             produced_log=args.log,
             stop=stop,
+            on_connected=lambda: _ready("producer", queue=args.queue, suppliers=len(registry)),
         )
 
     return _run_until_signal("ka-producer", main)

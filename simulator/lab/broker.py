@@ -9,6 +9,7 @@ live under one directory (``StateDir.broker``)::
     tmp/                   the JVM's java.io.tmpdir
     broker.log             stdout and stderr of the JVM
     broker.json            pid, port, url, started_at of the running JVM
+    start.lock             held by the process starting the broker (one start at a time)
 
 The generated configuration is :mod:`simulator.lab.broker_config`.  A broker
 elsewhere is named by a URL (``stomp://host:port``): ``--broker``, or
@@ -26,12 +27,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from simulator.lab.broker_config import LOCAL_HOST, LOG4J_PROPERTIES, NetworkLink, render_config
+from simulator.lab.locks import exclusive_lock
 from simulator.lab.ports import free_ports
 from simulator.lab.procutil import die_with_parent
 from simulator.vocabulary.broker_url import (
@@ -77,6 +80,8 @@ _INSTALL_HINT = (
 )
 _JVM_HEAP = ("-Xms128M", "-Xmx512M")
 _LOG_TAIL_LINES = 20
+#: How much longer than its own STOMP timeout a start waits for another start to end.
+_LOCK_MARGIN_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,10 @@ class LocalBroker:
     def info_file(self) -> Path:
         return self.base / "broker.json"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.base / "start.lock"
+
     # --- state --------------------------------------------------------------------
     def info(self) -> BrokerInfo | None:
         """What broker.json records, or None if there is none (or it is unreadable)."""
@@ -280,10 +289,35 @@ class LocalBroker:
     # --- life cycle ---------------------------------------------------------------
     def start(self, timeout: float = 60) -> BrokerInfo:
         """Start the broker (or return the one already running) once STOMP answers."""
-        current = self.info()
-        if current is not None and self.status().answering:
-            log.debug("broker already running: %s (pid %d)", current.url, current.pid)
-            return current
+        return self.start_or_reuse(timeout)[0]
+
+    def start_or_reuse(
+        self, timeout: float = 60, *, on_wait: Callable[[], None] | None = None
+    ) -> tuple[BrokerInfo, bool]:
+        """Like :meth:`start`, and whether this call started the JVM (False: it ran already).
+
+        Starts of one base take turns (a lock on ``start.lock``), so a start
+        never takes another's new JVM for a stale one: a start that finds the
+        lock held calls ``on_wait`` once, waits for the other start to end
+        (at most ``timeout`` + 30 s), then reuses its broker if it answers.
+        """
+        with contextlib.ExitStack() as held:
+            wait = timeout + _LOCK_MARGIN_SECONDS
+            try:
+                held.enter_context(exclusive_lock(self.lock_file, timeout=wait, on_wait=on_wait))
+            except TimeoutError:
+                raise BrokerError(
+                    f"another start of the broker in {self.base} has gone on for over {wait:g} s",
+                    hint="wait for it to end (or end it), then start again",
+                ) from None
+            current = self.info()
+            if current is not None and self.status().answering:
+                log.debug("broker already running: %s (pid %d)", current.url, current.pid)
+                return current, False
+            return self._start_new(timeout), True
+
+    def _start_new(self, timeout: float) -> BrokerInfo:
+        """Start a JVM for this base (the caller holds the start lock)."""
         self._clean_up_stale()
         home = self.home or find_activemq_home()
         if self.port is not None:

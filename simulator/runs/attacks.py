@@ -64,6 +64,12 @@ class Outcome:
     def as_expected(self) -> bool:
         return self.code == self.expected
 
+    def summary(self) -> str:
+        """One line for the run's log: the answer's status and code (no status: no answer)."""
+        answer = self.code if self.status is None else f"{self.status} {self.code}"
+        mark = "as expected" if self.as_expected else f"UNEXPECTED, wanted {self.expected}"
+        return f"attack {self.attack} on {self.org_number}: {answer} ({mark})"
+
 
 XML = "application/xml"
 

@@ -428,12 +428,7 @@ class _Player:
         for kind in step.kinds:
             outcome = await attacker.run(kind)
             record(spec.run_dir / "attacks.jsonl", outcome)
-            mark = (
-                "as expected" if outcome.as_expected else f"UNEXPECTED, wanted {outcome.expected}"
-            )
-            self.say(
-                f"attack {kind} on {target.org_number}: {outcome.status} {outcome.code} ({mark})"
-            )
+            self.say(outcome.summary())
 
     async def _icc_fault(self, step: IccFault) -> None:
         self.chain.icc_fault(step.kind, step.probability)
@@ -471,7 +466,7 @@ class _Player:
             loaded = await self._loaded()
             dead = dead_lettered_ids(self.chain.events_files())
             produced = produced_ids(self.chain.spec.run_dir / "produced.jsonl")
-            counts = f"{len(loaded)} loaded, {len(dead)} dead-lettered of {len(produced)}"
+            counts = settle_counts(produced, loaded, dead, self.poisoned)
             if produced <= loaded | dead and self.poisoned <= dead:
                 self.say(f"settled: {counts}")
                 return
@@ -479,6 +474,23 @@ class _Player:
                 self.say(f"wait timed out: {counts}")
                 return
             await asyncio.sleep(0.2)
+
+
+def settle_counts(produced: set[str], loaded: set[str], dead: set[str], poisoned: set[str]) -> str:
+    """How far KA's messages have come, each counted once, poison apart.
+
+    A message loaded and also dead-lettered (stored, then given up on) counts
+    as loaded; poison messages are not KA's, so they are told separately.
+    """
+    done = produced & loaded
+    given_up = (produced & dead) - loaded
+    told = f"{len(done)} loaded, {len(given_up)} dead-lettered of {len(produced)} produced"
+    pending = len(produced) - len(done) - len(given_up)
+    if pending:
+        told += f", {pending} still on the way"
+    if poisoned:
+        told += f"; {len(poisoned & dead)} of {len(poisoned)} poison message(s) dead-lettered"
+    return told
 
 
 def _expectations(scenario: Scenario, figures: Reconciliation, run_dir: Path) -> list[Expectation]:

@@ -39,12 +39,25 @@ def normalise_org_number(value: str) -> str:
     return value.replace("-", "").strip()
 
 
+#: The first nine digits of the example a refusal shows when the input has fewer.
+_EXAMPLE_BODY = "556789123"
+
+
+def org_number_hint(value: str) -> str:
+    """What a valid organisation number is, with one made from ``value``'s first nine digits."""
+    digits = "".join(ch for ch in value if ch.isdigit())
+    body = digits[:9] if len(digits) >= 9 else _EXAMPLE_BODY
+    return (
+        "use 10 digits, no dash, whose last digit is the Luhn check digit of the first nine, "
+        f"e.g. {body + str(luhn_check_digit(body))}"
+    )
+
+
 def validate_org_number(value: str) -> str:
     """Return ``value`` if it is a valid organisation number, else raise ConfigError."""
     if not is_valid_org_number(value):
         raise ConfigError(
-            f"{value!r} is not a Swedish organisation number",
-            hint="use 10 digits, no dash, whose last digit is the Luhn check digit",
+            f"{value!r} is not a Swedish organisation number", hint=org_number_hint(value)
         )
     return value
 

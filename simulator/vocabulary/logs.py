@@ -27,6 +27,21 @@ class JsonLineFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class _DropConnectAttempts(logging.Filter):
+    """Drops stomp.py's per-attempt "could not connect to host" warning.
+
+    Whoever connects says it once, with what to do (a
+    :class:`~simulator.vocabulary.errors.BrokerUnreachableError`, or a retry
+    warning of its own); the library's line would only repeat it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("could not connect to host")
+
+
+_DROP_CONNECT_ATTEMPTS = _DropConnectAttempts()
+
+
 def configure(*, verbose: bool, structured: bool) -> None:
     """Log to stderr: JSON lines for long-lived components, plain text otherwise."""
     handler = logging.StreamHandler(sys.stderr)
@@ -41,3 +56,4 @@ def configure(*, verbose: bool, structured: bool) -> None:
     root.setLevel(level)
     for noisy in ("stomp", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("stomp.py").addFilter(_DROP_CONNECT_ATTEMPTS)

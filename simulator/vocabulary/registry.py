@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.vocabulary.errors import RegistryError, UnknownSupplierError
-from simulator.vocabulary.identifiers import is_valid_org_number
+from simulator.vocabulary.identifiers import is_valid_org_number, org_number_hint
 from simulator.vocabulary.retry import RetryPolicy
 
 REGISTRY_VERSION = 1
@@ -48,7 +48,7 @@ class SupplierEntry:
         if not is_valid_org_number(self.org_number):
             raise RegistryError(
                 f"{where}: not a valid organisation number",
-                hint="use 10 digits with a Luhn check digit, no dash",
+                hint=org_number_hint(self.org_number),
             )
         parts = urlsplit(self.url)
         if parts.scheme != "https" or not parts.hostname:

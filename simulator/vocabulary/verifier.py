@@ -49,6 +49,7 @@ from simulator.vocabulary.signing import (
     WeakAlgorithmError,
     pem_certificate,
 )
+from simulator.vocabulary.timestamps import format_timestamp
 from simulator.vocabulary.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 
 __all__ = [

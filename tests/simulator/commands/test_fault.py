@@ -32,6 +32,46 @@ class TestFaultCommand:
         assert code == 0
         assert json.loads(faults.read_text()) == {"duplicate": 0.0, "reorder": 0.3}
 
+    def test_icc_faults_of_different_kinds_combine(self, tmp_path: Path) -> None:
+        """duplicate after reorder keeps reorder; a kind at 0 stops only it; clear stops all."""
+        faults = tmp_path / "icc.json"
+
+        def fault(kind: str, *probability: str) -> dict[str, float]:
+            assert main(["fault", "icc", kind, "--faults", str(faults), *probability]) == 0
+            read: dict[str, float] = json.loads(faults.read_text())
+            return read
+
+        assert fault("reorder", "--probability", "0.3") == {"duplicate": 0.0, "reorder": 0.3}
+        assert fault("duplicate", "--probability", "0.2") == {"duplicate": 0.2, "reorder": 0.3}
+        assert fault("duplicate", "--probability", "0.5") == {"duplicate": 0.5, "reorder": 0.3}
+        assert fault("reorder", "--probability", "0") == {"duplicate": 0.5, "reorder": 0.0}
+        assert fault("clear") == {"duplicate": 0.0, "reorder": 0.0}
+
+    def test_icc_fault_says_what_is_active(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The command prints every kind in force after it, not only the one it set."""
+        faults = tmp_path / "icc.json"
+        assert (
+            main(["fault", "icc", "reorder", "--faults", str(faults), "--probability", "0.3"]) == 0
+        )
+        assert main(["fault", "icc", "duplicate", "--faults", str(faults)]) == 0
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert "duplicate 1" in last
+        assert "reorder 0.3" in last
+
+    def test_broken_icc_faults_file_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A faults file that is not one is refused in one line, left as it was."""
+        faults = tmp_path / "icc.json"
+        faults.write_text("not json")
+        assert main(["fault", "icc", "duplicate", "--faults", str(faults)]) == 2
+        err = capsys.readouterr().err
+        assert "fault icc clear" in err
+        assert err.count("\n") == 1
+        assert faults.read_text() == "not json"
+
     def test_bad_probability_is_a_usage_error(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

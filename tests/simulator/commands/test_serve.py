@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pstats
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from simulator.commands import serve
 from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.identifiers import org_number_from_index
+from simulator.vocabulary.registry import Registry, SupplierEntry
 
 
 def test_profile_dir_gets_the_components_statistics(
@@ -74,3 +80,57 @@ def test_unknown_event_loop_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(ConfigError, match="B2BSIM_EVENT_LOOP"):
         serve._run_until_signal("demo", main)
+
+
+def _one_supplier(tmp_path: Path) -> Path:
+    registry = tmp_path / "registry.json"
+    Registry(
+        [
+            SupplierEntry(
+                org_number=org_number_from_index(1),
+                name="A AB",
+                url="https://127.0.0.1:9443/b2b/envelopes",
+                cert_sha256="ab" * 32,
+            )
+        ]
+    ).save(registry)
+    return registry
+
+
+def _serve_producer(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "simulator.cli", "--state", str(tmp_path), "serve"]
+    return subprocess.run(
+        [*command, "producer", "--registry", str(_one_supplier(tmp_path)), *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_producer_is_not_ready_before_the_broker_answers(tmp_path: Path) -> None:
+    """With no broker answering, ``serve producer`` prints no ready event and one error line."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"stomp://127.0.0.1:{sock.getsockname()[1]}"
+    done = _serve_producer(tmp_path, "--broker", dead)
+    assert done.returncode != 0
+    assert '"ready"' not in done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert dead.removeprefix("stomp://") in done.stderr
+
+
+@pytest.mark.broker
+def test_producer_is_ready_once_connected(tmp_path: Path, broker_url: str) -> None:
+    """With a broker answering, the ready event comes first, then the chain is published."""
+    done = _serve_producer(
+        tmp_path, "--broker", broker_url, "--queue", f"/queue/test.serve.{os.getpid()}"
+    )
+    assert done.returncode == 0, done.stderr
+    first = json.loads(done.stdout.splitlines()[0])
+    assert first == {
+        "event": "ready",
+        "component": "producer",
+        "queue": f"/queue/test.serve.{os.getpid()}",
+        "suppliers": 1,
+    }

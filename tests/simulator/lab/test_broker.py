@@ -409,6 +409,39 @@ class TestBrokerCommand:
         assert "broker stopped" in capsys.readouterr().out
         assert _cli("--state", state, "broker", "status") == 1
 
+    def test_two_concurrent_starts_share_one_jvm(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two ``broker start`` at once on one state: one JVM; one starts it, one reports it."""
+        monkeypatch.delenv(BROKER_ENV, raising=False)
+        command = [sys.executable, "-m", "simulator.cli", "--state", str(tmp_path)]
+        starts = [
+            subprocess.Popen(
+                [*command, "broker", "start", "--timeout", "90"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            results = [(start.wait(150), *start.communicate()) for start in starts]
+            outs = sorted(out for _, out, _ in results)
+            assert [code for code, _, _ in results] == [0, 0], results
+            assert outs[0].startswith("broker already running: stomp://127.0.0.1:"), results
+            assert outs[1].startswith("broker started: stomp://127.0.0.1:"), results
+            jvms = LocalBroker(tmp_path / "broker")._our_jvms()
+            recorded = json.loads((tmp_path / "broker" / "broker.json").read_text())
+            assert jvms == [recorded["pid"]]
+            assert all(f"(pid {recorded['pid']})" in out for out in outs)
+            assert _cli("--state", str(tmp_path), "broker", "status") == 0
+        finally:
+            for start in starts:
+                if start.poll() is None:
+                    start.kill()
+                    start.communicate()
+            LocalBroker(tmp_path / "broker").stop()
+
 
 @pytest.mark.broker
 class TestBrokerUrlFixture:

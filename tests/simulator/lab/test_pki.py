@@ -9,6 +9,7 @@ import ipaddress
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from cryptography import x509
@@ -415,6 +416,47 @@ class TestPkiCommand:
         assert sha in show_out
         assert org in show_out
 
+    @pytest.mark.parametrize(
+        ("options", "registry_host"),
+        [
+            ([], "127.0.0.1"),
+            (["--host", "supplier.example"], "supplier.example"),
+            (["--host", "a.example", "--host", "b.example"], "a.example"),
+            (
+                ["--host", "a.example", "--host", "b.example", "--registry-host", "b.example"],
+                "b.example",
+            ),
+        ],
+    )
+    def test_registry_urls_name_a_host_of_the_certificates(
+        self, tmp_path: Path, options: list[str], registry_host: str
+    ) -> None:
+        """The registry's URLs use the first --host (or --registry-host), which the SAN names."""
+        state = StateDir(tmp_path / "s")
+        args = ["--state", str(state.root), "pki", "init", "--suppliers", "2", *options]
+        assert cli.main(args) == 0
+        urls = [urlsplit(entry.url) for entry in Registry.load(state.registry)]
+        assert [(url.hostname, url.port) for url in urls] == [
+            (registry_host, 9443),
+            (registry_host, 9444),
+        ]
+        san = load_certificate(state.supplier_cert(org_number_from_index(0))).extensions
+        names = san.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert registry_host in [str(n.value) for n in names]
+
+    def test_registry_host_outside_the_certificates_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--registry-host not among the --host names exits 2 in one line and writes nothing."""
+        state = StateDir(tmp_path / "s")
+        args = ["--state", str(state.root), "pki", "init", "--host", "a.example"]
+        assert cli.main([*args, "--registry-host", "127.0.0.1"]) == 2
+        err = capsys.readouterr().err
+        assert "error [CONFIG]" in err
+        assert "--host 127.0.0.1" in err
+        assert err.count("\n") == 1
+        assert not state.registry.exists()
+
     def test_show_without_pki_is_a_usage_error(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -428,7 +470,10 @@ class TestPkiCommand:
         """An invalid --org-number exits 2 with a one-line error."""
         args = ["--state", str(tmp_path), "pki", "init", "--org-number", "5567891234"]
         assert cli.main(args) == 2
-        assert "error [CONFIG]" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "error [CONFIG]" in err
+        assert "e.g. 5567891238" in err  # the valid number nearest to what was typed
+        assert err.count("\n") == 1
 
 
 def _serials(state: StateDir) -> set[int]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
-from simulator.runs.runner import RunOptions, run_scenario
+from simulator.runs.runner import RunOptions, run_scenario, settle_counts
 from simulator.runs.scenario import load_scenario
 from simulator.vocabulary.state import StateDir
 
@@ -100,6 +100,76 @@ class TestHappyPath:
         assert "broker started" in proc.stdout
         assert "PASSED" in proc.stdout
         assert processes_mentioning(str(state.root)) == []
+
+
+@pytest.mark.broker
+@pytest.mark.integration
+class TestProgressLines:
+    """What a run says as it goes is true."""
+
+    def test_poison_and_slow_loris_are_told_truly(
+        self, broker_url: str, state_dir: StateDir, tmp_path: Path
+    ) -> None:
+        """Poison is counted apart from KA's messages; an attack without an answer shows no None."""
+        path = tmp_path / "told.yaml"
+        path.write_text(
+            "name: told\n"
+            "description: poison and attacks beside one order per supplier\n"
+            "seed: 3\n"
+            "timeout: 90\n"
+            "suppliers: {count: 2}\n"
+            "steps:\n"
+            "  - produce: {type: order, count: 1}\n"
+            "  - fault: {poison: unknown-supplier}\n"
+            "  - attack: {supplier: 1, kinds: [xxe, slow-loris]}\n"
+            "  - wait: {timeout: 60}\n"
+            "expect:\n"
+            "  produced: 2\n"
+            "  ingested: 2\n"
+            "  dead_lettered: 1\n"
+            "  refused: {XML_DOCTYPE: 1, cut-off: 1}\n"
+        )
+        lines: list[str] = []
+        result = run_scenario(
+            load_scenario(path),
+            RunOptions(state=state_dir, broker_url=broker_url, progress=lines.append),
+        )
+        assert result.passed, (result.to_json(), lines)
+        attacks = [line for line in lines if line.startswith("attack ")]
+        assert len(attacks) == 2, lines
+        assert all("None" not in line for line in attacks), attacks
+        assert any(": cut-off (as expected)" in line for line in attacks), attacks
+        assert any(": 400 XML_DOCTYPE (as expected)" in line for line in attacks), attacks
+        settled = [line for line in lines if line.startswith("settled: ")]
+        assert settled == [
+            "settled: 2 loaded, 0 dead-lettered of 2 produced; "
+            "1 of 1 poison message(s) dead-lettered"
+        ], lines
+
+
+class TestSettleCounts:
+    """The counts a wait tells: each of KA's messages once, poison apart."""
+
+    def test_poison_is_not_counted_among_kas_messages(self) -> None:
+        """12 loaded of 12 and a dead-lettered poison message never read as 13 of 12."""
+        produced = {f"m{i}" for i in range(12)}
+        told = settle_counts(produced, set(produced), {"poison-x"}, {"poison-x"})
+        assert told == (
+            "12 loaded, 0 dead-lettered of 12 produced; 1 of 1 poison message(s) dead-lettered"
+        )
+
+    def test_loaded_then_dead_lettered_counts_once(self) -> None:
+        """A message stored and then given up on counts as loaded, not twice."""
+        told = settle_counts({"a", "b", "c"}, {"a", "b"}, {"b", "c"}, set())
+        assert told == "2 loaded, 1 dead-lettered of 3 produced"
+
+    def test_pending_and_strangers(self) -> None:
+        """Messages not yet settled are told; loaded ids KA never produced are not counted."""
+        told = settle_counts({"a", "b", "c"}, {"a", "attack-1"}, set(), {"poison-x"})
+        assert told == (
+            "1 loaded, 0 dead-lettered of 3 produced, 2 still on the way; "
+            "0 of 1 poison message(s) dead-lettered"
+        )
 
 
 class TestBadInput:

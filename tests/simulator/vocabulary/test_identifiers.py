@@ -57,6 +57,31 @@ class TestOrgNumber:
         with pytest.raises(ConfigError, match="organisation number"):
             validate_org_number(value)
 
+    @pytest.mark.parametrize(
+        ("value", "example"),
+        [
+            ("5567891234", "5567891238"),  # the docs' old example: its check digit is 8
+            ("2021002115", "2021002114"),
+            ("556012-5790", "5560125790"),
+        ],
+    )
+    def test_refusal_shows_a_valid_number(self, value: str, example: str) -> None:
+        """The hint says what a valid number is and shows one made from the given digits."""
+        with pytest.raises(ConfigError) as refused:
+            validate_org_number(value)
+        hint = str(refused.value.hint)
+        assert "the Luhn check digit of the first nine" in hint
+        assert f"e.g. {example}" in hint
+        assert is_valid_org_number(example)
+
+    @pytest.mark.parametrize("value", ["abcdefghij", "", "556012579"])
+    def test_refusal_of_short_input_still_shows_a_valid_number(self, value: str) -> None:
+        """Whatever was given, too short or no digits, the hint's example is a valid number."""
+        with pytest.raises(ConfigError) as refused:
+            validate_org_number(value)
+        example = str(refused.value.hint).rsplit("e.g. ", 1)[1]
+        assert is_valid_org_number(example)
+
     def test_af_constants(self) -> None:
         """AF's organisation number is valid and its Peppol id uses scheme 0007."""
         assert is_valid_org_number(AF_ORG_NUMBER)
