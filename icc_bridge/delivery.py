@@ -108,7 +108,7 @@ class PushClient:
                 Outcome.RETRY,
                 None,
                 f"timed out: no complete answer to the POST to {supplier.url} "
-                f"within {limit:g} s (the ICC's delivery timeout)",
+                f"within {limit:g} s (the ICC's request_timeout)",
             )
         except (aiohttp.ClientError, OSError) as exc:
             return Attempt(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
