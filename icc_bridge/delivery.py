@@ -23,6 +23,8 @@ from simulator.vocabulary.registry import SupplierEntry
 from simulator.vocabulary.tls import ContextCache, client_context
 
 ENVELOPE_MEDIA_TYPE = "application/xml"
+#: At most this many characters of an answer's body go into a detail (logs, the DLQ reason).
+EXCERPT_CHARS = 200
 
 
 class Outcome(Enum):
@@ -30,7 +32,7 @@ class Outcome(Enum):
 
     DELIVERED = "delivered"  # 2xx: the supplier has it; ack the broker message
     RETRY = "retry"  # may succeed later: connection error, timeout, 408, 429, 5xx
-    REFUSED = "refused"  # the supplier will never take it: other 4xx, a certificate mismatch
+    REFUSED = "refused"  # the supplier will never take it: any other 4xx
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +102,16 @@ class PushClient:
             return Attempt(Outcome.RETRY, None, f"certificate refused: {exc.certificate_error}")
         except aiohttp.ClientSSLError as exc:
             return Attempt(Outcome.RETRY, None, f"TLS error: {exc}")
+        except TimeoutError:  # before OSError: since Python 3.11 TimeoutError is an OSError
+            limit = self._timeout.total
+            return Attempt(
+                Outcome.RETRY,
+                None,
+                f"timed out: no complete answer to the POST to {supplier.url} "
+                f"within {limit:g} s (the ICC's request_timeout)",
+            )
         except (aiohttp.ClientError, OSError) as exc:
             return Attempt(Outcome.RETRY, None, f"{type(exc).__name__}: {exc}")
-        except TimeoutError:
-            return Attempt(Outcome.RETRY, None, "timed out")
 
 
 def _classify(status: int, retry_after: str | None, body: bytes) -> Attempt:
@@ -120,12 +128,23 @@ def _detail(body: bytes) -> str:
     try:
         doc = json.loads(body)
     except ValueError:
-        return body[:200].decode("utf-8", "replace")
+        doc = None
     if isinstance(doc, dict):
         for key in ("status", "code", "title"):
             if isinstance(doc.get(key), str):
-                return str(doc[key])
-    return ""
+                return _excerpt(doc[key])
+    head = body[: EXCERPT_CHARS * 4]
+    return _excerpt(head.decode("utf-8", "replace"), cut=len(head) < len(body))
+
+
+def _excerpt(text: str, *, cut: bool = False) -> str:
+    """``text`` as one printable line of at most EXCERPT_CHARS characters (``cut``: it goes on)."""
+    line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if not line:
+        return "(no body)"
+    if cut or len(line) > EXCERPT_CHARS:
+        return line[: EXCERPT_CHARS - 1].rstrip() + "…"
+    return line
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

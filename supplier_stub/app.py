@@ -288,18 +288,22 @@ class SupplierStub:
     async def _receive(self, request: web.Request) -> web.Response:
         supplier = self._supplier_of(request)
         if supplier is None:
-            return _problem("NOT_FOUND", "no supplier is served on this port")
+            return _refuse(request, None, "NOT_FOUND", "no supplier is served on this port")
         client = peer_certificate(request)
         if client is None or not is_icc_certificate(client):
-            return _problem("CLIENT_NOT_ICC", "only the ICC may deliver envelopes here")
+            detail = "only the ICC may deliver envelopes here"
+            return _refuse(request, supplier, "CLIENT_NOT_ICC", detail, logging.WARNING)
         if self._crl.revoked(client):  # per request: a revocation also ends kept-alive connections
-            return _problem("CLIENT_REVOKED", "the client certificate is revoked")
+            detail = "the client certificate is revoked"
+            return _refuse(request, supplier, "CLIENT_REVOKED", detail, logging.WARNING)
         if request.content_type != "application/xml":
-            return _problem("UNSUPPORTED_MEDIA_TYPE", f"got {request.content_type!r}")
+            detail = f"got {request.content_type!r}"
+            return _refuse(request, supplier, "UNSUPPORTED_MEDIA_TYPE", detail)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _problem("BODY_TOO_LARGE", f"the limit is {self.config.max_body} bytes")
+            detail = f"the limit is {self.config.max_body} bytes"
+            return _refuse(request, supplier, "BODY_TOO_LARGE", detail)
         return await self.ingest(supplier, raw)
 
     async def _ingest_pulled(self, supplier: SupplierEntry, raw: bytes) -> web.Response:
@@ -330,6 +334,12 @@ class SupplierStub:
         if self.config.document_check is not None:
             failed = await self.config.document_check(envelope.document)
             if failed:
+                log.info(
+                    "refused code=DOCUMENT_INVALID org=%s envelope_id=%s rules=%s",
+                    supplier.org_number,
+                    envelope.envelope_id,
+                    ",".join(failed),
+                )
                 return _problem(
                     "DOCUMENT_INVALID",
                     f"the document fails {len(failed)} rule(s)",
@@ -382,6 +392,29 @@ class SupplierStub:
 
 def _problem(code: str, detail: str, **extra: object) -> web.Response:
     return problem_response(code, detail, **extra)
+
+
+def _refuse(
+    request: web.Request,
+    supplier: SupplierEntry | None,
+    code: str,
+    detail: str,
+    level: int = logging.INFO,
+) -> web.Response:
+    """A refusal before the envelope is read, logged here once (never a body or a key)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport else None
+    sockname = transport.get_extra_info("sockname") if transport else None
+    log.log(
+        level,
+        "refused code=%s org=%s port=%s peer=%s: %s",
+        code,
+        supplier.org_number if supplier else None,
+        sockname[1] if sockname else None,
+        peer,
+        detail,
+    )
+    return _problem(code, detail)
 
 
 def _iso(ms: int) -> str:

@@ -37,7 +37,7 @@ class Envelope:
     Constructing one checks every field; a bad value raises EnvelopeError.
     """
 
-    envelope_id: str  # unique per envelope (uuid4 str); a replay keeps it
+    envelope_id: str  # the ICC derives it from message_id (docs/envelope.md); a replay keeps it
     message_id: str  # KA's message id
     correlation_id: str
     message_type: MessageType  # simulator.vocabulary.messages

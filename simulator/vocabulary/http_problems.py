@@ -31,9 +31,11 @@ def problems_middleware(*, endpoint: str, internal: str) -> Middleware:
         try:
             return await handler(request)
         except web.HTTPNotFound:
+            _log_refusal(request, "NOT_FOUND", f"nothing at {request.path!r}")
             return problem_response("NOT_FOUND", f"nothing at {request.path}; see {endpoint}")
         except web.HTTPMethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.allowed_methods))
+            _log_refusal(request, "METHOD_NOT_ALLOWED", f"{request.method!r} {request.path!r}")
             return problem_response("METHOD_NOT_ALLOWED", f"use {allowed}")
         except web.HTTPException:
             raise
@@ -45,3 +47,16 @@ def problems_middleware(*, endpoint: str, internal: str) -> Middleware:
             return problem_response("INTERNAL", internal)
 
     return problems
+
+
+def _log_refusal(request: web.Request, code: str, detail: str) -> None:
+    """One INFO line for a request the router refused (the server's own refusals log theirs)."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport else None
+    log.info(
+        "refused code=%s port=%s peer=%s: %s",
+        code,
+        sockname[1] if sockname else None,
+        transport.get_extra_info("peername") if transport else None,
+        detail,
+    )

@@ -16,9 +16,16 @@ body           the whole body, from the end of the head                   :func:
                                                                           middleware
 =============  =========================================================  ======================
 
-A cut-off client gets no answer: its connection is closed (the body
-deadline aborts it, so the socket is freed at once).  Other connections are
-not affected.  Wiring, for an ``app`` served with ``ssl_context``::
+A cut-off client gets no answer, not even a 408: its connection is closed
+(the body deadline aborts it, so the socket is freed at once and a slow
+client cannot hold it by reading an answer slowly).  A client sees a reset
+or closed connection, which the ICC retries like any connection error.
+Other connections are not affected.  Each cut-off of a started request (a
+partial head, a partial body) is logged once, at WARNING, with the code
+``REQUEST_TIMEOUT``, the peer and the local port; a connection closed idle
+(no byte of a next request) is not a refusal and is not logged, nor is a
+handshake cut-off (asyncio's own, below any request).  Wiring, for an
+``app`` served with ``ssl_context``::
 
     limits = SlowClientLimits(handshake=10, headers=10, body=30)
     app = web.Application(middlewares=[..., body_deadline(limits.body)])
@@ -38,6 +45,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_protocol import RequestHandler
 
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
@@ -50,6 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The problem code a cut-off is logged with (the client never sees an answer).
+CUT_OFF_CODE = "REQUEST_TIMEOUT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,7 @@ class GuardedTCPSite(web.TCPSite):
         assert server is not None
         tls = self._ssl_context is not None
         listening = await loop.create_server(
-            server,
+            lambda: _HeadWatchingHandler(server, loop=loop, **server._kwargs),
             self._host,
             self._port,
             ssl=self._ssl_context,
@@ -152,9 +163,9 @@ def body_deadline(seconds: float) -> Middleware:
             if request.content.is_eof() or request.transport is None:
                 return
             expired = True
-            peer = request.transport.get_extra_info("peername")
-            log.warning("slow client cut off: body not received in %gs peer=%s", seconds, peer)
-            request.transport.abort()
+            transport = request.transport
+            _log_cut_off("body", seconds, transport.get_extra_info("peername"), transport)
+            transport.abort()
 
         timer = asyncio.get_running_loop().call_later(seconds, expire)
         try:
@@ -170,3 +181,49 @@ def body_deadline(seconds: float) -> Middleware:
         return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
 
     return deadline
+
+
+def _log_cut_off(what: str, seconds: float, peer: Any, transport: Any) -> None:
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    log.warning(
+        "slow client cut off code=%s: request %s not received in %gs peer=%s port=%s",
+        CUT_OFF_CODE,
+        what,
+        seconds,
+        peer,
+        sockname[1] if sockname else None,
+    )
+
+
+class _HeadWatchingHandler(RequestHandler):
+    """aiohttp's connection handler, logging a connection cut off with a partial request head.
+
+    aiohttp closes a connection whose head did not arrive within ``keepalive_timeout``
+    silently, and an idle keep-alive connection the same way.  This tells them apart: it
+    notes bytes that arrive while no request is in progress and that do not complete a
+    head (aiohttp 3.9-3.14 attribute names).
+    """
+
+    __slots__ = ("_partial_head",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._partial_head = False
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        between_requests = self._request_count == 0 or (waiter is not None and not waiter.done())
+        heads = self._request_count
+        super().data_received(data)
+        if self._request_count != heads:
+            self._partial_head = False
+        elif between_requests and data:
+            self._partial_head = True
+
+    def _process_keepalive(self) -> None:
+        was_open = not self._force_close
+        transport = self.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        super()._process_keepalive()
+        if was_open and self._force_close and self._partial_head:
+            _log_cut_off("head", self._keepalive_timeout, peer, transport)

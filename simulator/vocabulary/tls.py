@@ -64,6 +64,10 @@ class CertificatePinError(B2BSimError, ssl.SSLCertVerificationError):
         )
         self.verify_message = "certificate pin mismatch"
 
+    def __str__(self) -> str:
+        # ssl.SSLError's own __str__ shows the args tuple when there is no strerror.
+        return Exception.__str__(self)
+
 
 def normalise_pin(pin: str) -> str:
     """``AB:CD:…`` or ``abcd…`` → 64 lower-case hex digits; ConfigError otherwise."""

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from simulator.commands.health import HEALTH_PATH
 from simulator.vocabulary.problems import PROBLEMS, problem
 
 OPENAPI = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
@@ -99,6 +100,15 @@ class TestOpenApi:
         """Both APIs are there: the supplier's push endpoint and the ICC's outbox and ack."""
         for path, method in OPERATIONS:
             assert method in spec["paths"][path], f"{method.upper()} {path} is missing"
+
+    def test_health_is_documented_as_optional(self, spec: dict[str, Any]) -> None:
+        """The path `b2bsim health supplier-stub` probes is there, marked optional, with its 200."""
+        health = spec["paths"][HEALTH_PATH]["get"]
+        assert health["x-optional"] is True
+        assert "optional" in health["description"].lower()
+        ok = resolve(spec, health["responses"]["200"])
+        schema = resolve(spec, ok["content"]["application/json"]["schema"])
+        jsonschema.Draft202012Validator(schema).validate({"status": "ok", "suppliers": 2})
 
     def test_schemas_are_valid_json_schema(self, spec: dict[str, Any]) -> None:
         """Every component schema is itself a valid JSON Schema 2020-12."""

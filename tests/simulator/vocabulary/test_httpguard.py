@@ -144,16 +144,33 @@ async def _while_serving_others(guarded: Guarded, slow: asyncio.Future[float]) -
     return elapsed
 
 
+def cut_offs(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The cut-off lines logged by vocabulary.httpguard."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "simulator.vocabulary.httpguard" and "slow client cut off" in r.getMessage()
+    ]
+
+
 class TestSlowClients:
     """Each phase's deadline cuts off a trickling client and only it."""
 
-    async def test_slow_headers_are_cut_off(self, guarded: Guarded) -> None:
-        """A request head sent byte by byte is cut off after the head deadline."""
-        slow = asyncio.ensure_future(
-            _trickle(guarded, b"POST / HTTP/1.1\r\nHost: x\r\n", b"X-Slow: aaaa\r\n")
-        )
-        elapsed = await _while_serving_others(guarded, slow)
+    async def test_slow_headers_are_cut_off(
+        self, guarded: Guarded, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A request head sent byte by byte is cut off after the head deadline, logged once."""
+        with caplog.at_level(logging.INFO, logger="simulator.vocabulary.httpguard"):
+            slow = asyncio.ensure_future(
+                _trickle(guarded, b"POST / HTTP/1.1\r\nHost: x\r\n", b"X-Slow: aaaa\r\n")
+            )
+            elapsed = await _while_serving_others(guarded, slow)
         assert LIMITS.headers * 0.9 <= elapsed <= LIMITS.headers + SLACK
+        (line,) = cut_offs(caplog)
+        assert "request head not received in 1s" in line
+        assert "code=REQUEST_TIMEOUT" in line
+        assert f"port={guarded.port}" in line
+        assert "peer=('127.0.0.1'," in line
 
     async def test_slow_body_is_cut_off(
         self, guarded: Guarded, caplog: pytest.LogCaptureFixture
@@ -164,7 +181,10 @@ class TestSlowClients:
             slow = asyncio.ensure_future(_trickle(guarded, head, b"<a>"))
             elapsed = await _while_serving_others(guarded, slow)
         assert LIMITS.body * 0.9 <= elapsed <= LIMITS.body + SLACK
-        assert "slow client cut off" in caplog.text
+        (line,) = cut_offs(caplog)
+        assert "body not received in 1s" in line
+        assert "code=REQUEST_TIMEOUT" in line
+        assert f"port={guarded.port}" in line
         assert 100000 not in guarded.bodies
 
     async def test_slow_handshake_is_cut_off(self, guarded: Guarded) -> None:
@@ -174,10 +194,38 @@ class TestSlowClients:
         elapsed = await _while_serving_others(guarded, slow)
         assert LIMITS.handshake * 0.9 <= elapsed <= LIMITS.handshake + SLACK
 
-    async def test_idle_connection_is_closed(self, guarded: Guarded) -> None:
+    async def test_idle_connection_is_closed(
+        self, guarded: Guarded, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """A connection that sends nothing after the handshake is closed at the head deadline."""
-        elapsed = await _trickle(guarded, b"", b"")
+        with caplog.at_level(logging.INFO, logger="simulator.vocabulary.httpguard"):
+            elapsed = await _trickle(guarded, b"", b"")
         assert elapsed <= LIMITS.headers + SLACK
+        assert cut_offs(caplog) == []  # nothing was refused: there was no request
+
+    async def test_idle_keep_alive_after_requests_is_not_a_cut_off(
+        self, guarded: Guarded, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Requests (with bodies) on one connection, then idle until closed: no cut-off logged."""
+        with caplog.at_level(logging.INFO, logger="simulator.vocabulary.httpguard"):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", guarded.port, ssl=guarded.client, server_hostname="127.0.0.1"
+            )
+            try:
+                for _ in range(2):
+                    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+                    await writer.drain()
+                    await asyncio.sleep(0.1)
+                    writer.write(b"abc")
+                    await writer.drain()
+                    assert (await reader.readuntil(b"\r\n\r\n3")).startswith(b"HTTP/1.1 200")
+                closed = await asyncio.wait_for(reader.read(65536), LIMITS.headers + SLACK)
+            finally:
+                writer.close()
+                with contextlib.suppress(ConnectionError, ssl.SSLError):
+                    await writer.wait_closed()
+        assert closed == b""
+        assert cut_offs(caplog) == []
 
     async def test_body_in_time_is_served(self, guarded: Guarded) -> None:
         """A body that arrives in a few pieces, within the deadline, is answered normally."""

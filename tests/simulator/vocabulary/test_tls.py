@@ -229,6 +229,15 @@ class TestMutualTls:
         assert ours.calls == []
 
 
+class TestPinError:
+    def test_reads_as_one_sentence(self) -> None:
+        """str() of a pin mismatch is its message and hint, not the repr of a tuple."""
+        error = CertificatePinError("a" * 64, "b" * 64)
+        assert str(error) == f"{error.message} — {error.hint}"
+        assert str(error).startswith("server certificate SHA-256 " + "b" * 64)
+        assert error.one_line() == f"error [CERT_PIN_MISMATCH]: {error.message} — {error.hint}"
+
+
 class TestContexts:
     """Context settings and bad input."""
 
