@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.errors import ConfigError, CursorError
 from simulator.vocabulary.messages import now_ms
 
-__all__ = ["OUTBOX_SCHEMA", "CursorError", "Outbox", "OutboxRow", "Page"]
+__all__ = ["OUTBOX_SCHEMA", "Outbox", "OutboxRow", "Page"]
 
 T = TypeVar("T")
 
@@ -49,12 +49,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_supplier ON outbox (org_number, cursor);
 """
-
-
-class CursorError(B2BSimError, ValueError):
-    """A supplier named a cursor the outbox never issued to it."""
-
-    code = "CURSOR_INVALID"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,9 +32,9 @@ from typing import IO
 
 from aiohttp import web
 
-from icc_bridge.outbox import CursorError, Outbox, OutboxRow
+from icc_bridge.outbox import Outbox, OutboxRow
 from simulator.vocabulary.certs import cert_sha256, org_number_of
-from simulator.vocabulary.errors import PortInUseError
+from simulator.vocabulary.errors import CursorError, PortInUseError
 from simulator.vocabulary.http_problems import problem_response, problems_middleware
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry

@@ -40,7 +40,12 @@ from lxml import etree
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, seller_profile
 from simulator.lab.pki import ICC_COMMON_NAME, load_certificate, load_private_key
 from simulator.vocabulary.envelope import Envelope
-from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.errors import (
+    B2BSimError,
+    ConfigError,
+    TargetUnreachableError,
+    TargetUntrustedError,
+)
 from simulator.vocabulary.identifiers import (
     AF_ORG_NUMBER,
     normalise_org_number,
@@ -58,25 +63,11 @@ __all__ = [
     "ConformanceReport",
     "ConformanceTarget",
     "Kit",
-    "TargetUnreachableError",
-    "TargetUntrustedError",
     "probe_target",
     "run_conformance",
 ]
 
 DEFAULT_TIMEOUT = 10.0
-
-
-class TargetUnreachableError(B2BSimError, ConnectionError):
-    """Nothing answers TLS at the conformance target: no case can run."""
-
-    code = "TARGET_UNREACHABLE"
-
-
-class TargetUntrustedError(B2BSimError, ConnectionError):
-    """The target's certificate does not chain to --target-ca (or fails its pin)."""
-
-    code = "TARGET_UNTRUSTED"
 
 
 @dataclass(frozen=True)

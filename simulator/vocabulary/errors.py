@@ -1,12 +1,17 @@
-"""One exception tree for the whole simulator.
+"""One exception tree for the whole project: every exception class is here.
 
 Every error carries a stable ``code`` (used in logs, problem-details answers,
 result files and reports) and a message that says what was wrong and what to
 do.  Each class also inherits the matching builtin, so callers can catch
 either way (``except ConfigError`` or ``except ValueError``).
+
+The components (``ka_producer``, ``icc_bridge``, ``supplier_stub``) and the
+conductor raise these classes; none defines an exception of its own.
 """
 
 from __future__ import annotations
+
+import ssl
 
 
 class B2BSimError(Exception):
@@ -78,6 +83,23 @@ class PkiError(B2BSimError, RuntimeError):
     code = "PKI"
 
 
+class CertificatePinError(B2BSimError, ssl.SSLCertVerificationError):
+    """The server's certificate is not the one pinned for it: the handshake is refused."""
+
+    code = "CERT_PIN_MISMATCH"
+
+    def __init__(self, expected: str, presented: str | None) -> None:
+        self.expected = expected
+        self.presented = presented
+        super().__init__(
+            f"server certificate SHA-256 {presented or '(none)'} does not match the pinned "
+            f"{expected}",
+            hint="check the supplier's URL, or update cert_sha256 in the registry "
+            "if the supplier's certificate was renewed",
+        )
+        self.verify_message = "certificate pin mismatch"
+
+
 class EnvelopeError(B2BSimError, ValueError):
     """An envelope is malformed or fails a check."""
 
@@ -90,10 +112,86 @@ class HostileXmlError(EnvelopeError):
     code = "XML_FORBIDDEN"
 
 
+class XmlDoctypeError(HostileXmlError):
+    """The XML has a DOCTYPE: DTDs and entities are refused outright."""
+
+    code = "XML_DOCTYPE"
+
+
+class XmlTooLargeError(HostileXmlError):
+    """The XML is larger than the byte limit."""
+
+    code = "XML_TOO_LARGE"
+
+
+class XmlTooDeepError(HostileXmlError):
+    """The XML nests elements deeper than the depth limit."""
+
+    code = "XML_TOO_DEEP"
+
+
+class XmlNotUtf8Error(HostileXmlError):
+    """The XML is not UTF-8: another declared encoding or invalid bytes."""
+
+    code = "XML_NOT_UTF8"
+
+
+class XmlMalformedError(HostileXmlError):
+    """The XML is not well-formed."""
+
+    code = "XML_MALFORMED"
+
+
 class SignatureError(EnvelopeError):
     """An envelope's XML signature is missing, invalid or not from the ICC."""
 
     code = "SIGNATURE_INVALID"
+
+
+class SignatureMissingError(SignatureError):
+    """The envelope carries no XML signature."""
+
+    code = "SIGNATURE_MISSING"
+
+
+class SignatureTamperedError(SignatureError):
+    """The signature does not match the envelope: it was changed after signing."""
+
+    code = "SIGNATURE_TAMPERED"
+
+
+class WeakAlgorithmError(SignatureError):
+    """The signature uses SHA-1 or another algorithm outside the SHA-2 family."""
+
+    code = "SIGNATURE_WEAK_ALGORITHM"
+
+
+class SignatureWrappingError(SignatureError):
+    """The signature is misplaced, duplicated or signs something else (signature wrapping)."""
+
+    code = "SIGNATURE_WRAPPING"
+
+
+class UntrustedSignerError(SignatureError):
+    """The signing certificate is not from the AF CA, not valid now, or not the ICC's."""
+
+    code = "SIGNER_UNTRUSTED"
+
+
+class SignerRevokedError(UntrustedSignerError):
+    """The signing certificate is on the AF CA's revocation list."""
+
+    code = "SIGNER_REVOKED"
+
+
+class EnvelopeStaleError(EnvelopeError):
+    """The envelope's creation time is further from the receiver's clock than allowed.
+
+    Refused with 422: the envelope is well-formed and authentic, but too old
+    (a replay or a message held too long) or from the future (a wrong clock).
+    """
+
+    code = "ENVELOPE_STALE"
 
 
 class AddresseeError(EnvelopeError):
@@ -114,7 +212,70 @@ class DeliveryError(B2BSimError, ConnectionError):
     code = "DELIVERY_FAILED"
 
 
+class CursorError(B2BSimError, ValueError):
+    """A supplier named a cursor the outbox never issued to it."""
+
+    code = "CURSOR_INVALID"
+
+
+class PullError(B2BSimError, ConnectionError):
+    """A round of pulling failed (network, TLS, or an answer the ICC should not give)."""
+
+    code = "PULL_FAILED"
+
+
 class DocumentValidationError(B2BSimError, ValueError):
     """A business document fails the XSD or a rule set."""
 
     code = "DOCUMENT_INVALID"
+
+
+class DocumentChainError(B2BSimError, ValueError):
+    """A document cannot follow the one given: wrong type, other seller, or unreadable."""
+
+    code = "DOCUMENT_CHAIN"
+
+
+# --- the conductor's own: components, runs and the kits --------------------------------
+
+
+class ComponentError(B2BSimError, RuntimeError):
+    """A component did not start, or died."""
+
+    code = "COMPONENT_FAILED"
+
+
+class RunTimeoutError(B2BSimError, TimeoutError):
+    """A scenario run did not finish within its timeout."""
+
+    code = "RUN_TIMEOUT"
+
+
+class BenchTimeoutError(B2BSimError, TimeoutError):
+    """The chain did not load every message in time."""
+
+    code = "BENCH_TIMEOUT"
+
+
+class BaselineTimeoutError(B2BSimError, TimeoutError):
+    """The broker did not hand back every message in time."""
+
+    code = "BENCH_TIMEOUT"
+
+
+class DeadLetterNotFoundError(B2BSimError, LookupError):
+    """No dead letter in the DLQ has the id the user gave."""
+
+    code = "DLQ_NOT_FOUND"
+
+
+class TargetUnreachableError(B2BSimError, ConnectionError):
+    """Nothing answers TLS at the conformance target: no case can run."""
+
+    code = "TARGET_UNREACHABLE"
+
+
+class TargetUntrustedError(B2BSimError, ConnectionError):
+    """The target's certificate does not chain to --target-ca (or fails its pin)."""
+
+    code = "TARGET_UNTRUSTED"

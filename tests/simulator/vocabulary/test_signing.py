@@ -33,24 +33,23 @@ from simulator.vocabulary.envelope import (
 from simulator.vocabulary.errors import (
     ConfigError,
     EnvelopeError,
+    EnvelopeStaleError,
     HostileXmlError,
     PkiError,
     SignatureError,
-)
-from simulator.vocabulary.messages import MessageType
-from simulator.vocabulary.problems import PROBLEMS, code_for
-from simulator.vocabulary.signing import (
-    EnvelopeSigner,
-    EnvelopeStaleError,
-    EnvelopeVerifier,
     SignatureMissingError,
     SignatureTamperedError,
     SignatureWrappingError,
     SignerRevokedError,
     UntrustedSignerError,
     WeakAlgorithmError,
+    XmlDoctypeError,
+    XmlTooLargeError,
 )
-from simulator.vocabulary.xmlsafe import XmlDoctypeError, XmlTooLargeError, serialize
+from simulator.vocabulary.messages import MessageType
+from simulator.vocabulary.problems import PROBLEMS, code_for
+from simulator.vocabulary.signing import EnvelopeSigner, EnvelopeVerifier
+from simulator.vocabulary.xmlsafe import serialize
 
 VALIDATION = Path(
     os.environ.get(
