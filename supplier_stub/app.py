@@ -46,6 +46,15 @@ from simulator.vocabulary.certs import (
     load_certificate,
     require_crl,
 )
+from simulator.vocabulary.codes.refusals import (
+    BODY_TOO_LARGE,
+    CLIENT_NOT_ICC,
+    CLIENT_REVOKED,
+    DOCUMENT_INVALID,
+    ENVELOPE_CONFLICT,
+    NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 from simulator.vocabulary.envelope import check_addressee, from_xml
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.http_problems import problem_response, problems_middleware
@@ -288,18 +297,18 @@ class SupplierStub:
     async def _receive(self, request: web.Request) -> web.Response:
         supplier = self._supplier_of(request)
         if supplier is None:
-            return _problem("NOT_FOUND", "no supplier is served on this port")
+            return _problem(NOT_FOUND, "no supplier is served on this port")
         client = peer_certificate(request)
         if client is None or not is_icc_certificate(client):
-            return _problem("CLIENT_NOT_ICC", "only the ICC may deliver envelopes here")
+            return _problem(CLIENT_NOT_ICC, "only the ICC may deliver envelopes here")
         if self._crl.revoked(client):  # per request: a revocation also ends kept-alive connections
-            return _problem("CLIENT_REVOKED", "the client certificate is revoked")
+            return _problem(CLIENT_REVOKED, "the client certificate is revoked")
         if request.content_type != "application/xml":
-            return _problem("UNSUPPORTED_MEDIA_TYPE", f"got {request.content_type!r}")
+            return _problem(UNSUPPORTED_MEDIA_TYPE, f"got {request.content_type!r}")
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _problem("BODY_TOO_LARGE", f"the limit is {self.config.max_body} bytes")
+            return _problem(BODY_TOO_LARGE, f"the limit is {self.config.max_body} bytes")
         return await self.ingest(supplier, raw)
 
     async def _ingest_pulled(self, supplier: SupplierEntry, raw: bytes) -> web.Response:
@@ -330,7 +339,7 @@ class SupplierStub:
             failed = await self.config.document_check(envelope.document)
             if failed:
                 return _problem(
-                    "DOCUMENT_INVALID",
+                    DOCUMENT_INVALID,
                     f"the document fails {len(failed)} rule(s)",
                     envelope_id=envelope.envelope_id,
                     rule_ids=failed,
@@ -345,7 +354,7 @@ class SupplierStub:
         )
         if receipt.status is ReceiptStatus.CONFLICT:
             return _problem(
-                "ENVELOPE_CONFLICT",
+                ENVELOPE_CONFLICT,
                 "an envelope with this id and another document was received before",
                 envelope_id=envelope.envelope_id,
             )

@@ -40,6 +40,7 @@ import aiohttp
 from aiohttp import web
 
 from simulator.vocabulary.certs import cert_sha256, load_certificate
+from simulator.vocabulary.codes.refusals import CURSOR_INVALID
 from simulator.vocabulary.errors import PullError
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.registry import SupplierEntry
@@ -187,7 +188,7 @@ class Puller:
     async def fetch(self) -> PulledPage:
         """GET the page after the saved cursor (a cursor the ICC never issued restarts at 0)."""
         status, doc = await self._request("GET", params={"after": str(self.cursor)})
-        if status == 400 and isinstance(doc, dict) and doc.get("code") == "CURSOR_INVALID":
+        if status == 400 and isinstance(doc, dict) and doc.get("code") == CURSOR_INVALID:
             log.warning(
                 "pull org=%s: the ICC does not know cursor %d (%s); starting again from 0",
                 self._org,

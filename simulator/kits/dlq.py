@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.lab.broker import parse_broker_url
+from simulator.vocabulary.codes.dead_letters import BROKER_REDELIVERY_LIMIT
 from simulator.vocabulary.errors import (
     BrokerUnreachableError,
     ConfigError,
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 #: The code shown for a message ActiveMQ dead-lettered itself (no b2b-dlq-code).
-BROKER_DLQ_CODE = "BROKER_REDELIVERY_LIMIT"
+BROKER_DLQ_CODE = BROKER_REDELIVERY_LIMIT
 #: ActiveMQ's default ``maxBrowsePageSize``: a browse shows at most this many.
 BROWSE_PAGE_SIZE = 400
 

@@ -45,6 +45,7 @@ from lxml import etree
 from simulator.views.explain import explain_code
 from simulator.views.live import LiveEvent, MessageState, RunTailer
 from simulator.views.timeline import HOP_LABELS, HOPS, build_timeline, envelope_of
+from simulator.vocabulary.codes import CATALOGUE
 from simulator.vocabulary.envelope import SBDH_NS
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.xmlsafe import parse_xml
@@ -161,15 +162,6 @@ EVENT_TEXT: dict[str, tuple[str, str]] = {
         "Leverantören avvisade en fientlig eller förfalskad begäran med den här koden; inget "
         "sparades.",
     ),
-}
-
-_CODE_SV: dict[str, str] = {
-    "DELIVERY_REFUSED": "Leverantören avvisade kuvertet med ett svar som inte går över (4xx): "
-    "ett nytt försök hjälper inte.",
-    "DELIVERY_GAVE_UP": "ICC försökte tills återförsöken tog slut, utan att få ett kvitto.",
-    "UNKNOWN_SUPPLIER": "Organisationsnumret finns inte i leverantörsregistret.",
-    "ENVELOPE_MALFORMED": "KA:s meddelande saknar eller har fel i ett obligatoriskt fält.",
-    "UNKNOWN_MESSAGE_TYPE": "Meddelandetypen är inte INKOPSORDER, SJALVFAKTURA eller KREDIT.",
 }
 
 _AF_SCOPE = re.compile(r"<(?:[\w.-]+:)?Type>([A-Z_0-9]+)</")
@@ -324,9 +316,12 @@ def _explanations(m: MessageState) -> list[dict[str, str]]:
     out = [{"key": k, "en": EVENT_TEXT[k][0], "sv": EVENT_TEXT[k][1]} for k in keys]
     if m.code:
         x = explain_code(m.code)
+        entry = CATALOGUE.get(m.code)
         en = f"{EVENT_TEXT['dead_lettered'][0]} {m.code}: {x.title}. {x.meaning} {x.fix}"
-        sv = f"{EVENT_TEXT['dead_lettered'][1]} {m.code}: " + _CODE_SV.get(
-            m.code, f"se förklaringen på engelska ({x.title})."
+        sv = f"{EVENT_TEXT['dead_lettered'][1]} {m.code}: " + (
+            entry.sv
+            if entry is not None and entry.sv is not None
+            else f"se förklaringen på engelska ({x.title})."
         )
         out.append({"key": m.code, "en": en, "sv": sv})
     return out
