@@ -11,54 +11,29 @@ from typing import Final
 
 from simulator.vocabulary.codes.model import CodeEntry, Kind, table
 
-DELIVERY_FAILED: Final = "DELIVERY_FAILED"
-CERT_PIN_MISMATCH: Final = "CERT_PIN_MISMATCH"
-UNKNOWN_SUPPLIER: Final = "UNKNOWN_SUPPLIER"
 B2BSIM: Final = "B2BSIM"
 CONFIG: Final = "CONFIG"
 SCENARIO: Final = "SCENARIO"
 REGISTRY: Final = "REGISTRY"
+UNKNOWN_SUPPLIER: Final = "UNKNOWN_SUPPLIER"
 BROKER: Final = "BROKER"
 BROKER_NOT_INSTALLED: Final = "BROKER_NOT_INSTALLED"
 BROKER_UNREACHABLE: Final = "BROKER_UNREACHABLE"
 PORT_IN_USE: Final = "PORT_IN_USE"
 PKI: Final = "PKI"
+CERT_PIN_MISMATCH: Final = "CERT_PIN_MISMATCH"
+DELIVERY_FAILED: Final = "DELIVERY_FAILED"
+PULL_FAILED: Final = "PULL_FAILED"
 DOCUMENT_CHAIN: Final = "DOCUMENT_CHAIN"
+COMPONENT_FAILED: Final = "COMPONENT_FAILED"
 RUN_TIMEOUT: Final = "RUN_TIMEOUT"
 BENCH_TIMEOUT: Final = "BENCH_TIMEOUT"
-COMPONENT_FAILED: Final = "COMPONENT_FAILED"
 DLQ_NOT_FOUND: Final = "DLQ_NOT_FOUND"
 TARGET_UNREACHABLE: Final = "TARGET_UNREACHABLE"
 TARGET_UNTRUSTED: Final = "TARGET_UNTRUSTED"
-PULL_FAILED: Final = "PULL_FAILED"
 
 #: code → its entry.  Stable: add, never rename.
 ERRORS: dict[str, CodeEntry] = table(
-    CodeEntry(
-        DELIVERY_FAILED,
-        Kind.ERROR,
-        title="The ICC could not deliver an envelope",
-        meaning="The supplier endpoint could not be reached or did not answer.",
-        fix="Check that the supplier is up and its URL in the registry is right.",
-    ),
-    CodeEntry(
-        CERT_PIN_MISMATCH,
-        Kind.ERROR,
-        title="The supplier presented another certificate than the registered one",
-        meaning=(
-            "The ICC pins each supplier's AF-issued certificate; a different one (even from the "
-            "same CA) means the wrong server or a rotated certificate not yet registered."
-        ),
-        fix="Update cert_sha256 in the registry after rotating a certificate, then replay.",
-    ),
-    CodeEntry(
-        UNKNOWN_SUPPLIER,
-        Kind.ERROR,
-        title="The organisation number is not in the supplier registry",
-        meaning="The ICC does not know where to send this message, so it dead-lettered it.",
-        fix="Add the supplier to registry.json (org number, URL, certificate), then replay.",
-        sv="Organisationsnumret finns inte i leverantörsregistret.",
-    ),
     CodeEntry(
         B2BSIM,
         Kind.ERROR,
@@ -89,6 +64,14 @@ ERRORS: dict[str, CodeEntry] = table(
         title="The supplier registry is missing or malformed",
         meaning="The ICC cannot route messages without a valid registry.json.",
         fix="Fix the entry named in the message, or recreate it with b2bsim pki init.",
+    ),
+    CodeEntry(
+        UNKNOWN_SUPPLIER,
+        Kind.ERROR,
+        title="The organisation number is not in the supplier registry",
+        meaning="The ICC does not know where to send this message, so it dead-lettered it.",
+        fix="Add the supplier to registry.json (org number, URL, certificate), then replay.",
+        sv="Organisationsnumret finns inte i leverantörsregistret.",
     ),
     CodeEntry(
         BROKER,
@@ -129,6 +112,30 @@ ERRORS: dict[str, CodeEntry] = table(
         fix="Run b2bsim pki init (or use a fresh --state directory).",
     ),
     CodeEntry(
+        CERT_PIN_MISMATCH,
+        Kind.ERROR,
+        title="The supplier presented another certificate than the registered one",
+        meaning=(
+            "The ICC pins each supplier's AF-issued certificate; a different one (even from the "
+            "same CA) means the wrong server or a rotated certificate not yet registered."
+        ),
+        fix="Update cert_sha256 in the registry after rotating a certificate, then replay.",
+    ),
+    CodeEntry(
+        DELIVERY_FAILED,
+        Kind.ERROR,
+        title="The ICC could not deliver an envelope",
+        meaning="The supplier endpoint could not be reached or did not answer.",
+        fix="Check that the supplier is up and its URL in the registry is right.",
+    ),
+    CodeEntry(
+        PULL_FAILED,
+        Kind.ERROR,
+        title="A pull supplier could not fetch from the ICC's outbox",
+        meaning="The supplier's pull request failed (TLS, a refused cursor, or the ICC was down).",
+        fix="Check the outbox URL and certificate; the puller retries on its own.",
+    ),
+    CodeEntry(
         DOCUMENT_CHAIN,
         Kind.ERROR,
         title="A document chain could not be built",
@@ -136,6 +143,13 @@ ERRORS: dict[str, CodeEntry] = table(
             "KA's generator could not make an invoice or credit that refers to its predecessor."
         ),
         fix="Report it with the seed; it is a bug in the generator.",
+    ),
+    CodeEntry(
+        COMPONENT_FAILED,
+        Kind.ERROR,
+        title="A component process failed",
+        meaning="The supplier stub or an ICC worker did not start or exited unexpectedly.",
+        fix="Read its log (supplier-stub.log, icc-N.log) in the run directory.",
     ),
     CodeEntry(
         RUN_TIMEOUT,
@@ -162,13 +176,6 @@ ERRORS: dict[str, CodeEntry] = table(
             "Read the component logs in the bench's run directory; run fewer --messages or raise "
             "--timeout."
         ),
-    ),
-    CodeEntry(
-        COMPONENT_FAILED,
-        Kind.ERROR,
-        title="A component process failed",
-        meaning="The supplier stub or an ICC worker did not start or exited unexpectedly.",
-        fix="Read its log (supplier-stub.log, icc-N.log) in the run directory.",
     ),
     CodeEntry(
         DLQ_NOT_FOUND,
@@ -202,12 +209,5 @@ ERRORS: dict[str, CodeEntry] = table(
             "Pass the CA that issued your server certificate as --target-ca, or serve the "
             "certificate AF issued to you."
         ),
-    ),
-    CodeEntry(
-        PULL_FAILED,
-        Kind.ERROR,
-        title="A pull supplier could not fetch from the ICC's outbox",
-        meaning="The supplier's pull request failed (TLS, a refused cursor, or the ICC was down).",
-        fix="Check the outbox URL and certificate; the puller retries on its own.",
     ),
 )
