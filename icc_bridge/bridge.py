@@ -33,6 +33,7 @@ from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox
 from simulator.vocabulary.broker_url import parse_broker_url
+from simulator.vocabulary.codes.dead_letters import DELIVERY_GAVE_UP, DELIVERY_REFUSED
 from simulator.vocabulary.envelope import Envelope
 from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError, ConfigError
 from simulator.vocabulary.messages import (
@@ -294,7 +295,7 @@ class Bridge:
                 detail=attempt.detail,
             )
             return
-        code = "DELIVERY_REFUSED" if attempt.outcome is Outcome.REFUSED else "DELIVERY_GAVE_UP"
+        code = DELIVERY_REFUSED if attempt.outcome is Outcome.REFUSED else DELIVERY_GAVE_UP
         reason = f"HTTP {attempt.status}: {attempt.detail}" if attempt.status else attempt.detail
         await self._dead_letter(frame, meta, code, reason, envelope_id=envelope.envelope_id)
 
@@ -309,7 +310,7 @@ class Bridge:
         """
         if self._outbox is None:
             await self._dead_letter(
-                frame, meta, "DELIVERY_REFUSED", "the supplier pulls, but the ICC has no outbox"
+                frame, meta, DELIVERY_REFUSED, "the supplier pulls, but the ICC has no outbox"
             )
             return
         while True:

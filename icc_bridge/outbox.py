@@ -25,11 +25,11 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.errors import ConfigError, CursorError
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.sqlite_worker import SqliteWorker
 
-__all__ = ["OUTBOX_SCHEMA", "CursorError", "Outbox", "OutboxRow", "Page"]
+__all__ = ["OUTBOX_SCHEMA", "Outbox", "OutboxRow", "Page"]
 
 OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -45,12 +45,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_by_supplier ON outbox (org_number, cursor);
 """
-
-
-class CursorError(B2BSimError, ValueError):
-    """A supplier named a cursor the outbox never issued to it."""
-
-    code = "CURSOR_INVALID"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,9 +32,15 @@ from typing import IO
 
 from aiohttp import web
 
-from icc_bridge.outbox import CursorError, Outbox, OutboxRow
+from icc_bridge.outbox import Outbox, OutboxRow
 from simulator.vocabulary.certs import cert_sha256, org_number_of
-from simulator.vocabulary.errors import PortInUseError
+from simulator.vocabulary.codes.refusals import (
+    ACK_INVALID,
+    CLIENT_NOT_SUPPLIER,
+    CURSOR_INVALID,
+    PAGE_LIMIT_INVALID,
+)
+from simulator.vocabulary.errors import CursorError, PortInUseError
 from simulator.vocabulary.http_problems import problem_response, problems_middleware
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
@@ -138,12 +144,12 @@ class PullApi:
         entry = self.registry.lookup(org) if org is not None and org in self.registry else None
         if entry is None or entry.delivery_mode is not DeliveryMode.PULL:
             return _problem(
-                "CLIENT_NOT_SUPPLIER",
+                CLIENT_NOT_SUPPLIER,
                 f"organisation {org or '(none)'} is not a pull supplier in the ICC's registry",
             )
         if cert is None or cert_sha256(cert) != entry.cert_sha256:
             return _problem(
-                "CLIENT_NOT_SUPPLIER",
+                CLIENT_NOT_SUPPLIER,
                 f"the certificate is not the one registered for supplier {org}",
             )
         return entry
@@ -154,14 +160,14 @@ class PullApi:
             return supplier
         after = request.query.get("after", "0")
         if not _CURSOR.fullmatch(after):
-            return _problem("CURSOR_INVALID", f"after={after!r} is not a cursor (0 or more)")
+            return _problem(CURSOR_INVALID, f"after={after!r} is not a cursor (0 or more)")
         raw_limit = request.query.get("limit", str(DEFAULT_PAGE_LIMIT))
         if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE_LIMIT:
-            return _problem("PAGE_LIMIT_INVALID", f"limit must be 1 to {MAX_PAGE_LIMIT}")
+            return _problem(PAGE_LIMIT_INVALID, f"limit must be 1 to {MAX_PAGE_LIMIT}")
         try:
             page = await self._outbox.page(supplier.org_number, int(after), int(raw_limit))
         except CursorError as exc:
-            return _problem("CURSOR_INVALID", str(exc))
+            return _problem(CURSOR_INVALID, str(exc))
         body = {
             "envelopes": [_item(row) for row in page.rows],
             "next_cursor": page.next_cursor,
@@ -182,22 +188,22 @@ class PullApi:
             return supplier
         if request.content_type != "application/json":
             return _problem(
-                "ACK_INVALID", f"the body must be application/json, got {request.content_type!r}"
+                ACK_INVALID, f"the body must be application/json, got {request.content_type!r}"
             )
         try:
             doc = json.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
-            return _problem("ACK_INVALID", f"the body is larger than {MAX_ACK_BODY} bytes")
+            return _problem(ACK_INVALID, f"the body is larger than {MAX_ACK_BODY} bytes")
         except (ValueError, UnicodeDecodeError):
-            return _problem("ACK_INVALID", "the body is not JSON")
+            return _problem(ACK_INVALID, "the body is not JSON")
         up_to = doc.get("up_to") if isinstance(doc, dict) else None
         if set(doc if isinstance(doc, dict) else ()) != {"up_to"} or not _is_cursor(up_to):
-            return _problem("ACK_INVALID", 'send exactly {"up_to": <cursor>}, a whole number ≥ 0')
+            return _problem(ACK_INVALID, 'send exactly {"up_to": <cursor>}, a whole number ≥ 0')
         assert isinstance(up_to, int)
         try:
             acked = await self._outbox.ack(supplier.org_number, up_to)
         except CursorError as exc:
-            return _problem("CURSOR_INVALID", str(exc))
+            return _problem(CURSOR_INVALID, str(exc))
         for row in acked:
             self._delivered(row)
         log.info("pull ack org=%s up_to=%d acked=%d", supplier.org_number, up_to, len(acked))

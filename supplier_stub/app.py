@@ -46,6 +46,15 @@ from simulator.vocabulary.certs import (
     load_certificate,
     require_crl,
 )
+from simulator.vocabulary.codes.refusals import (
+    BODY_TOO_LARGE,
+    CLIENT_NOT_ICC,
+    CLIENT_REVOKED,
+    DOCUMENT_INVALID,
+    ENVELOPE_CONFLICT,
+    NOT_FOUND,
+    UNSUPPORTED_MEDIA_TYPE,
+)
 from simulator.vocabulary.envelope import check_addressee, parse_envelope
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.http_problems import problem_response, problems_middleware
@@ -288,22 +297,22 @@ class SupplierStub:
     async def _receive(self, request: web.Request) -> web.Response:
         supplier = self._supplier_of(request)
         if supplier is None:
-            return _refuse(request, None, "NOT_FOUND", "no supplier is served on this port")
+            return _refuse(request, None, NOT_FOUND, "no supplier is served on this port")
         client = peer_certificate(request)
         if client is None or not is_icc_certificate(client):
             detail = "only the ICC may deliver envelopes here"
-            return _refuse(request, supplier, "CLIENT_NOT_ICC", detail, logging.WARNING)
+            return _refuse(request, supplier, CLIENT_NOT_ICC, detail, logging.WARNING)
         if self._crl.revoked(client):  # per request: a revocation also ends kept-alive connections
             detail = "the client certificate is revoked"
-            return _refuse(request, supplier, "CLIENT_REVOKED", detail, logging.WARNING)
+            return _refuse(request, supplier, CLIENT_REVOKED, detail, logging.WARNING)
         if request.content_type != "application/xml":
             detail = f"got {request.content_type!r}"
-            return _refuse(request, supplier, "UNSUPPORTED_MEDIA_TYPE", detail)
+            return _refuse(request, supplier, UNSUPPORTED_MEDIA_TYPE, detail)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
             detail = f"the limit is {self.config.max_body} bytes"
-            return _refuse(request, supplier, "BODY_TOO_LARGE", detail)
+            return _refuse(request, supplier, BODY_TOO_LARGE, detail)
         return await self.ingest(supplier, raw)
 
     async def _ingest_pulled(self, supplier: SupplierEntry, raw: bytes) -> web.Response:
@@ -335,13 +344,14 @@ class SupplierStub:
             failed = await self.config.document_check(envelope.document)
             if failed:
                 log.info(
-                    "refused code=DOCUMENT_INVALID org=%s envelope_id=%s rules=%s",
+                    "refused code=%s org=%s envelope_id=%s rules=%s",
+                    DOCUMENT_INVALID,
                     supplier.org_number,
                     envelope.envelope_id,
                     ",".join(failed),
                 )
                 return _problem(
-                    "DOCUMENT_INVALID",
+                    DOCUMENT_INVALID,
                     f"the document fails {len(failed)} rule(s)",
                     envelope_id=envelope.envelope_id,
                     rule_ids=failed,
@@ -357,7 +367,7 @@ class SupplierStub:
         )
         if receipt.status is ReceiptStatus.CONFLICT:
             return _problem(
-                "ENVELOPE_CONFLICT",
+                ENVELOPE_CONFLICT,
                 "an envelope with this id and another document was received before",
                 envelope_id=envelope.envelope_id,
             )

@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from simulator.vocabulary.codes.refusals import SIMULATED_FAULT
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
@@ -151,7 +152,7 @@ class FaultInjector:
                 response = await asyncio.shield(handler(request))
                 await asyncio.sleep(rule.seconds)
                 return response
-            _, body = problem("SIMULATED_FAULT", f"a scenario made this answer {rule.status}")
+            _, body = problem(SIMULATED_FAULT, f"a scenario made this answer {rule.status}")
             headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after else {}
             return web.Response(
                 status=rule.status, body=body, content_type=PROBLEM_MEDIA_TYPE, headers=headers

@@ -40,7 +40,8 @@ import aiohttp
 from aiohttp import web
 
 from simulator.vocabulary.certs import cert_sha256, load_certificate
-from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.codes.refusals import CURSOR_INVALID
+from simulator.vocabulary.errors import PullError
 from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.registry import SupplierEntry
 from simulator.vocabulary.state import StateDir
@@ -51,7 +52,6 @@ __all__ = [
     "CURSOR_SCHEMA",
     "DEFAULT_POLL_INTERVAL",
     "Ingest",
-    "PullError",
     "PulledEnvelope",
     "PulledPage",
     "Puller",
@@ -75,12 +75,6 @@ CREATE TABLE IF NOT EXISTS pull_cursors (
 
 #: The stub's receive path: (supplier, signed envelope bytes) → the HTTP answer a push gets.
 Ingest = Callable[[SupplierEntry, bytes], Awaitable[web.Response]]
-
-
-class PullError(B2BSimError, ConnectionError):
-    """A round of pulling failed (network, TLS, or an answer the ICC should not give)."""
-
-    code = "PULL_FAILED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +188,7 @@ class Puller:
     async def fetch(self) -> PulledPage:
         """GET the page after the saved cursor (a cursor the ICC never issued restarts at 0)."""
         status, doc = await self._request("GET", params={"after": str(self.cursor)})
-        if status == 400 and isinstance(doc, dict) and doc.get("code") == "CURSOR_INVALID":
+        if status == 400 and isinstance(doc, dict) and doc.get("code") == CURSOR_INVALID:
             log.warning(
                 "pull org=%s: the ICC does not know cursor %d (%s); starting again from 0",
                 self._org,

@@ -4,7 +4,6 @@ Peppol BIS Order 3.0 and Peppol BIS Self-Billing 3.0 (invoice 389, credit
 note 261), with AF as buyer and valid Swedish identifiers for every seller.
 """
 
-from ka_producer.documents.errors import DocumentChainError
 from ka_producer.documents.factory import DocumentFactory, GeneratedDocument
 from ka_producer.documents.parties import (
     AF_BUYER,
@@ -14,6 +13,7 @@ from ka_producer.documents.parties import (
     demo_sellers,
     seller_profile,
 )
+from simulator.vocabulary.errors import DocumentChainError
 
 __all__ = [
     "AF_BUYER",

@@ -15,14 +15,13 @@ from decimal import Decimal
 
 from ka_producer.documents.credit import build_credit
 from ka_producer.documents.draft import Draft
-from ka_producer.documents.errors import DocumentChainError
 from ka_producer.documents.invoice import build_invoice
 from ka_producer.documents.lines import draw_lines
 from ka_producer.documents.money import Line
 from ka_producer.documents.order import build_order
 from ka_producer.documents.parties import Seller, person_name
 from ka_producer.documents.reader import read_draft
-from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.errors import ConfigError, DocumentChainError
 from simulator.vocabulary.messages import MessageType
 
 #: The first possible order date; orders fall in the two years after it.

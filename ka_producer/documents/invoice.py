@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from ka_producer.documents import ubl
 from ka_producer.documents.draft import Draft
-from ka_producer.documents.errors import DocumentChainError
 from ka_producer.documents.money import CURRENCY
 from ka_producer.documents.parties import AF_BUYER
+from simulator.vocabulary.errors import DocumentChainError
 
 INVOICE_TYPE_CODE = "389"
 CREDIT_TRANSFER = "30"

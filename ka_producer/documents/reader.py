@@ -8,10 +8,10 @@ from decimal import Decimal, InvalidOperation
 from lxml import etree
 
 from ka_producer.documents.draft import Draft
-from ka_producer.documents.errors import DocumentChainError
 from ka_producer.documents.money import Line, tax_category
 from ka_producer.documents.parties import Seller
 from ka_producer.documents.ubl import CAC, CBC
+from simulator.vocabulary.errors import DocumentChainError
 
 _NS = {"cac": CAC, "cbc": CBC}
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)

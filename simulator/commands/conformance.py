@@ -22,13 +22,11 @@ from simulator.kits.conformance import (
     CaseResult,
     ConformanceReport,
     ConformanceTarget,
-    TargetUnreachableError,
-    TargetUntrustedError,
     run_conformance,
     write_reports,
 )
 from simulator.kits.conformance_cases import CASES
-from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.errors import ConfigError, TargetUnreachableError, TargetUntrustedError
 from simulator.vocabulary.state import StateDir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     view = None
     if args.ui or args.step:
         from simulator.commands.ui import check_port
-        from simulator.views.ui_server import open_live_view, teaching
+        from simulator.views.teaching import teaching
+        from simulator.views.ui_server import open_live_view
 
         view = open_live_view(check_port(args.ui_port), step=args.step)
         if args.step and view is not None:

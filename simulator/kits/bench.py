@@ -39,7 +39,6 @@ from ka_producer.documents import DocumentFactory, GeneratedDocument, seller_pro
 from simulator.kits.bench_baseline import BaselineResult, Payload, run_baseline
 from simulator.kits.bench_procs import cpu_seconds, machine_facts, peak_rss_mb, summarise
 from simulator.lab.broker import LocalBroker, resolve_broker_url
-from simulator.lab.components import ComponentError
 from simulator.lab.network import (
     MAX_BROKERS,
     NETWORK_RECOVERY_SECONDS,
@@ -52,11 +51,11 @@ from simulator.runs.chain import ChainSpec, RunningChain
 from simulator.runs.reconcile import reconcile
 from simulator.runs.runner import init_run_suppliers, new_run_dir
 from simulator.views.timeline import build_timeline
-from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.errors import BenchTimeoutError, ComponentError, ConfigError
 from simulator.vocabulary.messages import MessageMeta, MessageType
 from simulator.vocabulary.state import StateDir
 
-__all__ = ["BenchOptions", "BenchResult", "BenchTimeoutError", "run_bench"]
+__all__ = ["BenchOptions", "BenchResult", "run_bench"]
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +70,6 @@ CHAIN_HOPS: dict[str, tuple[str, str]] = {
     "stub_received_to_loaded": ("received", "loaded"),
     "end_to_end": ("produced", "loaded"),
 }
-
-
-class BenchTimeoutError(B2BSimError, TimeoutError):
-    """The chain did not load every message in time."""
-
-    code = "BENCH_TIMEOUT"
 
 
 @dataclass

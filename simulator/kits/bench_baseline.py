@@ -26,7 +26,7 @@ import stomp.exception
 from ka_producer import RECEIPT_EVERY
 from simulator.kits.bench_procs import LatencySummary, cpu_seconds, summarise
 from simulator.lab.broker import parse_broker_url
-from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError
+from simulator.vocabulary.errors import BaselineTimeoutError, BrokerUnreachableError
 
 __all__ = ["SENT_HEADER", "BaselineResult", "Payload", "run_baseline"]
 
@@ -37,12 +37,6 @@ PREFETCH = 200
 
 #: One message to send: its body and its KA headers.
 Payload = tuple[str, dict[str, str]]
-
-
-class BaselineTimeoutError(B2BSimError, TimeoutError):
-    """The broker did not hand back every message in time."""
-
-    code = "BENCH_TIMEOUT"
 
 
 @dataclass

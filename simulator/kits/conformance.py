@@ -38,7 +38,12 @@ from lxml import etree
 from simulator.kits.conformance_cases import select_cases
 from simulator.kits.conformance_certs import make_material
 from simulator.kits.conformance_kit import DEFAULT_TIMEOUT, Answer, ConformanceTarget, Kit
-from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.errors import (
+    B2BSimError,
+    ConfigError,
+    TargetUnreachableError,
+    TargetUntrustedError,
+)
 from simulator.vocabulary.tls import client_context
 
 __all__ = [
@@ -48,24 +53,10 @@ __all__ = [
     "ConformanceReport",
     "ConformanceTarget",
     "Kit",
-    "TargetUnreachableError",
-    "TargetUntrustedError",
     "probe_target",
     "run_conformance",
     "write_reports",
 ]
-
-
-class TargetUnreachableError(B2BSimError, ConnectionError):
-    """Nothing answers TLS at the conformance target: no case can run."""
-
-    code = "TARGET_UNREACHABLE"
-
-
-class TargetUntrustedError(B2BSimError, ConnectionError):
-    """The target's certificate does not chain to --target-ca (or fails its pin)."""
-
-    code = "TARGET_UNTRUSTED"
 
 
 @dataclass(frozen=True)

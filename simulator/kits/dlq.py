@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.lab.broker import parse_broker_url
-from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError, ConfigError
+from simulator.vocabulary.codes.dead_letters import BROKER_REDELIVERY_LIMIT
+from simulator.vocabulary.errors import (
+    BrokerUnreachableError,
+    ConfigError,
+    DeadLetterNotFoundError,
+)
 from simulator.vocabulary.messages import (
     DLQ_AT,
     DLQ_CODE,
@@ -52,13 +57,12 @@ __all__ = [
     "DLQ_REASON",
     "REPLAYED_AT",
     "DeadLetter",
-    "DeadLetterNotFoundError",
     "DeadLetterQueue",
     "dead_letter_queue",
 ]
 
 #: The code shown for a message ActiveMQ dead-lettered itself (no b2b-dlq-code).
-BROKER_DLQ_CODE = "BROKER_REDELIVERY_LIMIT"
+BROKER_DLQ_CODE = BROKER_REDELIVERY_LIMIT
 #: ActiveMQ's default ``maxBrowsePageSize``: a browse shows at most this many.
 BROWSE_PAGE_SIZE = 400
 
@@ -66,12 +70,6 @@ _DLQ_PREFIX = "b2b-dlq-"
 _CARRIED = ("correlation-id", Header.GROUP.value)  # non-b2b headers a replay keeps
 _IDS_PER_SELECTOR = 100  # ActiveMQ refuses STOMP header lines over 10 KB
 _MAX_TIMESTAMP_MS = 1 << 43  # the year 2248: above every JMSTimestamp
-
-
-class DeadLetterNotFoundError(B2BSimError, LookupError):
-    """No dead letter in the DLQ has the id the user gave."""
-
-    code = "DLQ_NOT_FOUND"
 
 
 def _check_queue(queue: str) -> None:

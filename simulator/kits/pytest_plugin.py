@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from simulator.vocabulary.errors import B2BSimError
+from simulator.vocabulary.errors import B2BSimError, RunTimeoutError
 from simulator.vocabulary.state import StateDir
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ class B2BSimChain:
 
         Settled: loaded into the stub's ledger, dead-lettered, or, for a
         supplier pointed at another endpoint, delivered there (a 2xx answer).
-        Raises :class:`~simulator.runs.runner.RunTimeoutError` after ``timeout`` s.
+        Raises :class:`~simulator.vocabulary.errors.RunTimeoutError` after ``timeout`` s.
         """
         from simulator.runs.reconcile import (
             dead_lettered_ids,
@@ -307,7 +307,6 @@ class B2BSimChain:
             loaded_messages,
             read_jsonl,
         )
-        from simulator.runs.runner import RunTimeoutError
 
         assert self.components is not None, "start() first"
         elsewhere = self._elsewhere()

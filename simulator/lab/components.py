@@ -17,13 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.lab.procutil import die_with_parent
-from simulator.vocabulary.errors import B2BSimError
-
-
-class ComponentError(B2BSimError, RuntimeError):
-    """A component did not start, or died."""
-
-    code = "COMPONENT_FAILED"
+from simulator.vocabulary.errors import ComponentError
 
 
 class Component:

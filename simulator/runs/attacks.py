@@ -23,6 +23,20 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from simulator.vocabulary.codes.refusals import (
+    BODY_TOO_LARGE,
+    CLIENT_NOT_ICC,
+    ENVELOPE_STALE,
+    SIGNATURE_MISSING,
+    SIGNATURE_TAMPERED,
+    SIGNER_UNTRUSTED,
+    UNSUPPORTED_MEDIA_TYPE,
+    WRONG_ADDRESSEE,
+    XML_DOCTYPE,
+    XML_MALFORMED,
+    XML_NOT_UTF8,
+    XML_TOO_DEEP,
+)
 from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.messages import MessageMeta, MessageType, now_ms
 from simulator.vocabulary.registry import SupplierEntry
@@ -33,21 +47,21 @@ from simulator.vocabulary.xmlsafe import serialize
 
 #: Every attack a scenario can name, with the outcome a safe receiver gives.
 ATTACKS: dict[str, str] = {
-    "xxe": "XML_DOCTYPE",
-    "billion-laughs": "XML_DOCTYPE",
-    "external-dtd": "XML_DOCTYPE",
-    "deep": "XML_TOO_DEEP",
-    "oversized": "BODY_TOO_LARGE",
-    "wrong-content-type": "UNSUPPORTED_MEDIA_TYPE",
-    "not-utf8": "XML_NOT_UTF8",
-    "garbage": "XML_MALFORMED",
+    "xxe": XML_DOCTYPE,
+    "billion-laughs": XML_DOCTYPE,
+    "external-dtd": XML_DOCTYPE,
+    "deep": XML_TOO_DEEP,
+    "oversized": BODY_TOO_LARGE,
+    "wrong-content-type": UNSUPPORTED_MEDIA_TYPE,
+    "not-utf8": XML_NOT_UTF8,
+    "garbage": XML_MALFORMED,
     "slow-loris": "cut-off",
-    "tampered": "SIGNATURE_TAMPERED",
-    "unsigned": "SIGNATURE_MISSING",
-    "forged-signer": "SIGNER_UNTRUSTED",
-    "stale": "ENVELOPE_STALE",
-    "wrong-addressee": "WRONG_ADDRESSEE",
-    "not-icc-client": "CLIENT_NOT_ICC",
+    "tampered": SIGNATURE_TAMPERED,
+    "unsigned": SIGNATURE_MISSING,
+    "forged-signer": SIGNER_UNTRUSTED,
+    "stale": ENVELOPE_STALE,
+    "wrong-addressee": WRONG_ADDRESSEE,
+    "not-icc-client": CLIENT_NOT_ICC,
     "replayed": "duplicate",
 }
 

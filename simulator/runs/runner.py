@@ -55,7 +55,7 @@ from simulator.runs.scenario import (
     SupplierFault,
     Wait,
 )
-from simulator.vocabulary.errors import B2BSimError, ConfigError
+from simulator.vocabulary.errors import B2BSimError, ConfigError, RunTimeoutError
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.vocabulary.state import StateDir
@@ -67,10 +67,6 @@ Say = Callable[[str], None]
 
 #: A valid organisation number that no run's registry holds (poison messages).
 UNREGISTERED_ORG = "5560360793"
-
-
-class RunTimeoutError(B2BSimError, TimeoutError):
-    code = "RUN_TIMEOUT"
 
 
 @dataclass

@@ -5,10 +5,12 @@ Reports (HTML, JUnit) explain every failure they show.  A failure is one of:
 * an expectation of a scenario that did not hold (keyed by the figure's name,
   e.g. ``lost``; see docs/files.md);
 * a dead letter, keyed by its ``b2b-dlq-code`` (docs/dlq.md);
-* a refusal or an error, keyed by its stable code (simulator/problems.py,
-  simulator/errors.py and the error classes beside them).
+* a refusal or an error, keyed by its stable code;
+* an attack's outcome that is no code (``cut-off``, ``accepted``, ``duplicate``).
 
-The keys are the stable codes themselves: add an entry when you add a code.
+The texts of every code are in the catalogue, simulator.vocabulary.codes: add
+an entry there when you add a code.  This module holds the texts of the
+figures and the outcomes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from simulator.vocabulary.codes import CATALOGUE
+from simulator.vocabulary.codes.errors import B2BSIM
+from simulator.vocabulary.codes.refusals import XML_FORBIDDEN
 from simulator.vocabulary.problems import PROBLEMS
 
 __all__ = [
@@ -41,229 +46,9 @@ class Explanation:
         return f"{self.title}. What it means: {self.meaning} How to fix it: {self.fix}"
 
 
-_FIX_PRODUCER = "Fix the producer (KA) so it sends this correctly; replaying will not help."
-_FIX_ICC_SIGNING = (
-    "The receiver refused the envelope's signature. If you build the receiver, verify with the "
-    "AF test CA (b2bsim pki init writes it) and accept exclusive C14N with ECDSA/RSA and SHA-2; "
-    "if you run the ICC, check it signs with its own certificate from the same PKI."
-)
-
-#: code → (title, meaning, fix).
-_CODES: dict[str, tuple[str, str, str]] = {
-    # --- refusals a receiver makes (simulator/problems.py) ------------------------------------
-    "ENVELOPE_MALFORMED": (
-        "The envelope, or KA's message headers, are not well formed",
-        "A required field is missing or wrong: a KA header (message id, type, organisation "
-        "number, timestamp, sequence) on the queue, or an SBDH field in the envelope.",
-        "Compare the message with docs/envelope.md and docs/messages.md; a poison message on "
-        "KA's queue must be fixed at the producer.",
-    ),
-    "XML_FORBIDDEN": (
-        "The XML uses a construct a safe receiver refuses",
-        "The document or envelope contains something (entities, processing tricks) that could "
-        "be used to attack the receiver, so it was refused unread.",
-        "Send plain UTF-8 XML without DTDs or entities.",
-    ),
-    "XML_DOCTYPE": (
-        "The XML has a DOCTYPE",
-        "DTDs and entity declarations are refused outright: they enable XXE and billion-laughs "
-        "attacks.",
-        "Remove the <!DOCTYPE …> from the document.",
-    ),
-    "XML_TOO_LARGE": (
-        "The XML is larger than allowed",
-        "The envelope or document exceeds the 10 MiB limit a receiver accepts.",
-        "Send smaller documents; split a huge invoice into several.",
-    ),
-    "XML_TOO_DEEP": (
-        "The XML is nested too deeply",
-        "Elements nest deeper than 64 levels, which no real UBL document does.",
-        "Flatten the document; check the generator is not recursing by mistake.",
-    ),
-    "XML_NOT_UTF8": (
-        "The body is not UTF-8",
-        "The XML declares another encoding or contains bytes that are not valid UTF-8.",
-        'Encode the document as UTF-8 and declare encoding="UTF-8" (or nothing).',
-    ),
-    "XML_MALFORMED": (
-        "The body is not well-formed XML",
-        "The document could not be parsed at all (for example a poison message that is plain "
-        "text), so it cannot be wrapped or read.",
-        "Check the document with an XML parser before sending it. " + _FIX_PRODUCER,
-    ),
-    "SIGNATURE_INVALID": (
-        "The envelope signature does not verify",
-        "The receiver could not confirm that the ICC signed this envelope.",
-        _FIX_ICC_SIGNING,
-    ),
-    "SIGNATURE_MISSING": (
-        "The envelope is not signed",
-        "Every AF envelope carries an XML signature as the last child of env:Envelope; this one "
-        "had none, so anyone could have written it.",
-        "The ICC must sign every envelope; a receiver must refuse unsigned ones (as it did).",
-    ),
-    "SIGNATURE_TAMPERED": (
-        "The envelope was changed after it was signed",
-        "The digest or signature value no longer matches the content: something (a proxy, a "
-        "re-serialisation, an attacker) altered the envelope in transit.",
-        "Do not re-indent or rewrite signed XML; pass the bytes through unchanged.",
-    ),
-    "SIGNATURE_WRAPPING": (
-        "The signature does not cover exactly the envelope",
-        "The signature is in the wrong place, there is more than one, or it references "
-        "something other than the whole envelope: the shape of a signature-wrapping attack.",
-        "Sign the whole env:Envelope with one enveloped signature, as docs/envelope.md shows.",
-    ),
-    "SIGNATURE_WEAK_ALGORITHM": (
-        "The signature uses a refused algorithm",
-        "SHA-1 and other weak algorithms are refused; only SHA-2 with ECDSA or RSA is accepted.",
-        "Sign with ECDSA P-256 and SHA-256 (what the ICC does).",
-    ),
-    "SIGNER_UNTRUSTED": (
-        "The envelope is not signed by the ICC",
-        "The signing certificate is not the ICC's, not issued by the AF test CA, or expired.",
-        "Use the ICC certificate of the same test PKI on both sides (b2bsim pki init); "
-        "re-issue it if it expired.",
-    ),
-    "SIGNER_REVOKED": (
-        "The envelope's signing certificate is revoked",
-        "AF revoked the certificate that signed this envelope, so it must not be trusted.",
-        "Sign with a current ICC certificate; re-issue it with b2bsim pki.",
-    ),
-    "CLIENT_NOT_ICC": (
-        "The client certificate is not an ICC certificate",
-        "The TLS client that connected to the supplier is not AF's integration platform.",
-        "Connect with the ICC's client certificate from the test PKI (icc.pem/icc.key).",
-    ),
-    "CLIENT_NOT_SUPPLIER": (
-        "The client certificate is not a pull supplier's",
-        "A client tried to pull from the ICC's outbox with a certificate that is not "
-        "registered for a pull supplier.",
-        "Pull with the supplier's own AF-issued certificate and register it as delivery_mode pull.",
-    ),
-    "CLIENT_REVOKED": (
-        "The client certificate is revoked",
-        "AF revoked the TLS client certificate that connected, so the receiver refused it.",
-        "Connect with a current certificate; re-issue it with b2bsim pki.",
-    ),
-    "WRONG_ADDRESSEE": (
-        "The envelope is addressed to another receiver",
-        "The organisation number, certificate fingerprint or URL in the envelope is not this "
-        "receiver's, so it was refused rather than stored for the wrong supplier.",
-        "Correct the supplier's entry in the registry (org number, cert_sha256, url) and "
-        "replay the dead letters.",
-    ),
-    "UNKNOWN_MESSAGE_TYPE": (
-        "The message type is not an AF message type",
-        "Only INKOPSORDER, SJALVFAKTURA and KREDIT exist; anything else cannot be routed.",
-        _FIX_PRODUCER,
-    ),
-    "DOCUMENT_INVALID": (
-        "The business document fails the XSD or a Peppol rule",
-        "The UBL order, invoice or credit note breaks UBL 2.1 or the Peppol BIS rules, so a "
-        "supplier's system would not accept it.",
-        "Run b2bsim validate on the document and fix each rule it names.",
-    ),
-    "ENVELOPE_CONFLICT": (
-        "This envelope id was received with other content",
-        "An envelope id the receiver already stored arrived again with a different document: "
-        "ids must identify content, so this is refused.",
-        "Never reuse an envelope id for another document; the ICC derives it from KA's message id.",
-    ),
-    "BODY_TOO_LARGE": (
-        "The request body is larger than allowed",
-        "The HTTP body exceeds what the receiver accepts.",
-        "Send smaller envelopes.",
-    ),
-    "UNSUPPORTED_MEDIA_TYPE": (
-        "The body must be application/xml",
-        "The request's Content-Type is not XML.",
-        "POST envelopes with Content-Type: application/xml.",
-    ),
-    "NOT_FOUND": (
-        "No such resource",
-        "The request went to a URL the receiver does not serve.",
-        "Check the URL in the registry (docs/openapi.yaml lists the paths).",
-    ),
-    "METHOD_NOT_ALLOWED": (
-        "This method is not allowed here",
-        "The HTTP method is wrong for this URL.",
-        "Use the methods docs/openapi.yaml lists (POST to deliver).",
-    ),
-    "INTERNAL": (
-        "The receiver failed; the envelope was not stored",
-        "The receiver hit an unexpected error. Nothing was stored, so the ICC retries.",
-        "Read the receiver's log (supplier-stub.log in the run directory) for the cause.",
-    ),
-    "SIMULATED_FAULT": (
-        "A scenario injected this failure",
-        "The scenario told the supplier stub to fail on purpose, to show retries and recovery.",
-        "Nothing to fix if the scenario expects it; otherwise remove the fault step.",
-    ),
-    "ENVELOPE_STALE": (
-        "The envelope's creation time is outside the accepted window",
-        "The envelope was made too long ago (or in the future): a replayed capture or a "
-        "skewed clock.",
-        "Synchronise the ICC's and the receiver's clocks (NTP); do not resend old captures.",
-    ),
-    "REQUEST_TIMEOUT": (
-        "The request was not received in time",
-        "The receiver gave up waiting for the request body; the ICC retries.",
-        "Check the network between the ICC and the supplier.",
-    ),
-    "CURSOR_INVALID": (
-        "The cursor is not one this outbox issued to you",
-        "A pull supplier sent a cursor the ICC's outbox never gave it.",
-        "Start from the cursor of the last page you received, or from 0.",
-    ),
-    "PAGE_LIMIT_INVALID": (
-        "The page limit is not a whole number in range",
-        "A pull request asked for an impossible page size.",
-        "Ask for a limit between 1 and the documented maximum (docs/pull.md).",
-    ),
-    "ACK_INVALID": (
-        "The acknowledgement is not valid",
-        "A pull supplier's ack was not JSON of the form {up_to: cursor}.",
-        "Send the ack as docs/pull.md shows.",
-    ),
-    # --- dead-letter codes (docs/dlq.md) ------------------------------------------------------
-    "DELIVERY_REFUSED": (
-        "The supplier refused the envelope",
-        "The supplier answered with a 4xx (other than 408/429), or presented a TLS certificate "
-        "other than the pinned one. Retrying cannot help, so the ICC dead-lettered it at once.",
-        "Read the dead letter's reason (the supplier's problem code), fix the supplier or the "
-        "registry, then replay it with b2bsim dlq replay.",
-    ),
-    "DELIVERY_GAVE_UP": (
-        "The ICC gave up delivering after its retries",
-        "Connection errors, timeouts, 408, 429 or 5xx answers went on past the retry policy's "
-        "attempts or age, so the message went to the dead-letter queue.",
-        "Bring the supplier back, then replay with b2bsim dlq replay --all; a long outage may "
-        "need a larger icc.retry (max_attempts, max_age) in the scenario.",
-    ),
-    "BROKER_REDELIVERY_LIMIT": (
-        "ActiveMQ dead-lettered the message itself",
-        "A consumer gave the message back (NACK or crash) more often than the broker's "
-        "redelivery limit.",
-        "Read the ICC workers' logs (icc-N.log) for why they could not handle it.",
-    ),
-    "DELIVERY_FAILED": (
-        "The ICC could not deliver an envelope",
-        "The supplier endpoint could not be reached or did not answer.",
-        "Check that the supplier is up and its URL in the registry is right.",
-    ),
-    "CERT_PIN_MISMATCH": (
-        "The supplier presented another certificate than the registered one",
-        "The ICC pins each supplier's AF-issued certificate; a different one (even from the same "
-        "CA) means the wrong server or a rotated certificate not yet registered.",
-        "Update cert_sha256 in the registry after rotating a certificate, then replay.",
-    ),
-    "UNKNOWN_SUPPLIER": (
-        "The organisation number is not in the supplier registry",
-        "The ICC does not know where to send this message, so it dead-lettered it.",
-        "Add the supplier to registry.json (org number, URL, certificate), then replay.",
-    ),
-    # --- outcomes of attacks that are not problem codes (simulator/attacks.py) -----------------
+#: An attack's outcome that is no code of the catalogue (simulator.runs.attacks) →
+#: (title, meaning, fix).
+_OUTCOMES: dict[str, tuple[str, str, str]] = {
     "cut-off": (
         "The receiver hung up on the request",
         "The connection was closed before an answer: what a receiver should do to a client "
@@ -281,100 +66,6 @@ _CODES: dict[str, tuple[str, str, str]] = {
         "It recognised the envelope id as one it already stored and did not store it again: "
         "the right answer to a replayed envelope.",
         "If another answer was expected, deduplicate on the envelope id before storing.",
-    ),
-    # --- the simulator's own errors (simulator/errors.py and beside it) -----------------------
-    "B2BSIM": (
-        "The simulator failed",
-        "An error without a more specific code.",
-        "Read the message; run with -v for more detail.",
-    ),
-    "CONFIG": (
-        "A configuration or command line is wrong",
-        "Something given to b2bsim is not usable; nothing was started.",
-        "Follow the hint in the message.",
-    ),
-    "SCENARIO": (
-        "The scenario file is wrong",
-        "The file has a syntax error, an unknown key, a wrong type or an unknown supplier; the "
-        "message names the file and line.",
-        "Fix the line named; b2bsim scenario check FILE checks it without running.",
-    ),
-    "REGISTRY": (
-        "The supplier registry is missing or malformed",
-        "The ICC cannot route messages without a valid registry.json.",
-        "Fix the entry named in the message, or recreate it with b2bsim pki init.",
-    ),
-    "BROKER": (
-        "The ActiveMQ broker failed",
-        "The broker could not be started, reached or stopped.",
-        "See broker/broker.log in the state directory.",
-    ),
-    "BROKER_NOT_INSTALLED": (
-        "Java or ActiveMQ is not installed",
-        "The embedded broker needs Java and an ActiveMQ distribution.",
-        "Install them, or point --broker / $B2BSIM_BROKER at a running broker.",
-    ),
-    "BROKER_UNREACHABLE": (
-        "Nothing answers STOMP at the broker address",
-        "KA and the ICC cannot reach the queue.",
-        "Start the broker (b2bsim broker start) or correct --broker / $B2BSIM_BROKER.",
-    ),
-    "PORT_IN_USE": (
-        "A port is already taken",
-        "Another process listens on a port the simulator needs.",
-        "Stop that process or choose another port.",
-    ),
-    "PKI": (
-        "The test PKI is missing or unreadable",
-        "Certificates and keys for the ICC and suppliers are needed for mutual TLS and signatures.",
-        "Run b2bsim pki init (or use a fresh --state directory).",
-    ),
-    "DOCUMENT_CHAIN": (
-        "A document chain could not be built",
-        "KA's generator could not make an invoice or credit that refers to its predecessor.",
-        "Report it with the seed; it is a bug in the generator.",
-    ),
-    "RUN_TIMEOUT": (
-        "The scenario did not finish in time",
-        "The run's timeout ran out before every message was loaded or dead-lettered: the chain "
-        "stalled or the run is bigger than its timeout allows.",
-        "Look at the timeline for where messages stopped and at the component logs in the run "
-        "directory; raise `timeout:` if the run is simply big.",
-    ),
-    "BENCH_TIMEOUT": (
-        "The benchmark did not finish in time",
-        "Not every message reached the supplier's ledger before the benchmark's timeout: the "
-        "chain is slower than the timeout allows on this machine, or it stalled.",
-        "Read the component logs in the bench's run directory; run fewer --messages or raise "
-        "--timeout.",
-    ),
-    "COMPONENT_FAILED": (
-        "A component process failed",
-        "The supplier stub or an ICC worker did not start or exited unexpectedly.",
-        "Read its log (supplier-stub.log, icc-N.log) in the run directory.",
-    ),
-    "DLQ_NOT_FOUND": (
-        "No such dead letter",
-        "The message id is not in the dead-letter queue (perhaps already replayed).",
-        "List the dead letters with b2bsim dlq list.",
-    ),
-    "TARGET_UNREACHABLE": (
-        "Nothing answers at the conformance target",
-        "b2bsim conformance could not open a TLS connection to --target, so no case ran (and "
-        "none is counted as passed).",
-        "Start your integration point, check the URL and port, and that no firewall is in the way.",
-    ),
-    "TARGET_UNTRUSTED": (
-        "The conformance target presents an untrusted certificate",
-        "The target's server certificate does not chain to --target-ca (or fails the pin), so "
-        "the kit refused to send it anything.",
-        "Pass the CA that issued your server certificate as --target-ca, or serve the "
-        "certificate AF issued to you.",
-    ),
-    "PULL_FAILED": (
-        "A pull supplier could not fetch from the ICC's outbox",
-        "The supplier's pull request failed (TLS, a refused cursor, or the ICC was down).",
-        "Check the outbox URL and certificate; the puller retries on its own.",
     ),
 }
 
@@ -450,7 +141,8 @@ _BY_CODE: dict[str, tuple[str, str]] = {
     ),
 }
 
-CODES: frozenset[str] = frozenset(_CODES)
+#: Every code this module explains: the catalogue's and the attacks' outcomes.
+CODES: frozenset[str] = frozenset(CATALOGUE) | frozenset(_OUTCOMES)
 EXPECTATIONS: frozenset[str] = frozenset(_EXPECTATIONS)
 
 _ERROR_CODE = re.compile(r"\berror \[([A-Z0-9_]+)\]")
@@ -458,12 +150,15 @@ _ERROR_CODE = re.compile(r"\berror \[([A-Z0-9_]+)\]")
 
 def explain_code(code: str) -> Explanation:
     """What the error or dead-letter ``code`` means and how to fix it (any code is answered)."""
-    entry = _CODES.get(code)
+    entry = CATALOGUE.get(code)
     if entry is not None:
-        return Explanation(code, *entry)
+        return Explanation(code, entry.title, entry.meaning, entry.fix)
+    outcome = _OUTCOMES.get(code)
+    if outcome is not None:
+        return Explanation(code, *outcome)
     if code.startswith("XML_"):
-        base = _CODES["XML_FORBIDDEN"]
-        return Explanation(code, base[0], base[1], base[2])
+        base = CATALOGUE[XML_FORBIDDEN]
+        return Explanation(code, base.title, base.meaning, base.fix)
     problem = PROBLEMS.get(code)
     title = problem.title if problem is not None else f"Error {code or '(no code)'}"
     return Explanation(
@@ -509,4 +204,4 @@ def code_of_error(error: str) -> str:
 
 def explain_error(error: str) -> Explanation:
     """The explanation of a run's error line (B2BSimError.one_line())."""
-    return explain_code(code_of_error(error) or "B2BSIM")
+    return explain_code(code_of_error(error) or B2BSIM)

@@ -28,6 +28,7 @@ from lxml import etree
 from simulator.runs.reconcile import read_jsonl
 from simulator.runs.runner import RunResult
 from simulator.views.explain import code_of_error, explain_code, explain_error, explain_expectation
+from simulator.vocabulary.codes.errors import B2BSIM
 
 __all__ = ["junit_tree", "rerun_command", "write_junit"]
 
@@ -96,7 +97,7 @@ def _suite(result: RunResult) -> etree._Element:
         failure = etree.SubElement(
             run,
             "failure",
-            type=code_of_error(result.error) or "B2BSIM",
+            type=code_of_error(result.error) or B2BSIM,
             message=_clean(result.error),
         )
         failure.text = _clean(explain_error(result.error).text())

@@ -31,7 +31,7 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -190,6 +190,23 @@ class Timeline:
 
     def by_id(self) -> dict[str, MessageTimeline]:
         return {m.message_id: m for m in self.messages}
+
+    def to_json(self, limit: int = 500) -> dict[str, Any]:
+        """For the live page: hop statistics and up to ``limit`` messages (problems first)."""
+        msgs = self.messages
+        notable = [m for m in msgs if m.notable][:limit]
+        chosen = {m.message_id for m in notable}
+        for m in msgs:
+            if len(chosen) >= limit:
+                break
+            chosen.add(m.message_id)
+        stats = self.stats()
+        return {
+            "hops": [{"hop": h, "label": HOP_LABELS[h], **asdict(stats[h])} for h in HOPS],
+            "start_ms": self.start_ms(),
+            "count": len(msgs),
+            "messages": [m.to_json() for m in msgs if m.message_id in chosen],
+        }
 
 
 def percentile(sorted_values: Sequence[N], p: float) -> N | None:

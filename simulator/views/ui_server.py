@@ -13,7 +13,8 @@ event loop.  It reads the run directory with :class:`simulator.views.live.RunTai
 
 Teaching mode: :meth:`LiveView.before_step` (``RunOptions.before_step``) waits
 until "next" is pressed on the page (``POST /api/next``) or
-:meth:`LiveView.release` is called.
+:meth:`LiveView.release` is called.  What the page teaches (AF's fields, what
+befell a message, in English and Swedish) is in :mod:`simulator.views.teaching`.
 
 Endpoints: ``/`` the page, ``/events`` the stream, ``/api/state`` the
 snapshot, ``/api/message/{id}`` one message with its envelope and document,
@@ -25,11 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
-import re
 import socket
 import sys
 import threading
@@ -40,143 +39,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from lxml import etree
 
-from simulator.views.explain import explain_code
 from simulator.views.live import LiveEvent, MessageState, RunTailer
-from simulator.views.timeline import HOP_LABELS, HOPS, build_timeline, envelope_of
-from simulator.vocabulary.envelope import SBDH_NS
+from simulator.views.teaching import StepGate, describe_step, envelope_view, message_detail
+from simulator.views.timeline import build_timeline, envelope_of
 from simulator.vocabulary.errors import B2BSimError
-from simulator.vocabulary.xmlsafe import parse_xml
 
 if TYPE_CHECKING:  # the runner pulls in every component: not needed to serve the page
     from simulator.runs.runner import RunOptions
     from simulator.runs.scenario import Scenario, Step
 
 __all__ = [
-    "EVENT_TEXT",
-    "FIELDS",
-    "STEP_ALLOWANCE",
     "LiveView",
-    "describe_step",
-    "envelope_view",
     "latest_run_dir",
     "open_live_view",
-    "teaching",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The fields AF's description names: Scope type → (English label, Swedish label, English, Swedish).
-FIELDS: dict[str, tuple[str, str, str, str]] = {
-    "ORG_NUMBER": (
-        "Organisation number",
-        "Organisationsnummer",
-        "The addressee: the supplier's organisation number (10 digits with a Luhn check digit). "
-        "A supplier refuses an envelope addressed to anyone else (421 WRONG_ADDRESSEE).",
-        "Mottagaren: leverantörens organisationsnummer (10 siffror med kontrollsiffra). "
-        "Leverantören avvisar ett kuvert som är adresserat till någon annan (421 WRONG_ADDRESSEE).",
-    ),
-    "RECEIVER_CERT_SHA256": (
-        "Certificate",
-        "Certifikat",
-        "The SHA-256 fingerprint of the unique certificate AF issued to this supplier. The ICC "
-        "accepts only this certificate when it connects, and the supplier checks it is its own.",
-        "SHA-256-fingeravtrycket av det unika certifikat som AF har utfärdat till leverantören. "
-        "ICC godtar bara detta certifikat vid anslutningen, och leverantören kontrollerar att "
-        "det är dess eget.",
-    ),
-    "RECEIVER_URL": (
-        "URL",
-        "URL",
-        "The supplier's current endpoint, where the ICC pushes the envelope (for a supplier "
-        "that pulls: the ICC's outbox).",
-        "Leverantörens aktuella adress, dit ICC skickar kuvertet (för en leverantör som hämtar "
-        "själv: ICC:s utkorg).",
-    ),
-    "MESSAGE_TYPE": (
-        "Message type",
-        "Meddelandetyp",
-        "What the content is: INKOPSORDER (purchase order), SJALVFAKTURA (self-billing "
-        "invoice) or KREDIT (credit note).",
-        "Vad innehållet är: INKOPSORDER (inköpsorder), SJALVFAKTURA (självfaktura) eller "
-        "KREDIT (kreditfaktura).",
-    ),
-    "PRODUCED_AT": (
-        "Timestamp",
-        "Tidsstämpel",
-        "When KA produced the message (UTC, to the millisecond). The supplier sorts on it, then "
-        "on the sequence number, to load messages in the order KA produced them.",
-        "När KA skapade meddelandet (UTC, på millisekunden). Leverantören sorterar på den, och "
-        "sedan på löpnumret, för att läsa in meddelandena i den ordning KA skapade dem.",
-    ),
-}
-
-#: What befell a message → (English, Swedish).
-EVENT_TEXT: dict[str, tuple[str, str]] = {
-    "retry": (
-        "A push failed in a way that may pass (a 5xx answer, a timeout, no connection): the ICC "
-        "waits and tries again, in order, and loses nothing.",
-        "En leverans misslyckades på ett sätt som kan gå över (ett 5xx-svar, en timeout, ingen "
-        "anslutning): ICC väntar och försöker igen, i ordning, och tappar ingenting.",
-    ),
-    "dead_lettered": (
-        "The ICC gave up on this message and put it in the dead-letter queue with its reason. "
-        "It is not delivered unless someone fixes the cause and replays it.",
-        "ICC gav upp meddelandet och lade det i kön för olevererbara meddelanden (DLQ) med "
-        "orsaken. Det levereras inte förrän någon åtgärdar orsaken och skickar om det.",
-    ),
-    "duplicate": (
-        "The supplier got an envelope it already had (same envelope id): it answers "
-        "'duplicate' and never loads it twice.",
-        "Leverantören fick ett kuvert som den redan hade (samma kuvert-id): den svarar "
-        "'duplicate' och läser aldrig in det två gånger.",
-    ),
-    "held": (
-        "The supplier stored it, but held it back until its predecessor (by KA's timestamp and "
-        "sequence) arrived, so that its ledger follows KA's order.",
-        "Leverantören sparade det men höll inne det tills föregående meddelande (enligt KA:s "
-        "tidsstämpel och löpnummer) kom, så att reskontran följer KA:s ordning.",
-    ),
-    "reordered": (
-        "Injected fault: the ICC delivered this message before the one KA produced before it.",
-        "Injicerat fel: ICC levererade meddelandet före det som KA skapade närmast före.",
-    ),
-    "late": (
-        "Loaded after a later message of the same supplier: the supplier stopped waiting for it.",
-        "Inläst efter ett senare meddelande till samma leverantör: leverantören slutade vänta.",
-    ),
-    "redelivered": (
-        "The broker handed it out more than once (a worker died before its ack): the "
-        "envelope id is the same, so the supplier sees a duplicate, not a new message.",
-        "Meddelandekön lämnade ut det mer än en gång (en ICC-process dog före kvitteringen): "
-        "kuvert-id:t är detsamma, så leverantören ser en dubblett, inte ett nytt meddelande.",
-    ),
-    "loaded": (
-        "Loaded into the supplier's ledger, in KA's order: the message has arrived.",
-        "Inläst i leverantörens reskontra, i KA:s ordning: meddelandet har kommit fram.",
-    ),
-    "refused": (
-        "The supplier refused a hostile or forged request with this code; nothing was stored.",
-        "Leverantören avvisade en fientlig eller förfalskad begäran med den här koden; inget "
-        "sparades.",
-    ),
-}
-
-_CODE_SV: dict[str, str] = {
-    "DELIVERY_REFUSED": "Leverantören avvisade kuvertet med ett svar som inte går över (4xx): "
-    "ett nytt försök hjälper inte.",
-    "DELIVERY_GAVE_UP": "ICC försökte tills återförsöken tog slut, utan att få ett kvitto.",
-    "UNKNOWN_SUPPLIER": "Organisationsnumret finns inte i leverantörsregistret.",
-    "ENVELOPE_MALFORMED": "KA:s meddelande saknar eller har fel i ett obligatoriskt fält.",
-    "UNKNOWN_MESSAGE_TYPE": "Meddelandetypen är inte INKOPSORDER, SJALVFAKTURA eller KREDIT.",
-}
-
-_AF_SCOPE = re.compile(r"<(?:[\w.-]+:)?Type>([A-Z_0-9]+)</")
-_BLOCK_START = re.compile(r"^\s*<(?:[\w.-]+:)?(Scope|Receiver)>\s*$")
 _SNAPSHOT_EVENTS = 200
-#: Seconds added to a scenario's timeout in teaching mode: the pauses count towards it.
-STEP_ALLOWANCE = 3600.0
 
 
 def open_live_view(port: int, *, step: bool, say: Callable[[str], None] = print) -> LiveView | None:
@@ -197,139 +78,12 @@ def open_live_view(port: int, *, step: bool, say: Callable[[str], None] = print)
     return view
 
 
-def teaching(scenario: Scenario) -> Scenario:
-    """``scenario`` for teaching mode: its timeout allows for the pauses between steps."""
-    return dataclasses.replace(scenario, timeout=scenario.timeout + STEP_ALLOWANCE)
-
-
-def describe_step(step: Step) -> str:
-    """A step as one short line, e.g. ``Produce: chains=1``."""
-    if not dataclasses.is_dataclass(step):
-        return str(step)
-    parts = []
-    for f in dataclasses.fields(step):
-        value = getattr(step, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else object()
-        if value != default:
-            shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
-            parts.append(f"{f.name}={shown}")
-    return f"{type(step).__name__}: {', '.join(parts)}" if parts else type(step).__name__
-
-
 def latest_run_dir(runs: Path) -> Path | None:
     """The newest run directory under ``runs`` (their names start with the time)."""
     if not runs.is_dir():
         return None
     dirs = sorted(p for p in runs.iterdir() if p.is_dir())
     return dirs[-1] if dirs else None
-
-
-def envelope_view(raw: bytes) -> dict[str, Any]:
-    """A stored envelope for the page: pretty-printed, AF fields marked, document apart.
-
-    Returns ``envelope`` (segments ``{"text", "field"}``; ``field`` names the AF
-    field a segment shows, or is null), ``document`` (text), ``fields`` (the
-    AF fields' values) and ``error`` (why it is shown as plain text, or null).
-    The XML is parsed with :func:`simulator.vocabulary.xmlsafe.parse_xml` only.
-    """
-    try:
-        root = parse_xml(raw)
-    except B2BSimError as exc:
-        text = raw.decode("utf-8", "replace")
-        return {
-            "envelope": [{"text": text, "field": None}],
-            "document": "",
-            "fields": {},
-            "error": exc.one_line(),
-        }
-    scopes = {}
-    for scope in root.iter(f"{{{SBDH_NS}}}Scope"):
-        kind = scope.findtext(f"{{{SBDH_NS}}}Type") or ""
-        scopes[kind] = scope.findtext(f"{{{SBDH_NS}}}InstanceIdentifier") or ""
-    envelope = copy.deepcopy(root)
-    document = ""
-    sbd = envelope.find(f"{{{SBDH_NS}}}StandardBusinessDocument")
-    if sbd is not None:
-        payload = next(
-            (c for c in sbd if isinstance(c.tag, str) and not c.tag.startswith(f"{{{SBDH_NS}}}")),
-            None,
-        )
-        if payload is not None:
-            doc = copy.deepcopy(payload)
-            etree.indent(doc, space="  ")
-            document = etree.tostring(doc, encoding="unicode")
-            note = etree.Comment(" the business document: shown below ")
-            note.tail = payload.tail
-            sbd.replace(payload, note)
-    etree.indent(envelope, space="  ")
-    text = etree.tostring(envelope, encoding="unicode")
-    fields = {k: scopes[k] for k in FIELDS if k in scopes}
-    return {"envelope": _mark_fields(text), "document": document, "fields": fields, "error": None}
-
-
-def _mark_fields(text: str) -> list[dict[str, str | None]]:
-    """Split pretty-printed envelope text into segments, marking each AF field's block."""
-    lines = text.splitlines(keepends=True)
-    segments: list[dict[str, str | None]] = []
-    plain: list[str] = []
-    i = 0
-    while i < len(lines):
-        start = _BLOCK_START.match(lines[i])
-        if start is None:
-            plain.append(lines[i])
-            i += 1
-            continue
-        end = next(
-            (
-                j
-                for j in range(i + 1, len(lines))
-                if f"{start.group(1)}>" in lines[j] and "</" in lines[j]
-            ),
-            len(lines) - 1,
-        )
-        block = "".join(lines[i : end + 1])
-        kind = "ORG_NUMBER" if start.group(1) == "Receiver" else None
-        if kind is None and (m := _AF_SCOPE.search(block)) and m.group(1) in FIELDS:
-            kind = m.group(1)
-        if kind is None:
-            plain.append(block)
-        else:
-            if plain:
-                segments.append({"text": "".join(plain), "field": None})
-                plain = []
-            segments.append({"text": block, "field": kind})
-        i = end + 1
-    if plain:
-        segments.append({"text": "".join(plain), "field": None})
-    return segments
-
-
-def _explanations(m: MessageState) -> list[dict[str, str]]:
-    """What befell ``m``, each explained in English and Swedish."""
-    keys = []
-    if m.retries:
-        keys.append("retry")
-    if m.consumed > 1:
-        keys.append("redelivered")
-    if m.duplicates:
-        keys.append("duplicate")
-    if m.held:
-        keys.append("held")
-    if m.reordered:
-        keys.append("reordered")
-    if m.late:
-        keys.append("late")
-    if m.station == "ledger":
-        keys.append("loaded")
-    out = [{"key": k, "en": EVENT_TEXT[k][0], "sv": EVENT_TEXT[k][1]} for k in keys]
-    if m.code:
-        x = explain_code(m.code)
-        en = f"{EVENT_TEXT['dead_lettered'][0]} {m.code}: {x.title}. {x.meaning} {x.fix}"
-        sv = f"{EVENT_TEXT['dead_lettered'][1]} {m.code}: " + _CODE_SV.get(
-            m.code, f"se förklaringen på engelska ({x.title})."
-        )
-        out.append({"key": m.code, "en": en, "sv": sv})
-    return out
 
 
 class _Client:
@@ -375,8 +129,7 @@ class LiveView:
         self._timeline: dict[str, Any] | None = None
         self._step: dict[str, Any] | None = None
         self._follow: Path | None = None
-        self._gate_lock = threading.Lock()
-        self._gate: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self._gate = StepGate()
         self._seq = 0
 
     # --- life cycle (any thread) ---------------------------------------------------
@@ -455,40 +208,18 @@ class LiveView:
 
     async def before_step(self, index: int, step: Step) -> None:
         """Wait, in the runner's loop, until "next" is pressed (teaching mode)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._gate_lock:
-            self._gate = (loop, future)
-        self._call(self._set_step, index, describe_step(step), True)
-        try:
-            await future
-        finally:
-            with self._gate_lock:
-                if self._gate is not None and self._gate[1] is future:
-                    self._gate = None
-        self._call(self._set_step, index, describe_step(step), False)
+        text = describe_step(step)
+        await self._gate.wait(lambda: self._call(self._set_step, index, text, True))
+        self._call(self._set_step, index, text, False)
 
     def release(self) -> bool:
         """Release the step that waits; False if none waits."""
-        with self._gate_lock:
-            gate, self._gate = self._gate, None
-        if gate is None:
-            return False
-        loop, future = gate
-
-        def done() -> None:
-            if not future.done():
-                future.set_result(None)
-
-        with contextlib.suppress(RuntimeError):  # the run's loop has closed
-            loop.call_soon_threadsafe(done)
-        return True
+        return self._gate.release()
 
     @property
     def waiting(self) -> bool:
         """A step waits for "next"."""
-        with self._gate_lock:
-            return self._gate is not None
+        return self._gate.waiting
 
     def _call(self, fn: Any, *args: Any) -> None:
         loop = self._loop
@@ -688,31 +419,8 @@ class LiveView:
             if m.envelope_id
             else None
         )
-        view = (
-            await asyncio.to_thread(envelope_view, raw)
-            if raw is not None
-            else {"envelope": [], "document": "", "fields": {}, "error": None}
-        )
-        labels = {
-            k: {"en": v[0], "sv": v[1], "about_en": v[2], "about_sv": v[3]}
-            for k, v in FIELDS.items()
-        }
-        note = None
-        if raw is None:
-            note = (
-                f"No envelope stored for this message (yet): it is {_where(m)}."
-                if not m.code
-                else "No envelope was stored: the ICC dead-lettered the message."
-            )
-        return web.json_response(
-            {
-                "message": m.to_json(),
-                **view,
-                "labels": labels,
-                "explanations": _explanations(m),
-                "note": note,
-            }
-        )
+        view = await asyncio.to_thread(envelope_view, raw) if raw is not None else None
+        return web.json_response(message_detail(m, view))
 
     async def _timeline_json(self, request: web.Request) -> web.Response:
         t = self._tailer
@@ -736,31 +444,6 @@ async def _send(response: web.StreamResponse, data: str) -> None:
     await response.write(f"data: {data}\n\n".encode())
 
 
-def _where(m: MessageState) -> str:
-    return {
-        "ka": "at KA",
-        "queue": "on the broker's queue",
-        "icc": "at the ICC",
-        "supplier": "at the supplier",
-        "ledger": "in the ledger",
-        "dead": "in the dead-letter queue",
-    }.get(m.station, m.station)
-
-
-def _timeline_json(run_dir: Path, limit: int = 500) -> dict[str, Any]:
-    """The after-run timeline: hop statistics and up to ``limit`` messages (problems first)."""
-    timeline = build_timeline(run_dir)
-    msgs = timeline.messages
-    notable = [m for m in msgs if m.notable][:limit]
-    chosen = {m.message_id for m in notable}
-    for m in msgs:
-        if len(chosen) >= limit:
-            break
-        chosen.add(m.message_id)
-    stats = timeline.stats()
-    return {
-        "hops": [{"hop": h, "label": HOP_LABELS[h], **dataclasses.asdict(stats[h])} for h in HOPS],
-        "start_ms": timeline.start_ms(),
-        "count": len(msgs),
-        "messages": [m.to_json() for m in msgs if m.message_id in chosen],
-    }
+def _timeline_json(run_dir: Path) -> dict[str, Any]:
+    """The after-run timeline for the page (:meth:`Timeline.to_json`)."""
+    return build_timeline(run_dir).to_json()

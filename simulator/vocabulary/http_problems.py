@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from simulator.vocabulary.codes.refusals import INTERNAL, METHOD_NOT_ALLOWED, NOT_FOUND
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
 
@@ -31,20 +32,20 @@ def problems_middleware(*, endpoint: str, internal: str) -> Middleware:
         try:
             return await handler(request)
         except web.HTTPNotFound:
-            _log_refusal(request, "NOT_FOUND", f"nothing at {request.path!r}")
-            return problem_response("NOT_FOUND", f"nothing at {request.path}; see {endpoint}")
+            _log_refusal(request, NOT_FOUND, f"nothing at {request.path!r}")
+            return problem_response(NOT_FOUND, f"nothing at {request.path}; see {endpoint}")
         except web.HTTPMethodNotAllowed as exc:
             allowed = ", ".join(sorted(exc.allowed_methods))
-            _log_refusal(request, "METHOD_NOT_ALLOWED", f"{request.method!r} {request.path!r}")
-            return problem_response("METHOD_NOT_ALLOWED", f"use {allowed}")
+            _log_refusal(request, METHOD_NOT_ALLOWED, f"{request.method!r} {request.path!r}")
+            return problem_response(METHOD_NOT_ALLOWED, f"use {allowed}")
         except web.HTTPException:
             raise
         except B2BSimError as exc:
             log.warning("internal error code=%s detail=%s", exc.code, exc)
-            return problem_response("INTERNAL", internal)
+            return problem_response(INTERNAL, internal)
         except Exception:
             log.exception("internal error")
-            return problem_response("INTERNAL", internal)
+            return problem_response(INTERNAL, internal)
 
     return problems
 

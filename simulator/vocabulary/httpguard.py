@@ -47,6 +47,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
 
+from simulator.vocabulary.codes.refusals import REQUEST_TIMEOUT
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
 
@@ -176,7 +177,7 @@ def body_deadline(seconds: float) -> Middleware:
         finally:
             timer.cancel()
         status, body = problem(
-            "REQUEST_TIMEOUT", f"the request body did not arrive within {seconds:g} s"
+            REQUEST_TIMEOUT, f"the request body did not arrive within {seconds:g} s"
         )
         return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
 

@@ -22,66 +22,13 @@ from lxml import etree
 from simulator.vocabulary import xmldsig
 from simulator.vocabulary.envelope_model import Envelope
 from simulator.vocabulary.envelope_xml import to_xml
-from simulator.vocabulary.errors import EnvelopeError, PkiError, SignatureError
+from simulator.vocabulary.errors import PkiError
 from simulator.vocabulary.xmlsafe import serialize
 
 __all__ = [
     "EnvelopeSigner",
-    "EnvelopeStaleError",
-    "SignatureMissingError",
-    "SignatureTamperedError",
-    "SignatureWrappingError",
-    "SignerRevokedError",
-    "UntrustedSignerError",
-    "WeakAlgorithmError",
     "pem_certificate",
 ]
-
-
-class SignatureMissingError(SignatureError):
-    """The envelope carries no XML signature."""
-
-    code = "SIGNATURE_MISSING"
-
-
-class SignatureTamperedError(SignatureError):
-    """The signature does not match the envelope: it was changed after signing."""
-
-    code = "SIGNATURE_TAMPERED"
-
-
-class WeakAlgorithmError(SignatureError):
-    """The signature uses SHA-1 or another algorithm outside the SHA-2 family."""
-
-    code = "SIGNATURE_WEAK_ALGORITHM"
-
-
-class SignatureWrappingError(SignatureError):
-    """The signature is misplaced, duplicated or signs something else (signature wrapping)."""
-
-    code = "SIGNATURE_WRAPPING"
-
-
-class UntrustedSignerError(SignatureError):
-    """The signing certificate is not from the AF CA, not valid now, or not the ICC's."""
-
-    code = "SIGNER_UNTRUSTED"
-
-
-class SignerRevokedError(UntrustedSignerError):
-    """The signing certificate is on the AF CA's revocation list."""
-
-    code = "SIGNER_REVOKED"
-
-
-class EnvelopeStaleError(EnvelopeError):
-    """The envelope's creation time is further from the receiver's clock than allowed.
-
-    Refused with 422: the envelope is well-formed and authentic, but too old
-    (a replay or a message held too long) or from the future (a wrong clock).
-    """
-
-    code = "ENVELOPE_STALE"
 
 
 def pem_certificate(pem: bytes, what: str) -> x509.Certificate:

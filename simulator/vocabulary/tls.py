@@ -29,10 +29,9 @@ from typing import Any, ClassVar
 
 from cryptography import x509
 
-from simulator.vocabulary.errors import B2BSimError, ConfigError, PkiError
+from simulator.vocabulary.errors import B2BSimError, CertificatePinError, ConfigError, PkiError
 
 __all__ = [
-    "CertificatePinError",
     "ContextCache",
     "FileWatcher",
     "client_context",
@@ -46,27 +45,6 @@ log = logging.getLogger(__name__)
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _PKI_HINT = "run `b2bsim pki init`, or pass the right certificate, key and CA files"
-
-
-class CertificatePinError(B2BSimError, ssl.SSLCertVerificationError):
-    """The server's certificate is not the one pinned for it: the handshake is refused."""
-
-    code = "CERT_PIN_MISMATCH"
-
-    def __init__(self, expected: str, presented: str | None) -> None:
-        self.expected = expected
-        self.presented = presented
-        super().__init__(
-            f"server certificate SHA-256 {presented or '(none)'} does not match the pinned "
-            f"{expected}",
-            hint="check the supplier's URL, or update cert_sha256 in the registry "
-            "if the supplier's certificate was renewed",
-        )
-        self.verify_message = "certificate pin mismatch"
-
-    def __str__(self) -> str:
-        # ssl.SSLError's own __str__ shows the args tuple when there is no strerror.
-        return Exception.__str__(self)
 
 
 def normalise_pin(pin: str) -> str:

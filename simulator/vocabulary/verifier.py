@@ -38,17 +38,19 @@ from simulator.vocabulary import xmldsig
 from simulator.vocabulary.certs import CrlFile
 from simulator.vocabulary.envelope_model import Envelope
 from simulator.vocabulary.envelope_xml import DS_NS, ENV_NS, ParsedEnvelope, parse_envelope
-from simulator.vocabulary.errors import ConfigError, EnvelopeError, SignatureError
-from simulator.vocabulary.signing import (
+from simulator.vocabulary.errors import (
+    ConfigError,
+    EnvelopeError,
     EnvelopeStaleError,
+    SignatureError,
     SignatureMissingError,
     SignatureTamperedError,
     SignatureWrappingError,
     SignerRevokedError,
     UntrustedSignerError,
     WeakAlgorithmError,
-    pem_certificate,
 )
+from simulator.vocabulary.signing import pem_certificate
 from simulator.vocabulary.timestamps import format_timestamp
 from simulator.vocabulary.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 

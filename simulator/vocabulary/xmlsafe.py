@@ -16,52 +16,23 @@ from functools import lru_cache
 
 from lxml import etree
 
-from simulator.vocabulary.errors import HostileXmlError
+from simulator.vocabulary.errors import (
+    XmlDoctypeError,
+    XmlMalformedError,
+    XmlNotUtf8Error,
+    XmlTooDeepError,
+    XmlTooLargeError,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
-    "XmlDoctypeError",
-    "XmlMalformedError",
-    "XmlNotUtf8Error",
-    "XmlTooDeepError",
-    "XmlTooLargeError",
     "parse_xml",
     "serialize",
 ]
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
-
-
-class XmlDoctypeError(HostileXmlError):
-    """The XML has a DOCTYPE: DTDs and entities are refused outright."""
-
-    code = "XML_DOCTYPE"
-
-
-class XmlTooLargeError(HostileXmlError):
-    """The XML is larger than the byte limit."""
-
-    code = "XML_TOO_LARGE"
-
-
-class XmlTooDeepError(HostileXmlError):
-    """The XML nests elements deeper than the depth limit."""
-
-    code = "XML_TOO_DEEP"
-
-
-class XmlNotUtf8Error(HostileXmlError):
-    """The XML is not UTF-8: another declared encoding or invalid bytes."""
-
-    code = "XML_NOT_UTF8"
-
-
-class XmlMalformedError(HostileXmlError):
-    """The XML is not well-formed."""
-
-    code = "XML_MALFORMED"
 
 
 # The XML declaration must come first (after an optional UTF-8 byte order mark).

@@ -20,7 +20,8 @@ from playwright.sync_api import BrowserContext, ConsoleMessage, Page, expect, sy
 
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import load_scenario
-from simulator.views.ui_server import LiveView, open_live_view, teaching
+from simulator.views.teaching import teaching
+from simulator.views.ui_server import LiveView, open_live_view
 from simulator.vocabulary.state import StateDir
 
 pytestmark = pytest.mark.broker

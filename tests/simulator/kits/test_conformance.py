@@ -23,16 +23,10 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from simulator import cli
-from simulator.kits.conformance import (
-    ConformanceReport,
-    ConformanceTarget,
-    TargetUnreachableError,
-    TargetUntrustedError,
-    run_conformance,
-)
+from simulator.kits.conformance import ConformanceReport, ConformanceTarget, run_conformance
 from simulator.kits.conformance_cases import CASES
 from simulator.lab.pki import cert_sha256, init_pki, numbered_suppliers
-from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.errors import ConfigError, TargetUnreachableError, TargetUntrustedError
 from simulator.vocabulary.registry import Registry, SupplierEntry
 from simulator.vocabulary.state import StateDir
 from supplier_stub.app import ENVELOPE_PATH, StubConfig, SupplierStub

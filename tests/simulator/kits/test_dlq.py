@@ -18,12 +18,11 @@ from simulator.kits.dlq import (
     DLQ_REASON,
     REPLAYED_AT,
     DeadLetter,
-    DeadLetterNotFoundError,
     DeadLetterQueue,
     dead_letter_queue,
 )
 from simulator.lab.broker import parse_broker_url
-from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.errors import ConfigError, DeadLetterNotFoundError
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType
 from simulator.vocabulary.stomp_io import Frame, StompConnection
 

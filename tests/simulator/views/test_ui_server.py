@@ -1,4 +1,4 @@
-"""The live view's server without a browser: envelopes, the step gate, the stream, the guards."""
+"""The live view's server without a browser: the step gate, the stream, the guards."""
 
 from __future__ import annotations
 
@@ -13,22 +13,10 @@ from typing import Any
 
 import pytest
 
-from simulator.runs.scenario import Produce, Sleep
-from simulator.views.ui_server import FIELDS, LiveView, _Client, describe_step, envelope_view
-from simulator.vocabulary.envelope import Envelope, to_xml
-from simulator.vocabulary.messages import MessageMeta, MessageType
-from simulator.vocabulary.xmlsafe import serialize
+from simulator.runs.scenario import Sleep
+from simulator.views.ui_server import LiveView, _Client
 
 ORG = "5520000018"
-DOCUMENT = b'<Order xmlns="urn:oasis:names:specification:ubl:schema:xsd:Order-2"><ID>1</ID></Order>'
-
-
-def envelope_bytes() -> bytes:
-    meta = MessageMeta.new(MessageType.INKOPSORDER, ORG, 3, produced_at_ms=1_767_225_600_123)
-    env = Envelope.create(
-        meta, DOCUMENT, receiver_cert_sha256="ab" * 32, receiver_url="https://127.0.0.1:9444/b2b"
-    )
-    return serialize(to_xml(env))
 
 
 @pytest.fixture
@@ -55,37 +43,6 @@ def request(
         return response.status, json.loads(body) if "json" in kind else body
     finally:
         con.close()
-
-
-class TestEnvelopeView:
-    def test_marks_every_af_field_and_separates_the_document(self) -> None:
-        """The five AF fields are marked segments; the payload comes out apart."""
-        view = envelope_view(envelope_bytes())
-        assert view["error"] is None
-        marked = {s["field"] for s in view["envelope"] if s["field"]}
-        assert marked == set(FIELDS)
-        assert view["fields"]["ORG_NUMBER"] == ORG
-        assert view["fields"]["RECEIVER_CERT_SHA256"] == "ab" * 32
-        assert view["fields"]["PRODUCED_AT"] == "2026-01-01T00:00:00.123Z"
-        assert "<ID>1</ID>" in view["document"]
-        text = "".join(s["text"] for s in view["envelope"])
-        assert "<ID>1</ID>" not in text
-        assert "the business document" in text
-
-    def test_hostile_xml_is_shown_as_text_never_parsed(self) -> None:
-        """A DOCTYPE is refused by the hardened parser: plain text with the reason."""
-        raw = b'<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>'
-        view = envelope_view(raw)
-        assert "XML_DOCTYPE" in view["error"]
-        assert view["envelope"] == [{"text": raw.decode(), "field": None}]
-        assert view["fields"] == {}
-
-
-class TestDescribeStep:
-    def test_names_the_step_and_what_differs_from_defaults(self) -> None:
-        """Only the options a scenario set are shown."""
-        assert describe_step(Produce(chains=2)) == "Produce: chains=2"
-        assert describe_step(Sleep(seconds=1.5)) == "Sleep: seconds=1.5"
 
 
 class TestClient:

@@ -23,10 +23,14 @@ from simulator.vocabulary.envelope import (
     normalise_url,
     to_xml,
 )
-from simulator.vocabulary.errors import AddresseeError, EnvelopeError, UnknownMessageTypeError
+from simulator.vocabulary.errors import (
+    AddresseeError,
+    EnvelopeError,
+    UnknownMessageTypeError,
+    XmlDoctypeError,
+)
 from simulator.vocabulary.identifiers import AF_PEPPOL_ID
 from simulator.vocabulary.messages import MessageMeta, MessageType
-from simulator.vocabulary.xmlsafe import XmlDoctypeError
 
 VALIDATION = Path(
     os.environ.get(

@@ -33,24 +33,24 @@ from simulator.vocabulary.envelope import (
 from simulator.vocabulary.errors import (
     ConfigError,
     EnvelopeError,
+    EnvelopeStaleError,
     HostileXmlError,
     PkiError,
     SignatureError,
-)
-from simulator.vocabulary.messages import MessageType
-from simulator.vocabulary.problems import PROBLEMS, code_for
-from simulator.vocabulary.signing import (
-    EnvelopeSigner,
-    EnvelopeStaleError,
     SignatureMissingError,
     SignatureTamperedError,
     SignatureWrappingError,
     SignerRevokedError,
     UntrustedSignerError,
     WeakAlgorithmError,
+    XmlDoctypeError,
+    XmlTooLargeError,
 )
+from simulator.vocabulary.messages import MessageType
+from simulator.vocabulary.problems import PROBLEMS, code_for
+from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.verifier import EnvelopeVerifier
-from simulator.vocabulary.xmlsafe import XmlDoctypeError, XmlTooLargeError, serialize
+from simulator.vocabulary.xmlsafe import serialize
 
 VALIDATION = Path(
     os.environ.get(

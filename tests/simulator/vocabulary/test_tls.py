@@ -25,10 +25,9 @@ from simulator.lab.pki import (
     revoke_certificate,
     rotate_supplier_cert,
 )
-from simulator.vocabulary.errors import ConfigError, PkiError
+from simulator.vocabulary.errors import CertificatePinError, ConfigError, PkiError
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import (
-    CertificatePinError,
     ContextCache,
     FileWatcher,
     client_context,

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from simulator.vocabulary.errors import EnvelopeError, HostileXmlError
-from simulator.vocabulary.xmlsafe import (
+from simulator.vocabulary.errors import (
+    EnvelopeError,
+    HostileXmlError,
     XmlDoctypeError,
     XmlMalformedError,
     XmlNotUtf8Error,
     XmlTooDeepError,
     XmlTooLargeError,
-    parse_xml,
-    serialize,
 )
+from simulator.vocabulary.xmlsafe import parse_xml, serialize
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [
