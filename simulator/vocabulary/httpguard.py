@@ -61,7 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The problem code a cut-off is logged with (the client never sees an answer).
-CUT_OFF_CODE = "REQUEST_TIMEOUT"
+CUT_OFF_CODE = REQUEST_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
