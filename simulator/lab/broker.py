@@ -22,7 +22,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,9 +33,10 @@ from pathlib import Path
 from types import TracebackType
 
 from simulator.lab.broker_config import LOCAL_HOST, LOG4J_PROPERTIES, NetworkLink, render_config
+from simulator.lab.install import INSTALL_HINT, docker_available, find_activemq_home
 from simulator.lab.locks import exclusive_lock
 from simulator.lab.ports import free_ports
-from simulator.lab.procutil import die_with_parent
+from simulator.lab.procutil import cmdline, die_with_parent, pid_alive
 from simulator.vocabulary.broker_url import (
     BROKER_ENV,
     broker_addresses,
@@ -70,14 +70,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Environment variable naming the ActiveMQ installation.
-HOME_ENV = "ACTIVEMQ_HOME"
-DEFAULT_ACTIVEMQ_HOME = Path("/usr/share/activemq")
-
-_INSTALL_HINT = (
-    "install it with 'apt-get install activemq' (Debian/Ubuntu, pulls in Java), "
-    "or set ACTIVEMQ_HOME to an ActiveMQ Classic 5.x directory, and install a Java 17 runtime"
-)
 _JVM_HEAP = ("-Xms128M", "-Xmx512M")
 _LOG_TAIL_LINES = 20
 #: How much longer than its own STOMP timeout a start waits for another start to end.
@@ -105,44 +97,6 @@ class BrokerStatus:
     answering: bool
 
 
-# --- installation and addresses ----------------------------------------------
-
-
-def find_activemq_home() -> Path:
-    """The ActiveMQ installation to run: ``$ACTIVEMQ_HOME`` or /usr/share/activemq.
-
-    Raises :class:`BrokerNotInstalledError` if ``bin/activemq.jar`` is missing
-    there or ``java`` is not on PATH.
-    """
-    explicit = os.environ.get(HOME_ENV)
-    home = Path(explicit) if explicit else DEFAULT_ACTIVEMQ_HOME
-    if not (home / "bin" / "activemq.jar").is_file():
-        where = f"ACTIVEMQ_HOME={explicit}" if explicit else str(home)
-        raise BrokerNotInstalledError(
-            f"ActiveMQ is not installed: no bin/activemq.jar in {where}", hint=_INSTALL_HINT
-        )
-    if shutil.which("java") is None:
-        raise BrokerNotInstalledError(
-            "java is not on PATH: ActiveMQ needs a Java runtime",
-            hint="install a Java 17 runtime (Debian: 'apt-get install openjdk-17-jre-headless')",
-        )
-    return home
-
-
-def docker_available() -> bool:
-    """True if the docker CLI is on PATH and ``docker info`` succeeds within 5 s."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        done = subprocess.run(
-            [docker, "info"], capture_output=True, timeout=5, check=False, stdin=subprocess.DEVNULL
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 # --- processes ------------------------------------------------------------------
 
 
@@ -161,28 +115,6 @@ def _check_port_free(port: int) -> None:
                 f"port {port} on {LOCAL_HOST} is already in use ({exc.strerror})",
                 hint="choose another --port, or leave it out to pick a free one",
             ) from None
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """The command line of a running process, or None (gone, zombie or exiting)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    if stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X") or not raw:
-        return None
-    return [part.decode(errors="replace") for part in raw.split(b"\x00") if part]
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether any thread of ``pid`` still runs (a zombie leader may have live threads)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        threads = len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X") or threads > 1
 
 
 class LocalBroker:
@@ -254,13 +186,13 @@ class LocalBroker:
             return None
 
     def _is_our_jvm(self, pid: int) -> bool:
-        cmdline = _cmdline(pid)
-        if cmdline is None:
+        argv = cmdline(pid)
+        if argv is None:
             if self._proc is not None and self._proc.pid == pid:
                 self._child_alive(pid)  # collect its exit status
             return False
-        return any(p.endswith("activemq.jar") for p in cmdline) and (
-            f"-Dactivemq.base={self.base}" in cmdline
+        return any(p.endswith("activemq.jar") for p in argv) and (
+            f"-Dactivemq.base={self.base}" in argv
         )
 
     def _our_jvms(self) -> list[int]:
@@ -429,7 +361,7 @@ class LocalBroker:
                 )
             except OSError as exc:
                 raise BrokerNotInstalledError(
-                    f"cannot run java: {exc.strerror}", hint=_INSTALL_HINT
+                    f"cannot run java: {exc.strerror}", hint=INSTALL_HINT
                 ) from None
 
     def _child_alive(self, pid: int) -> bool:
@@ -446,7 +378,7 @@ class LocalBroker:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:  # not our child: ask /proc
-            return _pid_alive(pid)
+            return pid_alive(pid)
         return done == 0
 
     def _kill(self, pid: int, *, grace: float) -> None:
