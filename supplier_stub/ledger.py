@@ -43,6 +43,7 @@ from typing import Protocol
 from simulator.vocabulary.envelope import Envelope, from_xml
 from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import MessageType, now_ms
+from simulator.vocabulary.ubl_names import PREFIXES
 from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.store import EnvelopeStore, Receipt, ReceiptStatus, store_rows
 
@@ -93,9 +94,7 @@ CREATE TABLE IF NOT EXISTS gaps (
 );
 """
 
-_UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-_UBL_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
-_NS = {"cbc": _UBL_CBC, "cac": _UBL_CAC}
+_NS = PREFIXES
 _CREDITED = "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID"
 
 
