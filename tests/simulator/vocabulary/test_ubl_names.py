@@ -11,16 +11,16 @@ UBL = "urn:oasis:names:specification:ubl:schema:xsd:"
 
 
 def test_each_root_has_the_oasis_namespace_named_after_it() -> None:
-    assert ROOT_NAMESPACES == {
+    assert {
         name: f"{UBL}{name}-2" for name in ("Order", "Invoice", "CreditNote")
-    }
+    } == ROOT_NAMESPACES
 
 
 def test_the_component_prefixes() -> None:
-    assert PREFIXES == {
+    assert {
         "cac": f"{UBL}CommonAggregateComponents-2",
         "cbc": f"{UBL}CommonBasicComponents-2",
-    }
+    } == PREFIXES
     assert (PREFIXES["cac"], PREFIXES["cbc"]) == (CAC, CBC)
 
 
