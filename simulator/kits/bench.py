@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from simulator.lab.suppliers import make_suppliers
 from simulator.runs.chain import ChainSpec, RunningChain
 from simulator.runs.reconcile import reconcile
 from simulator.runs.runner import init_run_suppliers, new_run_dir
+from simulator.runs.stub_records import ledger_count
 from simulator.views.timeline import build_timeline
 from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import MessageMeta, MessageType
@@ -512,7 +512,7 @@ async def _wait_loaded(chain: RunningChain, expected: int, deadline: float) -> N
     last = -1
     next_report = time.monotonic() + 10
     while True:
-        loaded = await asyncio.to_thread(_ledger_rows, chain.db)
+        loaded = await asyncio.to_thread(ledger_count, chain.db)
         if loaded >= expected:
             return
         for component in [chain.stub, *chain.workers]:
@@ -531,18 +531,6 @@ async def _wait_loaded(chain: RunningChain, expected: int, deadline: float) -> N
             chain.say(f"chain: {loaded} of {expected} loaded")
             last, next_report = loaded, now + 10
         await asyncio.sleep(0.25)
-
-
-def _ledger_rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return int(con.execute("SELECT count(*) FROM ledger").fetchone()[0])
-    except sqlite3.OperationalError:
-        return 0  # the stub has not created its ledger yet
-    finally:
-        con.close()
 
 
 def _hops(run_dir: Path) -> tuple[float, dict[str, dict[str, float | int | None]]]:

@@ -301,13 +301,9 @@ class B2BSimChain:
         supplier pointed at another endpoint, delivered there (a 2xx answer).
         Raises :class:`~simulator.runs.runner.RunTimeoutError` after ``timeout`` s.
         """
-        from simulator.runs.reconcile import (
-            dead_lettered_ids,
-            icc_events,
-            loaded_messages,
-            read_jsonl,
-        )
+        from simulator.runs.reconcile import dead_lettered_ids, icc_events, read_jsonl
         from simulator.runs.runner import RunTimeoutError
+        from simulator.runs.stub_records import loaded_messages
 
         assert self.components is not None, "start() first"
         elsewhere = self._elsewhere()

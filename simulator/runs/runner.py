@@ -32,8 +32,6 @@ from simulator.runs.chain import ChainSpec, RunningChain, rule_for
 from simulator.runs.reconcile import (
     Reconciliation,
     dead_lettered_ids,
-    latest_envelope,
-    loaded_messages,
     produced_ids,
     read_jsonl,
     reconcile,
@@ -55,6 +53,7 @@ from simulator.runs.scenario import (
     SupplierFault,
     Wait,
 )
+from simulator.runs.stub_records import latest_envelope, loaded_messages
 from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry

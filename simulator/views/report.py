@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import copy
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from lxml.html import builder
 
 from simulator.runs.reconcile import read_jsonl
 from simulator.runs.runner import RunResult
+from simulator.runs.stub_records import STUB_DB, stored_envelopes
 from simulator.views.explain import Explanation, explain_code, explain_error, explain_expectation
 from simulator.views.junit import rerun_command
 from simulator.views.timeline import HOP_LABELS, HOPS, MessageTimeline, Timeline, build_timeline
@@ -523,7 +522,7 @@ def _data_block(
     blobs = sorted(
         (
             (order.get(id(by_envelope[e]), len(wanted)), e, b)
-            for e, b in _stored(run_dir)
+            for e, b in stored_envelopes(run_dir)
             if e in by_envelope
         ),
         key=lambda t: t[0],
@@ -546,26 +545,6 @@ def _data_block(
     for ch, esc in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
         text = text.replace(ch, esc)
     return el("script", text, type="application/json", id=f"data-{i}")
-
-
-def _stored(run_dir: Path) -> Iterator[tuple[str, bytes]]:
-    """(envelope id, envelope bytes) of every stored envelope (inbox, then the pull outbox)."""
-    seen: set[str] = set()
-    for name, table in (("supplier-stub.sqlite", "envelopes"), ("icc-outbox.sqlite", "outbox")):
-        db = run_dir / name
-        if not db.exists():
-            continue
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-            try:
-                rows = con.execute(f"SELECT envelope_id, envelope FROM {table}")  # noqa: S608
-                for envelope_id, blob in rows:
-                    if envelope_id in seen:
-                        continue
-                    seen.add(str(envelope_id))
-                    raw = blob.encode("utf-8") if isinstance(blob, str) else bytes(blob or b"")
-                    yield str(envelope_id), raw
-            except sqlite3.Error:
-                continue
 
 
 def pretty_envelope(raw: bytes) -> tuple[str, str]:
@@ -634,7 +613,7 @@ def _cut_note(envelope_id: str, run_dir: Path) -> str:
     query = "SELECT envelope FROM envelopes WHERE envelope_id = "  # shown, never run
     return (
         "Not embedded, to keep the report small. Read it with: sqlite3 "
-        f"{run_dir / 'supplier-stub.sqlite'} \"{query}'{envelope_id}'\""
+        f"{run_dir / STUB_DB} \"{query}'{envelope_id}'\""
     )
 
 
