@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from simulator.commands.args import check_port
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import Scenario, load_scenario
@@ -85,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
         scenarios = [dataclasses.replace(s, seed=args.seed) for s in scenarios]
     view = None
     if args.ui or args.step:
-        from simulator.commands.ui import check_port
         from simulator.views.ui_server import open_live_view, teaching
 
         view = open_live_view(check_port(args.ui_port), step=args.step)
