@@ -45,7 +45,7 @@ from simulator.lab.pki import SupplierIdentity
 from simulator.lab.suppliers import make_suppliers
 from simulator.runs.chain import ChainSpec, RunningChain
 from simulator.runs.reconcile import reconcile
-from simulator.runs.runner import init_run_suppliers, new_run_dir
+from simulator.runs.run_setup import init_run_suppliers, new_run_dir
 from simulator.runs.stub_records import ledger_count
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageMeta, MessageType
