@@ -35,6 +35,7 @@ from lxml import etree
 from simulator.vocabulary.envelope import Envelope
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageType
+from simulator.vocabulary.ubl_names import PREFIXES
 from simulator.vocabulary.xmlsafe import parse_xml
 
 __all__ = [
@@ -49,9 +50,7 @@ __all__ = [
     "document_refs",
 ]
 
-_UBL_CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-_UBL_CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
-_NS = {"cbc": _UBL_CBC, "cac": _UBL_CAC}
+_NS = PREFIXES
 _CREDITED = "cac:BillingReference/cac:InvoiceDocumentReference/cbc:ID"
 
 

@@ -10,10 +10,10 @@ from lxml import etree
 from ka_producer.documents.draft import Draft
 from ka_producer.documents.money import Line, tax_category
 from ka_producer.documents.parties import Seller
-from ka_producer.documents.ubl import CAC, CBC
 from simulator.vocabulary.errors import DocumentChainError
+from simulator.vocabulary.ubl_names import PREFIXES
 
-_NS = {"cac": CAC, "cbc": CBC}
+_NS = PREFIXES
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 _LINES = {
     "Order": ("cac:OrderLine/cac:LineItem", "cbc:Quantity"),

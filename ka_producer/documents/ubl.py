@@ -21,14 +21,7 @@ from ka_producer.documents.money import (
 )
 from ka_producer.documents.parties import F_TAX_TEXT, Address, Buyer, Seller
 from simulator.vocabulary.identifiers import ORG_NUMBER_SCHEME
-
-CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
-CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-ROOT_NAMESPACES = {
-    "Order": "urn:oasis:names:specification:ubl:schema:xsd:Order-2",
-    "Invoice": "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
-    "CreditNote": "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2",
-}
+from simulator.vocabulary.ubl_names import CAC, CBC, ROOT_NAMESPACES
 
 #: Peppol BIS Self-Billing 3.0 (invoice 389 and credit note 261).
 SELF_BILLING_CUSTOMIZATION = (

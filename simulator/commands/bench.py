@@ -11,7 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from simulator.kits.bench import DEFAULT_DISTINCT, BenchOptions, BenchResult, run_bench
+from simulator.kits.bench import run_bench
+from simulator.kits.bench_options import DEFAULT_DISTINCT, BenchOptions
+from simulator.kits.bench_results import BenchResult
 from simulator.vocabulary.state import StateDir
 
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from lxml import etree
 
-from simulator.commands.serve import broker_url_for
+from simulator.commands.args import broker_url_for
 from simulator.kits.dlq import DeadLetter, DeadLetterQueue
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import KA_QUEUE

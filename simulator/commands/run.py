@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         scenarios = [dataclasses.replace(s, seed=args.seed) for s in scenarios]
     view = None
     if args.ui or args.step:
-        from simulator.commands.ui import check_port
+        from simulator.commands.args import check_port
         from simulator.views.teaching import teaching
         from simulator.views.ui_server import open_live_view
 

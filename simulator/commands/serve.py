@@ -16,7 +16,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from simulator.lab.broker import LocalBroker, resolve_broker_url
+from simulator.commands.args import broker_url_for
+from simulator.lab.broker import LocalBroker
 from simulator.lab.pki import require_crl
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import KA_QUEUE
@@ -141,20 +142,6 @@ def _broker_options(p: argparse.ArgumentParser) -> None:
         "embedded broker of the state directory)",
     )
     p.add_argument("--queue", default=KA_QUEUE, help=f"KA's queue (default: {KA_QUEUE})")
-
-
-def broker_url_for(args: argparse.Namespace, state: StateDir) -> str:
-    """--broker, $B2BSIM_BROKER, or the running embedded broker of ``state``."""
-    url = resolve_broker_url(args.broker)
-    if url:
-        return url
-    status = LocalBroker(state.broker).status()
-    if not status.running or not status.url:
-        raise ConfigError(
-            "no broker given and the embedded broker is not running",
-            hint="run `b2bsim broker start`, or pass --broker stomp://HOST:PORT",
-        )
-    return status.url
 
 
 def _run_until_signal(name: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> int:

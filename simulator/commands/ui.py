@@ -12,6 +12,7 @@ import argparse
 import threading
 from pathlib import Path
 
+from simulator.commands.args import check_port
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.state import StateDir
 
@@ -28,13 +29,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--port", type=int, default=0, metavar="P", help="port on 127.0.0.1 (default: a free one)"
     )
     p.set_defaults(func=run)
-
-
-def check_port(port: int) -> int:
-    """``port`` if it is a TCP port number (0: any free one), else a usage error."""
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"port {port} is not a TCP port", hint="use 1-65535, or 0 for a free one")
-    return port
 
 
 def run(args: argparse.Namespace) -> int:

@@ -206,7 +206,7 @@ class B2BSimChain:
         from simulator.lab.ports import free_ports
         from simulator.lab.suppliers import make_suppliers
         from simulator.runs.chain import ChainSpec, RunningChain
-        from simulator.runs.runner import new_run_dir
+        from simulator.runs.run_setup import new_run_dir
 
         self.run_dir = new_run_dir(self.state, "pytest")
         self.pki = StateDir(self.run_dir)  # the run's own PKI, as `b2bsim run` makes it
@@ -301,12 +301,8 @@ class B2BSimChain:
         supplier pointed at another endpoint, delivered there (a 2xx answer).
         Raises :class:`~simulator.vocabulary.errors.RunTimeoutError` after ``timeout`` s.
         """
-        from simulator.runs.reconcile import (
-            dead_lettered_ids,
-            icc_events,
-            loaded_messages,
-            read_jsonl,
-        )
+        from simulator.runs.reconcile import dead_lettered_ids, icc_events, read_jsonl
+        from simulator.runs.stub_records import loaded_messages
 
         assert self.components is not None, "start() first"
         elsewhere = self._elsewhere()

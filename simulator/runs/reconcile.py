@@ -4,18 +4,20 @@ and the supplier stored.
 Inputs are the run's documented files (docs/files.md): ``produced.jsonl``
 (KA), ``icc.jsonl`` (the ICC's events) and the stub's SQLite file: its inbox
 (``envelopes``, ``arrivals``) and its ledger (``ledger``, what was loaded, in
-load order; docs/supplier.md).  Nothing here talks to a component.
+load order; docs/supplier.md), read with :mod:`simulator.runs.stub_records`.  Nothing
+here talks to a component.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from simulator.runs.stub_records import duplicate_arrivals, loaded_messages
 
 
 @dataclass
@@ -50,39 +52,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def query(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows of a read-only query on the stub's SQLite file; none if it or the table is
-    not there yet (the stub creates them when it starts)."""
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return list(con.execute(sql, params))
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
-def stored_messages(db: Path) -> list[tuple[str, str, int, int]]:
-    """(message_id, org_number, sequence, received_at_ms) of each stored envelope."""
-    rows = query(
-        db,
-        "SELECT message_id, org_number, sequence, received_at_ms FROM envelopes "
-        "ORDER BY received_at_ms, rowid",
-    )
-    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
-
-
-def loaded_messages(db: Path) -> list[tuple[str, str, int, int]]:
-    """(message_id, org_number, produced_at_ms, sequence) of each ledger row, in load order."""
-    rows = query(
-        db,
-        "SELECT message_id, org_number, produced_at_ms, sequence FROM ledger ORDER BY position",
-    )
-    return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in rows]
-
-
 def out_of_order_rows(loaded: list[tuple[str, str, int, int]]) -> int:
     """Rows whose (produced_at_ms, sequence) is below a row of the same supplier loaded before."""
     highest: dict[str, tuple[int, int]] = {}
@@ -95,21 +64,6 @@ def out_of_order_rows(loaded: list[tuple[str, str, int, int]]) -> int:
         else:
             highest[org] = key
     return count
-
-
-def duplicate_arrivals(db: Path) -> int:
-    rows = query(db, "SELECT count(*) FROM arrivals WHERE outcome = 'duplicate'")
-    return int(rows[0][0]) if rows else 0
-
-
-def latest_envelope(db: Path, org_number: str) -> bytes | None:
-    """The last envelope a supplier stored (what an attacker would replay), or None."""
-    rows = query(
-        db,
-        "SELECT envelope FROM envelopes WHERE org_number = ? ORDER BY rowid DESC LIMIT 1",
-        (org_number,),
-    )
-    return bytes(rows[0][0]) if rows else None
 
 
 def produced_ids(produced_log: Path) -> set[str]:

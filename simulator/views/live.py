@@ -38,13 +38,12 @@ Besides the events, the tailer keeps each message's current state
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.runs.stub_records import STUB_DB, news_since
 from simulator.views.timeline import int_or_none
 from simulator.vocabulary.messages import now_ms
 
@@ -202,7 +201,7 @@ class RunTailer:
 
     @property
     def db(self) -> Path:
-        return self.run_dir / "supplier-stub.sqlite"
+        return self.run_dir / STUB_DB
 
     def poll(self) -> list[LiveEvent]:
         """Everything new since the last poll, in the order read."""
@@ -319,50 +318,15 @@ class RunTailer:
 
     # --- SQLite --------------------------------------------------------------
     def _from_stub(self) -> Iterator[LiveEvent]:
-        if not self.db.exists():
-            return
-        try:
-            with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=0.5)) as con:
-                rows = {
-                    "arrivals": self._rows(
-                        con,
-                        "SELECT a.id, a.envelope_id, a.org_number, a.at_ms, a.outcome, "
-                        "e.message_id, e.message_type, e.sequence FROM arrivals a "
-                        "LEFT JOIN envelopes e ON e.envelope_id = a.envelope_id "
-                        "WHERE a.id > ? ORDER BY a.id",
-                        "arrivals",
-                    ),
-                    "ledger": self._rows(
-                        con,
-                        "SELECT position, envelope_id, org_number, loaded_at_ms, message_id, "
-                        "message_type, sequence, late FROM ledger WHERE position > ? "
-                        "ORDER BY position",
-                        "ledger",
-                    ),
-                    "gaps": self._rows(
-                        con,
-                        "SELECT id, envelope_id, org_number, detected_at_ms, kind, first_missing, "
-                        "last_missing FROM gaps WHERE id > ? ORDER BY id",
-                        "gaps",
-                    ),
-                }
-        except sqlite3.Error:
+        news = news_since(self.db, self._rowids)
+        if news is None:
             return  # the stub is creating or locking its file: next poll
-        for row in rows["arrivals"]:
+        for row in news.arrivals:
             yield self._on_arrival(row)
-        for row in rows["ledger"]:
+        for row in news.ledger:
             yield self._on_loaded(row)
-        for row in rows["gaps"]:
+        for row in news.gaps:
             yield self._on_gap(row)
-
-    def _rows(self, con: sqlite3.Connection, sql: str, table: str) -> list[tuple[Any, ...]]:
-        try:
-            rows = list(con.execute(sql, (self._rowids[table],)))
-        except sqlite3.OperationalError:
-            return []  # no such table yet
-        if rows:
-            self._rowids[table] = int(rows[-1][0])
-        return rows
 
     def _message_of(self, envelope_id: str, message_id: object) -> str:
         known = self._by_envelope.get(envelope_id) or (str(message_id) if message_id else "")

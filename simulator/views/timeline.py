@@ -22,20 +22,20 @@ before ``delivered``.  The hops are therefore measured as:
 * ``ledger``: received → loaded (held until KA's order allows it);
 * ``total``: produced → loaded.
 
-Nothing here talks to a component; the SQLite files are opened read-only.
+Nothing here talks to a component; the SQLite files are read with
+:mod:`simulator.runs.stub_records` (read-only).
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from simulator.runs.reconcile import read_jsonl
+from simulator.runs.stub_records import STUB_DB, envelope_of, ledger_stamps, timeline_envelopes
 
 N = TypeVar("N", int, float)
 
@@ -240,7 +240,7 @@ def build_timeline(run_dir: Path) -> Timeline:
         m.produced = _earliest(m.produced, int_or_none(r.get("produced_at_ms")))
     for e in _events(run_dir):
         _apply_event(get(str(e.get("message_id") or e.get("envelope_id") or "?")), e)
-    _apply_stub(run_dir / "supplier-stub.sqlite", get)
+    _apply_stub(run_dir / STUB_DB, get)
     return Timeline(sorted(messages.values(), key=_order))
 
 
@@ -276,12 +276,7 @@ def _apply_event(m: MessageTimeline, e: dict[str, Any]) -> None:
 
 
 def _apply_stub(db: Path, get: Callable[[str], MessageTimeline]) -> None:
-    rows_env = _query(
-        db,
-        "SELECT message_id, envelope_id, org_number, message_type, sequence, "
-        "received_at_ms FROM envelopes",
-    )
-    for message_id, envelope_id, org, mtype, seq, received in rows_env:
+    for message_id, envelope_id, org, mtype, seq, received in timeline_envelopes(db):
         m = get(str(message_id))
         m.received = _earliest(m.received, int_or_none(received))
         m.envelope_id = m.envelope_id or str(envelope_id)
@@ -289,48 +284,11 @@ def _apply_stub(db: Path, get: Callable[[str], MessageTimeline]) -> None:
         m.message_type = m.message_type or str(mtype)
         if m.sequence is None:
             m.sequence = int_or_none(seq)
-    for message_id, loaded, late in _query(
-        db, "SELECT message_id, loaded_at_ms, late FROM ledger ORDER BY position"
-    ):
+    for message_id, loaded, late in ledger_stamps(db):
         m = get(str(message_id))
         m.loaded = _earliest(m.loaded, int_or_none(loaded))
         m.late = m.late or bool(late)
         m.ledger_rows += 1
-
-
-def envelope_of(run_dir: Path, envelope_id: str) -> bytes | None:
-    """The stored envelope (signed XML as received) of ``envelope_id``, if any.
-
-    Looks in the supplier stub's inbox, then in the ICC's outbox (pull).
-    """
-    for name, table in (("supplier-stub.sqlite", "envelopes"), ("icc-outbox.sqlite", "outbox")):
-        rows = _query(
-            run_dir / name,
-            f"SELECT envelope FROM {table} WHERE envelope_id = ?",  # noqa: S608 (fixed names)
-            (envelope_id,),
-        )
-        for (blob,) in rows:
-            if isinstance(blob, bytes):
-                return blob
-            if isinstance(blob, str):
-                return blob.encode("utf-8")
-    return None
-
-
-def _query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    if not db.exists():
-        return []
-    with _readonly(db) as con:
-        try:
-            return list(con.execute(sql, params))
-        except sqlite3.Error:
-            return []  # the component had not created its tables yet
-
-
-@contextmanager
-def _readonly(db: Path) -> Iterator[sqlite3.Connection]:
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
-        yield con
 
 
 def _order(m: MessageTimeline) -> tuple[int, int, str]:

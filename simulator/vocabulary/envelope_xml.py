@@ -23,6 +23,7 @@ from simulator.vocabulary.errors import EnvelopeError
 from simulator.vocabulary.identifiers import AF_PEPPOL_ID, peppol_id
 from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.timestamps import format_timestamp, parse_timestamp
+from simulator.vocabulary.ubl_names import ROOT_NAMESPACES
 from simulator.vocabulary.xmlsafe import parse_xml
 
 __all__ = [
@@ -47,9 +48,7 @@ HEADER_VERSION = "1.0"
 UBL_VERSION = "2.1"
 #: The UBL namespace of each message type's document root.
 UBL_NAMESPACES: dict[MessageType, str] = {
-    MessageType.INKOPSORDER: "urn:oasis:names:specification:ubl:schema:xsd:Order-2",
-    MessageType.SJALVFAKTURA: "urn:oasis:names:specification:ubl:schema:xsd:Invoice-2",
-    MessageType.KREDIT: "urn:oasis:names:specification:ubl:schema:xsd:CreditNote-2",
+    mt: ROOT_NAMESPACES[mt.document_root] for mt in MessageType
 }
 
 

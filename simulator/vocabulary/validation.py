@@ -32,6 +32,7 @@ from simulator.vocabulary.identifiers import (
     is_valid_plusgiro,
     is_valid_vat_number,
 )
+from simulator.vocabulary.ubl_names import PREFIXES, ROOT_NAMESPACES
 from simulator.vocabulary.xmlsafe import parse_xml
 
 __all__ = [
@@ -45,9 +46,7 @@ __all__ = [
 
 RULES_ENV = "B2BSIM_RULES_DIR"
 
-CAC = "urn:oasis:names:specification:ubl:schema:xsd:CommonAggregateComponents-2"
-CBC = "urn:oasis:names:specification:ubl:schema:xsd:CommonBasicComponents-2"
-_NS = {"cac": CAC, "cbc": CBC}
+_NS = PREFIXES
 _SVRL = "http://purl.oclc.org/dsdl/svrl"
 
 
@@ -61,16 +60,19 @@ class _DocumentRules:
 _EN16931 = "peppol/xslt/CEN-EN16931-UBL.xslt"
 _SELF_BILLING = "peppol/xslt/PEPPOL-EN16931-UBL-SB.xslt"
 _ORDER = "peppol/xslt/PEPPOLBIS-T01.xslt"
-_UBL = "urn:oasis:names:specification:ubl:schema:xsd:"
 #: Root element → namespace, XSD and Schematron stylesheets, relative to the rules directory.
 RULES: dict[str, _DocumentRules] = {
     "Invoice": _DocumentRules(
-        f"{_UBL}Invoice-2", "ubl-2.1/maindoc/UBL-Invoice-2.1.xsd", (_EN16931, _SELF_BILLING)
+        ROOT_NAMESPACES["Invoice"], "ubl-2.1/maindoc/UBL-Invoice-2.1.xsd", (_EN16931, _SELF_BILLING)
     ),
     "CreditNote": _DocumentRules(
-        f"{_UBL}CreditNote-2", "ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd", (_EN16931, _SELF_BILLING)
+        ROOT_NAMESPACES["CreditNote"],
+        "ubl-2.1/maindoc/UBL-CreditNote-2.1.xsd",
+        (_EN16931, _SELF_BILLING),
     ),
-    "Order": _DocumentRules(f"{_UBL}Order-2", "ubl-2.1/maindoc/UBL-Order-2.1.xsd", (_ORDER,)),
+    "Order": _DocumentRules(
+        ROOT_NAMESPACES["Order"], "ubl-2.1/maindoc/UBL-Order-2.1.xsd", (_ORDER,)
+    ),
 }
 
 _SOURCES = (

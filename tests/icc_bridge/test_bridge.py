@@ -16,7 +16,7 @@ from ka_producer.documents import DocumentFactory, seller_profile
 from simulator.lab.broker import parse_broker_url
 from simulator.lab.pki import SupplierIdentity, cert_sha256, init_pki, numbered_suppliers
 from simulator.lab.ports import free_ports
-from simulator.runs.reconcile import stored_messages
+from simulator.runs.stub_records import stored_messages
 from simulator.vocabulary.messages import (
     DLQ_CODE,
     DLQ_REASON,

@@ -21,7 +21,7 @@ from ka_producer import Producer
 from ka_producer.documents import DocumentFactory, seller_profile
 from simulator.lab.pki import cert_sha256, init_pki, numbered_suppliers
 from simulator.lab.ports import free_ports
-from simulator.runs.reconcile import duplicate_arrivals, loaded_messages, stored_messages
+from simulator.runs.stub_records import duplicate_arrivals, loaded_messages, stored_messages
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from simulator.runs.reconcile import loaded_messages, out_of_order_rows, reconcile
+from simulator.runs.reconcile import out_of_order_rows, reconcile
+from simulator.runs.stub_records import loaded_messages
 from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import MessageMeta, MessageType

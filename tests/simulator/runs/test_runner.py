@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
-from simulator.runs.runner import RunOptions, run_scenario, settle_counts
+from simulator.runs.runner import RunOptions, run_scenario
 from simulator.runs.scenario import load_scenario
+from simulator.runs.steps import settle_counts
 from simulator.vocabulary.state import StateDir
 
 REPO = Path(__file__).resolve().parents[3]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import pytest
 from simulator.runs.reconcile import Reconciliation
 from simulator.runs.runner import Expectation, RunResult
 from simulator.runs.scenario import Scenario
-from simulator.views.report import pretty_envelope, render_report, write_report
+from simulator.views.report import render_report, write_report
+from simulator.views.report_timeline import pretty_envelope
 from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.messages import MessageMeta, MessageType
 from simulator.vocabulary.xmlsafe import serialize
@@ -172,6 +174,17 @@ class TestWriteReport:
         index = write_report([failing], tmp_path / "out" / "report")
         assert index == tmp_path / "out" / "report" / "index.html"
         assert index.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+    def test_style_and_script_are_the_package_files(self, failing: RunResult) -> None:
+        """The page inlines simulator/data/report.css and report.js as they are."""
+        data = resources.files("simulator").joinpath("data")
+        css = data.joinpath("report.css").read_text("utf-8")
+        js = data.joinpath("report.js").read_text("utf-8")
+        assert ".explain.note{" in css
+        assert "JSON.parse" in js
+        text, _ = page([failing])
+        assert f"<style>\n{css}</style>" in text
+        assert text.endswith(f"<script>\n{js}</script></body></html>")
 
     def test_no_external_references(self, failing: RunResult, passing: RunResult) -> None:
         """No src/href to the network, no @import, no url(http…), no web fonts."""
