@@ -26,8 +26,10 @@ API::
 The checks, each violation a :class:`Violation` of the kind named in brackets:
 
 1. every message KA recorded is loaded exactly once, or dead-lettered:
-   [``lost``] neither stored by the stub nor dead-lettered (nor still on the
-   queue: [``undelivered``]); [``double_ingested``] one per extra ledger row;
+   [``lost``] neither loaded nor dead-lettered (the text says whether the stub
+   stored it, see check 4, and what the ICC last did with it), unless it is
+   still on the queue [``undelivered``]; [``double_ingested``] one per extra
+   ledger row of a message (not counted again by check 3);
 2. [``unrecorded``] no message is loaded that KA did not record;
 3. per supplier the ledger is in KA's order (its sequence), and every
    exception is explained by a gap row [``unexplained``]: a row loaded below a
@@ -274,8 +276,8 @@ def _check_recorded(
                 f"loaded again at ledger position {extra.position} (first at {copies[0].position})",
                 extra.loaded_at_ms,
             )
-        if copies or message_id in stored or message_id in dead:
-            continue  # loaded; or stored (check 4 asks that it loads); or a dead letter
+        if copies or message_id in dead:
+            continue
         seen = last_event.get(message_id)
         at = int(seen["at_ms"]) if seen and "at_ms" in seen else rec.produced_at_ms or None
         if message_id in queued:
@@ -290,12 +292,17 @@ def _check_recorded(
         trace = f"the ICC's last event: {seen.get('event')}" if seen else "the ICC never saw it"
         if rec.states == {"recorded"}:
             trace = "KA recorded it as about to be sent, never as sent; " + trace
+        where = (
+            "stored by the supplier but not loaded"
+            if message_id in stored
+            else "neither stored nor loaded by the supplier"
+        )
         checker.violate(
             "lost",
             message_id,
             rec.org_number,
-            f"sequence {rec.sequence} ({rec.message_type}) was recorded by KA but neither "
-            f"stored by the supplier nor dead-lettered ({trace})",
+            f"sequence {rec.sequence} ({rec.message_type}) was recorded by KA, {where}, "
+            f"and not dead-lettered ({trace})",
             at,
         )
 
@@ -346,6 +353,8 @@ class _Order:
         self.checker.violate("unexplained", row.message_id, row.org_number, what, row.loaded_at_ms)
 
     def check(self, row: LedgerRow) -> None:
+        if self.first_load[row.message_id] < row.position:
+            return  # loaded again: check 1's double_ingested
         rec = self.recorded.get(row.message_id)
         if rec is not None and rec.sequence and rec.sequence != row.sequence:
             self.unexplained(row, f"loaded as sequence {row.sequence}, KA recorded {rec.sequence}")
