@@ -271,10 +271,12 @@ class QueueBrowser:
     def __enter__(self) -> QueueBrowser:
         last: Exception | None = None
         for address in self._addresses:
-            conn = stomp.Connection12([address], heartbeats=(0, 0), timeout=self.timeout)
+            conn = stomp.Connection12(
+                [address], heartbeats=(0, 0), timeout=self.timeout, reconnect_attempts_max=1
+            )
             conn.set_listener("browse", self._inbox)
             try:
-                conn.connect(wait=True, headers={"client-id": f"invariants-{uuid.uuid4()}"})
+                conn.connect(wait=True)
             except Exception as exc:  # stomp.py raises its own and OS errors
                 last = exc
                 continue
