@@ -21,7 +21,12 @@ API::
   ``dead_lettered`` events instead, and nothing is known of the queue.
 * ``queue``: the queue KA sent to, e.g. ``/queue/af.ka.outbound.run-<id>``.
 * ``faults_log``: the soak's faults, one ``{"at_ms", "kind", "target", …}``
-  per line; each violation names the last fault at or before its time.
+  per line (not there yet: none); a violation's ``fault`` is the last line at
+  or before its ``at_ms``: the load, the store, the dead letter, or for a
+  missing message the ICC's last event of it (else KA's timestamp).
+
+Raises ConfigError (no such run directory, a bad URL or queue, an unreadable
+database) or BrokerUnreachableError (the broker cannot be browsed).
 
 The checks, each violation a :class:`Violation` of the kind named in brackets:
 
