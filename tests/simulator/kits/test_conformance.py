@@ -237,11 +237,12 @@ class TestTargetProblems:
             ({"org_number": "1234567890"}, "1234567890"),
             ({"cert_sha256": "xyz"}, "SHA-256"),
             ({"timeout": 0.0}, "timeout"),
+            ({"burst": 0}, "burst 0 is not from 1"),
         ],
-        ids=["http-url", "bad-org", "bad-pin", "zero-timeout"],
+        ids=["http-url", "bad-org", "bad-pin", "zero-timeout", "zero-burst"],
     )
     def test_bad_target(self, pki: Pki, changes: dict[str, Any], message: str) -> None:
-        """A wrong URL, organisation number, pin or timeout is a ConfigError saying which."""
+        """A wrong URL, organisation number, pin, timeout or burst is a ConfigError saying which."""
         with pytest.raises(ConfigError, match=message):
             target_for(pki, **changes)
 
@@ -375,8 +376,9 @@ class TestCli:
             ("--target", (), "conformance needs --target"),
             (None, ("--client-cert", "x.pem"), "--client-cert and --client-key go together"),
             (None, ("--case", "nope"), "unknown conformance case"),
+            (None, ("--burst", "0"), "burst 0 is not from 1"),
         ],
-        ids=["no-target", "half-client-pair", "unknown-case"],
+        ids=["no-target", "half-client-pair", "unknown-case", "zero-burst"],
     )
     def test_bad_command_line_exits_2(
         self,
