@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import hashlib
 import re
+import shutil
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -375,6 +376,25 @@ class TestNotGraded:
         assert suite is not None
         assert suite.get("skipped") == "1"
         assert suite.get("failures") == "0"
+
+    async def test_without_the_ca_key_rotation_and_revocation_are_not_graded(
+        self, setup: Setup, tmp_path: Path
+    ) -> None:
+        """A state directory without ca.key (as a supplier may get it): not graded, with why."""
+        kit_state = StateDir(tmp_path / "state")
+        shutil.copytree(setup.state.root, kit_state.root)
+        kit_state.ca_key.unlink()
+        ids = ("signer-rotated", "signer-revoked", "client-not-icc")
+        async with receiver(setup) as r:
+            report = await run_conformance(target(setup, r.url, case_ids=ids, state=kit_state))
+        assert grades(report) == {
+            "signer-rotated": Grade.NOT_GRADED,
+            "signer-revoked": Grade.NOT_GRADED,
+            "client-not-icc": Grade.PASSED,  # with a supplier certificate of the PKI instead
+        }
+        for result in report.not_graded:
+            assert "no AF test CA key" in result.reason
+            assert result.advice == ""  # advice is for failures; not graded says why instead
 
     def test_a_remote_target_does_not_get_our_crl(self, setup: Setup) -> None:
         """By default only an endpoint on this machine is assumed to read STATE/pki/crl.pem."""
