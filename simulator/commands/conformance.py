@@ -1,8 +1,9 @@
 """``b2bsim conformance``: run AF's supplier-facing test plan against a supplier's endpoint.
 
-Exit 0 when every case passes, 1 when any fails, 2 when the target cannot be
-reached or presents an untrusted certificate (no case is graded then) or the
-command line is wrong.  docs/conformance.md is the guide.
+Exit 0 when every case passes, 1 when any fails or is not graded (a case the
+kit could not test is never a pass), 2 when the target cannot be reached or
+presents an untrusted certificate (no case is graded then) or the command
+line is wrong.  docs/conformance.md is the guide.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from simulator.kits.conformance import (
     CaseResult,
     ConformanceReport,
     ConformanceTarget,
+    Grade,
     run_conformance,
     write_reports,
 )
 from simulator.kits.conformance_cases import CASES
+from simulator.kits.conformance_kit import DEFAULT_BURST
 from simulator.vocabulary.errors import ConfigError, TargetUnreachableError, TargetUntrustedError
 from simulator.vocabulary.state import StateDir
 
@@ -75,6 +78,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="ID",
         help="run only this case (repeatable; see --list)",
     )
+    p.add_argument(
+        "--burst",
+        type=int,
+        default=DEFAULT_BURST,
+        metavar="N",
+        help=f"envelopes in the month-end burst case ({DEFAULT_BURST})",
+    )
+    p.add_argument(
+        "--publish-crl",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the endpoint reads STATE/pki/crl.pem, so the revocation case may publish there "
+        "(default: only when the target runs on this machine)",
+    )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.set_defaults(func=run)
 
@@ -91,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 
     def progress(result: CaseResult) -> None:
         if tty:
-            mark = "[green]✓[/green]" if result.passed else "[red]✗[/red]"
+            mark = _MARKS[result.grade]
             console.print(f" {mark} {result.case_id}", highlight=False)
         else:
             print(_plain(result), flush=True)
@@ -159,24 +176,43 @@ def _target(args: argparse.Namespace) -> ConformanceTarget:
         timeout=args.timeout,
         seed=args.seed if args.seed is not None else int(time.time()) % 1_000_000,
         case_ids=tuple(args.cases) if args.cases else None,
+        burst=args.burst,
+        publish_crl=args.publish_crl,
     )
+
+
+_PLAIN = {Grade.PASSED: "PASS", Grade.FAILED: "FAIL", Grade.NOT_GRADED: "NOT GRADED"}
+_MARKS = {
+    Grade.PASSED: "[green]✓[/green]",
+    Grade.FAILED: "[red]✗[/red]",
+    Grade.NOT_GRADED: "[yellow]–[/yellow]",
+}
+_TABLE = {
+    Grade.PASSED: "[green]PASS[/green]",
+    Grade.FAILED: "[red]FAIL[/red]",
+    Grade.NOT_GRADED: "[yellow]NOT GRADED[/yellow]",
+}
 
 
 def _plain(result: CaseResult) -> str:
-    verdict = "PASS" if result.passed else "FAIL"
-    return f"{verdict} {result.case_id}: {result.title} — {result.reason}"
+    line = f"{_PLAIN[result.grade]} {result.case_id}: {result.title} — {result.reason}"
+    return f"{line} — {result.advice}" if result.advice else line
 
 
 def _summary(report: ConformanceReport, console: Console | None) -> None:
-    failed = len(report.failures)
-    passed = len(report.results) - failed
+    failed, not_graded = len(report.failures), len(report.not_graded)
+    passed = len(report.results) - failed - not_graded
+    verdict = "passed" if report.passed else "NOT passed"
     line = (
         f"conformance {report.target} (org {report.org_number}): {passed} passed, "
-        f"{failed} failed — seed {report.seed}; {report.rerun_hint()}"
+        f"{failed} failed, {not_graded} not graded — {verdict} — seed {report.seed}; "
+        f"{report.rerun_hint()}"
     )
     if console is None:
         for r in report.failures:
-            print(f"  {r.case_id} checks: {r.checks}; why it matters: {r.why}")
+            print(f"  {r.case_id} checks: {r.checks}; why it matters: {r.why}; {r.advice}")
+        for r in report.not_graded:
+            print(f"  {r.case_id} not graded (not a pass): {r.reason}")
         for note in report.notes:
             print(f"note: {note}")
         print(line)
@@ -186,13 +222,15 @@ def _summary(report: ConformanceReport, console: Console | None) -> None:
     table.add_column("result", no_wrap=True)
     table.add_column("reason")
     for r in report.results:
-        grade = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
-        table.add_row(r.case_id, grade, escape(r.reason))
+        table.add_row(r.case_id, _TABLE[r.grade], escape(r.reason))
     console.print(table)
     for r in report.failures:
         console.print(
-            f"[red]{r.case_id}[/red] checks {escape(r.checks)}; it matters because {escape(r.why)}"
+            f"[red]{r.case_id}[/red] checks {escape(r.checks)}; it matters because "
+            f"{escape(r.why)}; {escape(r.advice)}"
         )
+    for r in report.not_graded:
+        console.print(f"[yellow]{r.case_id}[/yellow] not graded (not a pass): {escape(r.reason)}")
     for note in report.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
     console.print(("[green]" if report.passed else "[red]") + escape(line) + "[/]")
@@ -201,7 +239,7 @@ def _summary(report: ConformanceReport, console: Console | None) -> None:
 def _list_cases(console: Console | None) -> None:
     if console is None:
         for c in CASES:
-            print(f"{c.id}: {c.title} — checks: {c.checks} — why: {c.why}")
+            print(f"{c.id}: {c.title} — checks: {c.checks} — why: {c.why} — rule: {c.docs}")
         return
     table = Table(title="Conformance cases")
     for col in ("case", "title", "what it checks", "why it matters"):

@@ -6,7 +6,8 @@ answers TLS with a certificate that chains to ``--target-ca`` (else
 :class:`TargetUnreachableError` / :class:`TargetUntrustedError`, never graded
 cases), then runs every case of :data:`simulator.kits.conformance_cases.CASES`
 over mutual TLS, each with real, ICC-signed envelopes around real KA
-documents, and grades each one.  docs/conformance.md is the guide for
+documents, and grades each one passed, failed or not graded (with the
+reason; only "passed" counts as passed).  docs/conformance.md is the guide for
 supplier developers.
 
 The public face: :class:`ConformanceTarget` (what to test, checked on
@@ -28,7 +29,7 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from lxml import etree
 
 from simulator.kits.conformance_cases import select_cases
 from simulator.kits.conformance_certs import make_material
+from simulator.kits.conformance_grading import Grade, Verdict
 from simulator.kits.conformance_kit import DEFAULT_TIMEOUT, Answer, ConformanceTarget, Kit
 from simulator.vocabulary.errors import (
     B2BSimError,
@@ -52,6 +54,7 @@ __all__ = [
     "CaseResult",
     "ConformanceReport",
     "ConformanceTarget",
+    "Grade",
     "Kit",
     "probe_target",
     "run_conformance",
@@ -61,7 +64,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class CaseResult:
-    """One graded case."""
+    """One graded case: passed, failed, or not graded (never counted as passed)."""
 
     case_id: str
     title: str
@@ -70,17 +73,39 @@ class CaseResult:
     passed: bool
     reason: str
     seconds: float
+    graded: bool = True
+    fix: str = ""  # what to change when it failed
+    docs: str = ""  # the rule's section: docs/conformance.md#anchor
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def grade(self) -> Grade:
+        if not self.graded:
+            return Grade.NOT_GRADED
+        return Grade.PASSED if self.passed else Grade.FAILED
+
+    @property
+    def advice(self) -> str:
+        """What to change and where the rule is, for a failed case ("" otherwise)."""
+        if self.grade is not Grade.FAILED:
+            return ""
+        return f"fix: {self.fix}; see {self.docs}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.case_id,
             "title": self.title,
             "checks": self.checks,
             "why": self.why,
-            "result": "pass" if self.passed else "fail",
+            "result": self.grade.value,
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
+            "fix": self.fix,
+            "docs": self.docs,
         }
+        if self.metrics:
+            data["metrics"] = dict(self.metrics)
+        return data
 
 
 @dataclass(frozen=True)
@@ -97,11 +122,16 @@ class ConformanceReport:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.results)
+        """True only if every case passed: a case not graded is not a pass."""
+        return all(r.grade is Grade.PASSED for r in self.results)
 
     @property
     def failures(self) -> list[CaseResult]:
-        return [r for r in self.results if not r.passed]
+        return [r for r in self.results if r.grade is Grade.FAILED]
+
+    @property
+    def not_graded(self) -> list[CaseResult]:
+        return [r for r in self.results if r.grade is Grade.NOT_GRADED]
 
     @property
     def seconds(self) -> float:
@@ -121,8 +151,9 @@ class ConformanceReport:
             "passed": self.passed,
             "counts": {
                 "total": len(self.results),
-                "passed": len(self.results) - len(self.failures),
+                "passed": len(self.results) - len(self.failures) - len(self.not_graded),
                 "failed": len(self.failures),
+                "not_graded": len(self.not_graded),
             },
             "notes": list(self.notes),
             "cases": [r.to_json() for r in self.results],
@@ -138,7 +169,7 @@ class ConformanceReport:
             tests=str(len(self.results)),
             failures=str(len(self.failures)),
             errors="0",
-            skipped="0",
+            skipped=str(len(self.not_graded)),
             time=f"{self.seconds:.3f}",
             timestamp=self.started_at,
         )
@@ -158,11 +189,15 @@ class ConformanceReport:
                 name=f"{r.case_id}: {r.title}",
                 time=f"{r.seconds:.3f}",
             )
-            if r.passed:
+            if r.grade is Grade.PASSED:
                 etree.SubElement(case, "system-out").text = r.reason
+            elif r.grade is Grade.NOT_GRADED:
+                etree.SubElement(case, "skipped", message=f"not graded: {r.reason}")
             else:
                 failure = etree.SubElement(case, "failure", message=r.reason, type="conformance")
-                failure.text = f"{r.reason}\n\nchecks: {r.checks}\nwhy: {r.why}"
+                failure.text = (
+                    f"{r.reason}\n\nchecks: {r.checks}\nwhy: {r.why}\nfix: {r.fix}\nrule: {r.docs}"
+                )
         return bytes(
             etree.tostring(suites, xml_declaration=True, encoding="UTF-8", pretty_print=True)
         )
@@ -242,17 +277,20 @@ async def run_conformance(
                 begin = time.monotonic()
                 try:
                     verdict = await case.run(kit)
-                    passed, reason = verdict.passed, verdict.reason
-                except B2BSimError as exc:
-                    passed, reason = False, f"could not run: {exc}"
+                except B2BSimError as exc:  # the kit's side failed: nothing was graded
+                    verdict = Verdict.not_graded(f"could not run: {exc}")
                 result = CaseResult(
                     case.id,
                     case.title,
                     case.checks,
                     case.why,
-                    passed,
-                    reason,
+                    verdict.passed,
+                    verdict.reason,
                     time.monotonic() - begin,
+                    graded=verdict.graded,
+                    fix=case.fix,
+                    docs=case.docs,
+                    metrics=dict(verdict.metrics),
                 )
                 results.append(result)
                 if progress is not None:

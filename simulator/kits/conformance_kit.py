@@ -9,6 +9,8 @@ runner is :mod:`simulator.kits.conformance`.
 
 from __future__ import annotations
 
+import io
+import ipaddress
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -17,10 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
+from signxml.signer import XMLSigner
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, seller_profile
 from simulator.kits.conformance_certs import Credential, Material
-from simulator.vocabulary.envelope import Envelope
+from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.identifiers import (
     normalise_org_number,
@@ -31,10 +35,23 @@ from simulator.vocabulary.messages import MessageMeta, now_ms
 from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import client_context, normalise_pin
+from simulator.vocabulary.xmlsafe import serialize
 
-__all__ = ["DEFAULT_TIMEOUT", "Answer", "ConformanceTarget", "Kit"]
+__all__ = ["DEFAULT_BURST", "DEFAULT_TIMEOUT", "Answer", "ConformanceTarget", "Kit", "is_loopback"]
 
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_BURST = 200
+MAX_BURST = 100_000
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (the endpoint runs on this machine)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,10 @@ class ConformanceTarget:
     timeout: float = DEFAULT_TIMEOUT
     seed: int = 1
     case_ids: tuple[str, ...] | None = None  # None: every case
+    burst: int = DEFAULT_BURST  # envelopes of the month-end burst case
+    # May the kit publish a CRL to STATE/pki/crl.pem for the endpoint to read?
+    # None: only when the target runs on this machine (a loopback host).
+    publish_crl: bool | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -80,6 +101,18 @@ class ConformanceTarget:
             raise ConfigError(f"timeout {self.timeout!r} is not positive", hint="e.g. 10")
         if self.seed < 0:
             raise ConfigError(f"seed {self.seed} is negative", hint="use a seed of 0 or more")
+        if not 1 <= self.burst <= MAX_BURST:
+            raise ConfigError(
+                f"burst {self.burst} is not from 1 to {MAX_BURST}",
+                hint=f"give the month-end burst's size, e.g. {DEFAULT_BURST}",
+            )
+
+    @property
+    def crl_reaches_target(self) -> bool:
+        """True if a CRL the kit writes to STATE/pki/crl.pem is the one the endpoint reads."""
+        if self.publish_crl is not None:
+            return self.publish_crl
+        return is_loopback(self.host)
 
     @property
     def host(self) -> str:
@@ -175,6 +208,7 @@ class Kit:
         cert_sha256: str | None = None,
         url: str | None = None,
         envelope_id: str | None = None,
+        created_at_ms: int | None = None,
     ) -> Envelope:
         """An envelope as the ICC makes it for ``doc``, addressed to the target unless told."""
         seq = sequence if sequence is not None else self.next_sequence()
@@ -190,6 +224,7 @@ class Kit:
             receiver_cert_sha256=cert_sha256 or self.target_cert_sha256,
             receiver_url=url or self.target.url,
             envelope_id=envelope_id,
+            created_at_ms=created_at_ms,
         )
 
     def sign(self, envelope: Envelope) -> bytes:
@@ -200,6 +235,16 @@ class Kit:
         """``envelope`` signed with ``credential`` (someone who is not the ICC)."""
         signer = EnvelopeSigner(credential.key.read_bytes(), credential.cert.read_bytes())
         return signer.sign(envelope)
+
+    def sign_with(self, envelope: Envelope, *, signature: str, digest: str) -> bytes:
+        """``envelope`` signed with the ICC's key but other algorithms (e.g. SHA-1), via signxml."""
+        return sign_with_algorithms(
+            envelope,
+            key=self.target.signer_key.read_bytes(),
+            cert=self.target.signer_cert.read_bytes(),
+            signature=signature,
+            digest=digest,
+        )
 
     def other_org_number(self) -> str:
         """A valid organisation number that is not the target's."""
@@ -220,12 +265,33 @@ class Kit:
         ctx = self._icc_ctx if client is None else self.context(client.cert, client.key)
         try:
             async with self.session.post(
-                self.target.url, data=body, headers={"Content-Type": content_type}, ssl=ctx
+                self.target.url,
+                data=io.BytesIO(body),  # a stream: large bodies do not block the event loop
+                headers={"Content-Type": content_type},
+                ssl=ctx,
             ) as resp:
                 text = await resp.text(errors="replace")
                 return Answer(resp.status, resp.content_type, text[:4000])
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return Answer(None, error=_short_error(exc))
+
+
+class _AnyAlgorithmSigner(XMLSigner):
+    def check_deprecated_methods(self) -> None:
+        """Allow SHA-1, as an old system's or an attacker's signer would."""
+
+
+def sign_with_algorithms(
+    envelope: Envelope, *, key: bytes, cert: bytes, signature: str, digest: str
+) -> bytes:
+    """``envelope`` with one enveloped signature using the given algorithm URIs."""
+    signer = _AnyAlgorithmSigner(
+        signature_algorithm=SignatureMethod(signature),
+        digest_algorithm=DigestAlgorithm(digest),
+        c14n_algorithm=CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0,
+    )
+    root = signer.sign(to_xml(envelope), key=key, cert=cert.decode())
+    return serialize(root)
 
 
 def _short_error(exc: BaseException) -> str:
