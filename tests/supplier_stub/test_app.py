@@ -31,6 +31,7 @@ from simulator.lab.pki import (
     load_private_key,
     numbered_suppliers,
 )
+from simulator.vocabulary.codes.refusals import INTERNAL
 from simulator.vocabulary.envelope import Envelope, normalise_document, to_xml
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageMeta, MessageType
@@ -41,6 +42,7 @@ from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import client_context
 from simulator.vocabulary.xmlsafe import serialize
 from supplier_stub.app import ENVELOPE_PATH, StubConfig, SupplierStub
+from supplier_stub.faults import set_disk_full
 
 RULES_ENV = "B2BSIM_RULES_DIR"
 #: Strings a problem body must never carry.
@@ -614,3 +616,44 @@ class TestStartup:
             port = _port(entry)
             with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
                 assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+class TestDiskFullFault:
+    """`fault supplier disk-full`: the stub's database refuses to grow, then grows again."""
+
+    async def test_full_disk_refuses_then_the_retry_loads_in_order(
+        self, start_stub: StartStub, tmp_path: Path
+    ) -> None:
+        """With the disk full a delivery gets a 5xx and nothing of it is stored; freed, the
+        ICC's retry of the same envelope is stored and loaded in order, nothing late."""
+        faults = tmp_path / "faults.json"
+        async with start_stub(faults=faults) as running:
+            pki = running.pki
+            raws = [
+                sign(
+                    pki,
+                    Envelope.create(
+                        MessageMeta.new(MessageType.INKOPSORDER, pki.a.org_number, n),
+                        pki.order,
+                        receiver_cert_sha256=pki.a.cert_sha256,
+                        receiver_url=pki.a.url,
+                    ),
+                )
+                for n in (1, 2, 3)
+            ]
+            assert (await running.post(pki.a, raws[0])).status == 201
+            set_disk_full(faults, True)
+            for _ in range(2):
+                assert_problem(await running.post(pki.a, raws[1]), 500, INTERNAL)
+            assert running.count("envelopes") == 1
+            assert running.count("arrivals") == 1
+            set_disk_full(faults, False)
+            for raw in raws[1:]:
+                reply = await running.post(pki.a, raw)
+                assert reply.status == 201, reply.text
+            assert running.rows("SELECT sequence, late FROM ledger ORDER BY position") == [
+                (1, 0),
+                (2, 0),
+                (3, 0),
+            ]
+            assert running.rows("SELECT count(*) FROM gaps") == [(0,)]
