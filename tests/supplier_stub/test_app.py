@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from icc_bridge.delivery import PushClient
 from simulator.lab.pki import (
     cert_sha256,
     init_pki,
@@ -31,10 +33,10 @@ from simulator.lab.pki import (
     load_private_key,
     numbered_suppliers,
 )
-from simulator.vocabulary.codes.refusals import INTERNAL
+from simulator.vocabulary.codes.refusals import ENVELOPE_STALE, INTERNAL
 from simulator.vocabulary.envelope import Envelope, normalise_document, to_xml
 from simulator.vocabulary.errors import B2BSimError
-from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.messages import MessageMeta, MessageType, now_ms
 from simulator.vocabulary.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from simulator.vocabulary.registry import Registry, SupplierEntry
 from simulator.vocabulary.signing import EnvelopeSigner
@@ -657,3 +659,39 @@ class TestDiskFullFault:
                 (3, 0),
             ]
             assert running.rows("SELECT count(*) FROM gaps") == [(0,)]
+
+
+class TestSkewedClock:
+    """A stale envelope's refusal says which side's clock is off and by how much."""
+
+    async def test_future_envelope_names_the_clocks_up_to_the_iccs_reason(
+        self, start_stub: StartStub
+    ) -> None:
+        """312 s ahead with 300 s allowed: the problem detail says so, and the ICC's push
+        client carries it into what becomes the DLQ reason (``CODE: detail``)."""
+        async with start_stub(max_skew=300) as running:
+            pki = running.pki
+            ahead = dataclasses.replace(envelope_for(pki, pki.a), created_at_ms=now_ms() + 312_400)
+            raw = sign(pki, ahead)
+            body = assert_problem(await running.post(pki.a, raw), 422, ENVELOPE_STALE)
+            detail = body["detail"]
+            assert ahead.envelope_id in detail
+            assert "312 s in the future by the receiver's clock (allowed skew 300 s; " in detail
+            assert detail.endswith(
+                "): the sender's clock is ahead, or the receiver's behind — check NTP on both"
+            )
+            state = pki.state
+            client = PushClient(
+                ca_cert=state.ca_cert, icc_cert=state.icc_cert, icc_key=state.icc_key
+            )
+            await client.start()
+            try:
+                attempt = await client.push(pki.a, raw)
+            finally:
+                await client.close()
+            assert attempt.status == 422
+            # the same detail, but for the receiver's clock, read again for this request
+            prefix, _, rest = detail.partition("the receiver's clock read ")
+            assert attempt.detail.startswith(f"{ENVELOPE_STALE}: {prefix}")
+            assert attempt.detail.endswith(rest[rest.index(")") :])
+            assert running.count("envelopes") == 0
