@@ -37,7 +37,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     s = target.add_parser("supplier", help="the supplier stub's answers (its --faults file)")
     s.add_argument("kind", choices=("status", "delay", "reset", DISK_FULL, "clear"))
     full = s.add_mutually_exclusive_group()
-    full.add_argument("--on", dest="full", action="store_true", default=None, help="disk-full")
+    full.add_argument(
+        "--on",
+        dest="full",
+        action="store_true",
+        default=None,
+        help="disk-full: fill the stub's disk",
+    )
     full.add_argument("--off", dest="full", action="store_false", help="disk-full: free it")
     s.add_argument("--faults", type=Path, required=True, help="the stub's --faults FILE")
     s.add_argument("--status", type=int, default=503, help="status: the HTTP status to answer")
