@@ -25,6 +25,8 @@ from simulator.vocabulary.tls import ContextCache, client_context
 ENVELOPE_MEDIA_TYPE = "application/xml"
 #: At most this many characters of an answer's body go into a detail (logs, the DLQ reason).
 EXCERPT_CHARS = 200
+#: At most this many of a problem document's code and detail (the DLQ reason keeps 500).
+PROBLEM_CHARS = 400
 
 
 class Outcome(Enum):
@@ -124,12 +126,16 @@ def _classify(status: int, retry_after: str | None, body: bytes) -> Attempt:
 
 
 def _detail(body: bytes) -> str:
-    """The receipt status or the problem code of a JSON answer, else a short excerpt."""
+    """The receipt status of a JSON answer, a problem's code and detail (``CODE: detail``,
+    so that the DLQ reason says what the supplier said), else a short excerpt."""
     try:
         doc = json.loads(body)
     except ValueError:
         doc = None
     if isinstance(doc, dict):
+        code, said = doc.get("code"), doc.get("detail")
+        if isinstance(code, str) and isinstance(said, str) and said.strip():
+            return _excerpt(f"{code}: {said}", limit=PROBLEM_CHARS)
         for key in ("status", "code", "title"):
             if isinstance(doc.get(key), str):
                 return _excerpt(doc[key])
@@ -137,13 +143,13 @@ def _detail(body: bytes) -> str:
     return _excerpt(head.decode("utf-8", "replace"), cut=len(head) < len(body))
 
 
-def _excerpt(text: str, *, cut: bool = False) -> str:
-    """``text`` as one printable line of at most EXCERPT_CHARS characters (``cut``: it goes on)."""
+def _excerpt(text: str, *, cut: bool = False, limit: int = EXCERPT_CHARS) -> str:
+    """``text`` as one printable line of at most ``limit`` characters (``cut``: it goes on)."""
     line = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     if not line:
         return "(no body)"
-    if cut or len(line) > EXCERPT_CHARS:
-        return line[: EXCERPT_CHARS - 1].rstrip() + "…"
+    if cut or len(line) > limit:
+        return line[: limit - 1].rstrip() + "…"
     return line
 
 

@@ -146,7 +146,7 @@ class SupplierStub:
         self._registry_watch = FileWatcher([config.registry])
         self._registry_watch.changed()  # the registry just loaded is the current one
         self._registry_lock = asyncio.Lock()
-        self._registry_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # watching the registry and the faults
         if config.accept_unsigned or config.ignore_addressee:
             log.warning(
                 "BROKEN ON PURPOSE: accept_unsigned=%s ignore_addressee=%s (testing only)",
@@ -155,6 +155,11 @@ class SupplierStub:
             )
         self._store = EnvelopeStore(config.db)
         self._ledger = Ledger(self._store, gap_timeout=config.gap_timeout)
+        self._faults = (
+            FaultInjector(config.faults, disk_full=self._store.refuse_growth)
+            if config.faults is not None
+            else None
+        )
         self._runner: web.AppRunner | None = None
         self._pullers: list[tuple[asyncio.Task[None], asyncio.Event]] = []
         self.urls: list[str] = []
@@ -171,9 +176,8 @@ class SupplierStub:
             ),
             body_deadline(limits.body),
         ]
-        if self.config.faults is not None:
-            injector = FaultInjector(self.config.faults)
-            middlewares.append(injector.middleware(self._org_of))
+        if self._faults is not None:
+            middlewares.append(self._faults.middleware(self._org_of))
         app = web.Application(client_max_size=self.config.max_body, middlewares=middlewares)
         app.router.add_post(ENVELOPE_PATH, self._receive)
         app.router.add_get("/health", self._health)
@@ -191,7 +195,9 @@ class SupplierStub:
             await self.stop()
             raise
         self._ledger.start()
-        self._registry_task = asyncio.create_task(self._watch_registry(), name="registry")
+        self._tasks.append(asyncio.create_task(self._watch_registry(), name="registry"))
+        if self._faults is not None:  # a disk-full rule applies with or without requests
+            self._tasks.append(asyncio.create_task(self._faults.watch(), name="faults"))
         log.info("supplier stub serving %d suppliers", len(self.urls))
         return self.urls
 
@@ -276,10 +282,10 @@ class SupplierStub:
                 self._pullers.append((task, stop))
 
     async def stop(self) -> None:
-        if self._registry_task is not None:
-            self._registry_task.cancel()
-            await asyncio.gather(self._registry_task, return_exceptions=True)
-            self._registry_task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
         for task, stop in self._pullers:  # an unacked page is fetched again next start
             stop.set()
             task.cancel()
@@ -339,7 +345,7 @@ class SupplierStub:
                 )
         except B2BSimError as exc:
             log.info("refused org=%s code=%s detail=%s", supplier.org_number, exc.code, exc)
-            return _problem(code_for(exc), str(exc))
+            return problem_response(code_for(exc), str(exc))
         if self.config.document_check is not None:
             failed = await self.config.document_check(envelope.document)
             if failed:
@@ -350,7 +356,7 @@ class SupplierStub:
                     envelope.envelope_id,
                     ",".join(failed),
                 )
-                return _problem(
+                return problem_response(
                     DOCUMENT_INVALID,
                     f"the document fails {len(failed)} rule(s)",
                     envelope_id=envelope.envelope_id,
@@ -366,7 +372,7 @@ class SupplierStub:
             supplier.org_number,
         )
         if receipt.status is ReceiptStatus.CONFLICT:
-            return _problem(
+            return problem_response(
                 ENVELOPE_CONFLICT,
                 "an envelope with this id and another document was received before",
                 envelope_id=envelope.envelope_id,
@@ -400,10 +406,6 @@ class SupplierStub:
         return self._by_port.get(sockname[1]) if sockname else None
 
 
-def _problem(code: str, detail: str, **extra: object) -> web.Response:
-    return problem_response(code, detail, **extra)
-
-
 def _refuse(
     request: web.Request,
     supplier: SupplierEntry | None,
@@ -424,7 +426,7 @@ def _refuse(
         peer,
         detail,
     )
-    return _problem(code, detail)
+    return problem_response(code, detail)
 
 
 def _iso(ms: int) -> str:

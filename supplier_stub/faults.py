@@ -10,7 +10,8 @@ middleware applies the first active rule that matches a request.  Outages
   {"kind": "status", "status": 503, "org_number": null, "first": 5},
   {"kind": "status", "status": 429, "retry_after": 1, "until_ms": 1795706512744},
   {"kind": "delay", "seconds": 2.0, "probability": 0.3},
-  {"kind": "reset", "probability": 0.1}
+  {"kind": "reset", "probability": 0.1},
+  {"kind": "disk-full", "until_ms": 1795706512744}
 ]}
 ```
 
@@ -23,6 +24,15 @@ middleware applies the first active rule that matches a request.  Outages
 
 Each rule may narrow itself to one ``org_number``, the ``first`` N matching
 requests, a ``probability``, and a time window ``from_ms``/``until_ms``.
+
+- ``disk-full``: not an answer but a state of the stub's database: while
+  the rule is in the file (and within its window, the only thing it may
+  narrow), the database may not grow, as on a full disk
+  (:meth:`~supplier_stub.store.EnvelopeStore.refuse_growth`): a delivery that
+  needs space fails in SQLite and is answered 500, nothing of it stored.
+  The stub looks for it every ``WATCH_INTERVAL`` seconds and before each
+  request; gone from the file, the disk is free again.  :func:`set_disk_full`
+  adds or removes it, keeping the other rules.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +57,12 @@ from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
 
 log = logging.getLogger(__name__)
 
-KINDS = ("status", "delay", "reset")
+DISK_FULL = "disk-full"
+KINDS = ("status", "delay", "reset", DISK_FULL)
+#: All a disk-full rule may say: it is the whole database's, not a request's.
+_DISK_FULL_KEYS = frozenset({"kind", "from_ms", "until_ms"})
+#: Seconds between looks at the faults file for a disk-full rule, requests or not.
+WATCH_INTERVAL = 0.25
 
 
 @dataclass
@@ -70,17 +86,27 @@ class FaultRule:
         unknown = set(raw) - allowed
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}", hint=f"use {allowed}")
+        if raw["kind"] == DISK_FULL and set(raw) - _DISK_FULL_KEYS:
+            raise ConfigError(
+                f"{where}: disk-full fills the stub's whole database: it takes no "
+                f"{', '.join(sorted(set(raw) - _DISK_FULL_KEYS))}",
+                hint="give disk-full only from_ms/until_ms",
+            )
         rule = cls(**raw)
         if not 0 <= rule.probability <= 1 or not 100 <= rule.status <= 599:
             raise ConfigError(f"{where}: probability 0..1 and status 100..599", hint="fix the rule")
         return rule
 
+    def in_window(self, now: int) -> bool:
+        return (self.from_ms is None or now >= self.from_ms) and (
+            self.until_ms is None or now < self.until_ms
+        )
+
     def applies(self, org_number: str, now: int, rng: random.Random) -> bool:
-        if self.org_number not in (None, org_number):
+        """Whether this rule answers a request (counted); a disk-full rule answers none."""
+        if self.kind == DISK_FULL or self.org_number not in (None, org_number):
             return False
-        if (self.from_ms is not None and now < self.from_ms) or (
-            self.until_ms is not None and now >= self.until_ms
-        ):
+        if not self.in_window(now):
             return False
         if self.first is not None and self.hits >= self.first:
             return False
@@ -91,30 +117,46 @@ class FaultRule:
 
 
 class FaultInjector:
-    """Reads the faults file when it changes; applies its rules to requests."""
+    """Reads the faults file when it changes; applies its rules to requests.
 
-    def __init__(self, path: Path, *, seed: int = 0) -> None:
+    ``disk_full(True | False)``: fills or frees the database's disk (the
+    store's :meth:`~supplier_stub.store.EnvelopeStore.refuse_growth`), called
+    when a disk-full rule comes or goes; run :meth:`watch` for that to happen
+    while no request comes.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        seed: int = 0,
+        disk_full: Callable[[bool], Awaitable[None]] | None = None,
+    ) -> None:
         self.path = path
         self._rng = random.Random(seed)  # noqa: S311 - a fault schedule, not security
-        self._mtime: float | None = None
+        self._content: bytes | None = None  # compared, not the mtime: two writes in one tick
         self.rules: list[FaultRule] = []
+        self._fill = disk_full
+        self._full = False  # what disk_full was last told
+        self._disk_lock = asyncio.Lock()
 
     def reload(self) -> None:
         """Re-read the file if it changed (a missing file means no faults)."""
         try:
-            mtime = os.stat(self.path).st_mtime_ns
+            content = self.path.read_bytes()
         except FileNotFoundError:
-            self._mtime, self.rules = None, []
+            self._content, self.rules = None, []
             return
-        if mtime == self._mtime:
+        if content == self._content:
             return
+        self._content = content  # a broken file is said once, its old rules kept
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(content.decode("utf-8"))
             rules = [
                 FaultRule.parse(r, f"{self.path}: rules[{i}]")
                 for i, r in enumerate(raw.get("rules", []))
             ]
-        except (ValueError, ConfigError) as exc:
+        except (ValueError, AttributeError, ConfigError) as exc:
             log.error("ignoring faults file %s: %s", self.path, exc)
             return
         # A rule that was there before keeps its count (``first: N`` must not start over
@@ -122,8 +164,36 @@ class FaultInjector:
         for i, rule in enumerate(rules):
             if i < len(self.rules) and self.rules[i] == rule:
                 rule.hits = self.rules[i].hits
-        self._mtime, self.rules = mtime, rules
+        self.rules = rules
         log.info("faults: %d rule(s) active from %s", len(rules), self.path)
+
+    def disk_full(self) -> bool:
+        """Whether the file says the database's disk is full now."""
+        self.reload()
+        now = now_ms()
+        return any(r.kind == DISK_FULL and r.in_window(now) for r in self.rules)
+
+    async def apply_disk_full(self) -> None:
+        """Fill or free the disk if the file's disk-full rule came or went."""
+        if self._fill is None:
+            return
+        async with self._disk_lock:
+            full = self.disk_full()
+            if full != self._full:
+                await self._fill(full)
+                self._full = full
+                log.warning(
+                    "fault disk-full: the database's disk is %s", "full" if full else "free"
+                )
+
+    async def watch(self, interval: float = WATCH_INTERVAL) -> None:
+        """Apply the disk-full rule as it comes and goes, until cancelled."""
+        while True:
+            try:
+                await self.apply_disk_full()
+            except Exception as exc:  # keep watching: the next look may work
+                log.error("fault disk-full could not be applied: %s", exc)
+            await asyncio.sleep(interval)
 
     def match(self, org_number: str) -> FaultRule | None:
         self.reload()
@@ -136,6 +206,8 @@ class FaultInjector:
         @web.middleware
         async def inject(request: web.Request, handler: Handler) -> web.StreamResponse:
             org = org_of(request)
+            if org and request.method == "POST":
+                await self.apply_disk_full()  # the file may have changed since the last look
             rule = self.match(org) if org and request.method == "POST" else None
             if rule is None:
                 return await handler(request)
@@ -166,3 +238,30 @@ def write_faults(path: Path, rules: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"rules": rules}, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def read_faults(path: Path) -> list[dict[str, Any]]:
+    """The rules in the faults file at ``path`` (none if there is no file)."""
+    try:
+        rules = json.loads(path.read_text(encoding="utf-8")).get("rules", [])
+    except FileNotFoundError:
+        return []
+    except (ValueError, AttributeError):
+        raise ConfigError(
+            f"{path} is not a faults file", hint="clear it: b2bsim fault supplier clear"
+        ) from None
+    return [r for r in rules if isinstance(r, dict)]
+
+
+def set_disk_full(path: Path, full: bool, *, until_ms: int | None = None) -> None:
+    """Fill (until ``until_ms``, if given) or free the disk of the stub reading ``path``.
+
+    The other rules stay as they are; there is at most one disk-full rule.
+    """
+    rules = [r for r in read_faults(path) if r.get("kind") != DISK_FULL]
+    if full:
+        rule: dict[str, Any] = {"kind": DISK_FULL}
+        if until_ms is not None:
+            rule["until_ms"] = until_ms
+        rules.append(rule)
+    write_faults(path, rules)

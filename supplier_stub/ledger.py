@@ -161,9 +161,10 @@ class Ledger:
         """In one transaction: store the envelope once by id, offer it, write what loads.
 
         The envelope, its arrival and what the ledger decided are committed
-        together (or not at all).
+        together (or not at all): if the transaction fails (a full disk), the
+        sequencer's step is undone too, so the ICC's retry finds it as before.
         """
-        with db:
+        with self._sequencer.step(), db:  # the COMMIT is inside the sequencer's step
             db.execute("BEGIN IMMEDIATE")
             receipt = store_rows(db, envelope, raw, item.received_at_ms)
             if receipt.status is not ReceiptStatus.ACCEPTED or not self._open:
@@ -180,28 +181,46 @@ class Ledger:
         await self._step(self._sequencer.expire)
 
     async def _step(self, decide: Callable[[int], Batch]) -> None:
-        """Run one sequencer step and write what it decided, on the store's thread."""
+        """Run one sequencer step and write what it decided, on the store's thread.
+
+        All or nothing: if writing fails, the sequencer's step is undone (what
+        was due stays held, to load at the next tick).
+        """
 
         def step(db: sqlite3.Connection) -> Batch:
             now = self._clock()
-            with self._history.step(db):
-                batch = decide(now)
-            if batch.loads or batch.problems:
-                with db:
-                    db.execute("BEGIN IMMEDIATE")
-                    write_rows(db, batch, now)
+            with self._sequencer.step():
+                with self._history.step(db):
+                    batch = decide(now)
+                if batch.loads or batch.problems:
+                    with db:
+                        db.execute("BEGIN IMMEDIATE")
+                        write_rows(db, batch, now)
             return batch
 
         self._log(await self._store.call(step))
 
     async def _tick(self) -> None:
         interval = min(0.1, max(0.01, self.gap_timeout / 10))
+        failing = False  # said once when it starts failing (a full disk), once when it recovers
         while True:
             await asyncio.sleep(interval)
             try:
                 await self.expire()
-            except Exception:  # keep the timer alive; the message stays stored
-                log.exception("ledger: loading held messages failed")
+            except Exception as exc:  # keep the timer alive; what was due stays held
+                if not failing:
+                    log.error(
+                        "ledger: loading held messages failed (%s); they stay held and stored, "
+                        "retried every %g s: free disk space if the disk is full",
+                        exc,
+                        interval,
+                        exc_info=not isinstance(exc, sqlite3.Error),
+                    )
+                failing = True
+            else:
+                if failing:
+                    log.info("ledger: loading held messages works again")
+                failing = False
 
     @staticmethod
     def _log(batch: Batch) -> None:

@@ -26,6 +26,8 @@ which persists the decisions).
 from __future__ import annotations
 
 import bisect
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -199,12 +201,19 @@ class _Supplier:
     late_credits: list[Item] = field(default_factory=list)  # late, waiting for an invoice
     held_ids: set[str] = field(default_factory=set)  # message ids in held and late_credits
 
+    def copy(self) -> _Supplier:
+        held, credits, ids = list(self.held), list(self.late_credits), set(self.held_ids)
+        return _Supplier(self.next_seq, held, credits, ids)
+
 
 class Sequencer:
     """Per-supplier ordering; every method takes the time and returns what to load.
 
     Memory: what is held, and one small record per supplier; what has loaded
     is asked of ``history`` (the ledger's table, for the Ledger).
+
+    A caller that persists the decisions runs each step in :meth:`step`: if
+    persisting fails, the step is undone, as if it had never been offered.
     """
 
     def __init__(self, gap_timeout_ms: int, history: History | None = None) -> None:
@@ -212,6 +221,39 @@ class Sequencer:
         self.history: History = history if history is not None else MemoryHistory()
         self._suppliers: dict[str, _Supplier] = {}
         self._holding: set[str] = set()  # suppliers with something held
+        # During a step: each supplier touched, as it was before (None: it was new).
+        self._undo: dict[str, _Supplier | None] | None = None
+
+    @contextlib.contextmanager
+    def step(self) -> Iterator[None]:
+        """All or nothing: if the block raises, every supplier it touched is put back.
+
+        The Ledger decides and writes in the block, so that a failed SQLite
+        transaction (a full disk) leaves the sequencer as it was before: the
+        ICC's retry of the same envelope, or the timer's next tick, then
+        decides again as if the failed attempt had never happened.  What
+        ``history`` recorded in the block is the caller's to undo (the
+        Ledger's is the table, rolled back with the transaction).  A step
+        inside a step is part of the outer one.
+        """
+        if self._undo is not None:
+            yield
+            return
+        undo: dict[str, _Supplier | None] = {}
+        self._undo = undo
+        try:
+            yield
+        except BaseException:
+            for org, before in undo.items():
+                if before is None:
+                    self._suppliers.pop(org, None)
+                    self._holding.discard(org)
+                else:
+                    self._suppliers[org] = before
+                    self._mark(org, before)
+            raise
+        finally:
+            self._undo = None
 
     def restore(self, org_number: str, *, next_seq: int) -> None:
         """Set a supplier's next sequence from what the ledger already holds (after a restart)."""
@@ -248,13 +290,16 @@ class Sequencer:
         """Load what has waited ``gap_timeout`` or longer, recording each problem."""
         out = Batch()
         for org in sorted(self._holding):
-            s = self._suppliers[org]
+            s = self._supplier(org)
             self._expire_supplier(s, now, out)
             self._mark(org, s)
         return out
 
     def _supplier(self, org_number: str) -> _Supplier:
+        """The supplier's state, to change: within a step, kept first as it was."""
         s = self._suppliers.get(org_number)
+        if self._undo is not None and org_number not in self._undo:
+            self._undo[org_number] = None if s is None else s.copy()
         if s is None:
             s = self._suppliers[org_number] = _Supplier()
         return s

@@ -77,8 +77,10 @@ class EnvelopeStore:
         self._worker = SqliteWorker(
             path, schema=SCHEMA, owner="EnvelopeStore", thread_name="stub-sqlite"
         )
+        self._max_pages: int | None = None  # SQLite's own limit, while growth is refused
 
     async def open(self) -> None:
+        self._max_pages = None  # a new connection has SQLite's own limit
         await self._worker.open()
 
     async def close(self) -> None:
@@ -96,6 +98,26 @@ class EnvelopeStore:
         whether or not (and whenever) their futures are awaited.
         """
         return self._worker.call(fn, *args, **kwargs)
+
+    async def refuse_growth(self, refuse: bool) -> None:
+        """Make the database refuse to grow, as on a full disk, or lift that (the
+        ``disk-full`` fault, supplier_stub/faults.py).
+
+        ``PRAGMA max_page_count`` on the store's connection, set to the pages
+        the file has now: a write that needs a new page fails with SQLite's
+        own "database or disk is full" (one that fits in the pages there may
+        still succeed, as on a real disk).  Lifted, SQLite's own limit is back.
+        """
+        await self._worker.call(self._refuse_growth_sync, refuse)
+
+    def _refuse_growth_sync(self, db: sqlite3.Connection, refuse: bool) -> None:
+        if refuse and self._max_pages is None:
+            self._max_pages = int(db.execute("PRAGMA max_page_count").fetchone()[0])
+            pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+            db.execute(f"PRAGMA max_page_count = {pages}")
+        elif not refuse and self._max_pages is not None:
+            db.execute(f"PRAGMA max_page_count = {self._max_pages}")
+            self._max_pages = None
 
     async def store(self, envelope: Envelope, raw: bytes, now_ms: int) -> Receipt:
         """Store ``envelope`` once; say whether it was new, a duplicate or a conflict."""

@@ -5,6 +5,9 @@ The same faults a scenario scripts, started by hand (docs/scenarios.md):
 - ``b2bsim fault supplier status|delay|reset|clear --faults FILE …`` writes
   the faults file a supplier stub was started with (``serve supplier-stub
   --faults FILE``); the stub applies it at its next request.
+- ``b2bsim fault supplier disk-full --on|--off --faults FILE [--for S]``
+  fills the stub's disk (its database may not grow) or frees it; the other
+  rules stay, and ``clear`` frees it too.
 - ``b2bsim fault icc duplicate|reorder|clear --faults FILE …`` does the same
   for ICC workers started with ``serve icc --faults FILE``: each kind changes
   only its own probability (``--probability 0`` stops it), ``clear`` stops all.
@@ -15,7 +18,6 @@ The same faults a scenario scripts, started by hand (docs/scenarios.md):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 from pathlib import Path
@@ -24,7 +26,8 @@ from typing import Any
 from icc_bridge import read_delivery_faults, write_delivery_faults
 from simulator.runs.chain import rule_for
 from simulator.vocabulary.errors import ConfigError
-from supplier_stub import write_faults
+from simulator.vocabulary.messages import now_ms
+from supplier_stub import DISK_FULL, read_faults, set_disk_full, write_faults
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,7 +35,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     target = p.add_subparsers(dest="target", metavar="TARGET", required=True)
 
     s = target.add_parser("supplier", help="the supplier stub's answers (its --faults file)")
-    s.add_argument("kind", choices=("status", "delay", "reset", "clear"))
+    s.add_argument("kind", choices=("status", "delay", "reset", DISK_FULL, "clear"))
+    full = s.add_mutually_exclusive_group()
+    full.add_argument(
+        "--on",
+        dest="full",
+        action="store_true",
+        default=None,
+        help="disk-full: fill the stub's disk",
+    )
+    full.add_argument("--off", dest="full", action="store_false", help="disk-full: free it")
     s.add_argument("--faults", type=Path, required=True, help="the stub's --faults FILE")
     s.add_argument("--status", type=int, default=503, help="status: the HTTP status to answer")
     s.add_argument("--retry-after", type=float, metavar="S", help="status: a Retry-After header")
@@ -66,6 +78,8 @@ def _probability(p: float) -> float:
 
 
 def _supplier(args: argparse.Namespace) -> int:
+    if args.kind == DISK_FULL or args.full is not None:
+        return _disk_full(args)
     rules: list[dict[str, Any]] = []
     if args.kind != "clear":
         if args.kind == "status" and not 400 <= args.status <= 599:
@@ -81,22 +95,34 @@ def _supplier(args: argparse.Namespace) -> int:
         )
         if args.org_number:
             rule["org_number"] = args.org_number
-        rules = [*_current_rules(args.faults), rule]
+        rules = [*read_faults(args.faults), rule]
     write_faults(args.faults, rules)
     print(f"{args.faults}: {len(rules)} supplier fault rule(s) active")
     return 0
 
 
-def _current_rules(path: Path) -> list[dict[str, Any]]:
-    try:
-        rules = json.loads(path.read_text(encoding="utf-8")).get("rules", [])
-    except FileNotFoundError:
-        return []
-    except (ValueError, AttributeError):
+def _disk_full(args: argparse.Namespace) -> int:
+    """``fault supplier disk-full --on|--off``: the stub's whole database, not its answers."""
+    if args.kind != DISK_FULL:
+        raise ConfigError(f"--on/--off are for disk-full, not {args.kind}", hint="drop them")
+    if args.full is None:
+        raise ConfigError("disk-full needs --on or --off", hint="fault supplier disk-full --on")
+    per_request = {
+        "--org-number": args.org_number is not None,
+        "--first": args.first is not None,
+        "--probability": args.probability != 1.0,
+    }
+    given = [name for name, set_ in per_request.items() if set_]
+    if given:
         raise ConfigError(
-            f"{path} is not a faults file", hint="clear it: fault supplier clear"
-        ) from None
-    return [r for r in rules if isinstance(r, dict)]
+            f"disk-full fills the stub's whole database: {', '.join(given)} does not apply",
+            hint="drop it (only --for S bounds disk-full)",
+        )
+    until = None if args.duration is None else now_ms() + int(args.duration * 1000)
+    set_disk_full(args.faults, args.full, until_ms=until if args.full else None)
+    state = "full" if args.full else "free"
+    print(f"{args.faults}: the supplier stub's disk {state}")
+    return 0
 
 
 def _icc(args: argparse.Namespace) -> int:

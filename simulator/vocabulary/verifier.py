@@ -271,15 +271,27 @@ class EnvelopeVerifier:
         if self.max_skew is None:
             return
         skew = envelope.created_at_ms / 1000 - now.timestamp()
-        if abs(skew) > self.max_skew:
-            when = "in the future" if skew > 0 else "ago"
-            raise EnvelopeStaleError(
-                f"the envelope {envelope.envelope_id} was created at "
-                f"{format_timestamp(envelope.created_at_ms)}, {abs(skew):.0f} s {when}; "
-                f"at most {self.max_skew:g} s either way is accepted",
-                hint="a replayed or long-held envelope is refused: the ICC must wrap the "
-                "message again (or check both clocks)",
+        if abs(skew) <= self.max_skew:
+            return
+        # Which side may be off, and by how much: the sender stamped created_at, the
+        # receiver (here) compares it with its own clock.
+        if skew > 0:
+            when = "in the future"
+            cause = "the sender's clock is ahead, or the receiver's behind"
+        else:
+            when = "ago"
+            cause = (
+                "a replayed or long-held envelope (the ICC must wrap the message again), "
+                "or the sender's clock is behind, or the receiver's ahead"
             )
+        receiver_now = format_timestamp(int(now.timestamp() * 1000))
+        raise EnvelopeStaleError(
+            f"the envelope {envelope.envelope_id} was created at "
+            f"{format_timestamp(envelope.created_at_ms)}, {abs(skew):.0f} s {when} by the "
+            f"receiver's clock (allowed skew {self.max_skew:g} s; the receiver's clock read "
+            f"{receiver_now}): {cause}",
+            hint="check NTP on both",
+        )
 
     def open(self, data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
         """Verify the signed envelope ``data`` and return the Envelope it carries."""

@@ -12,6 +12,8 @@ from aiohttp import web
 from icc_bridge.delivery import Outcome, PushClient
 from simulator.lab.pki import cert_sha256, init_pki, numbered_suppliers
 from simulator.lab.ports import free_ports
+from simulator.vocabulary.codes.refusals import ENVELOPE_STALE
+from simulator.vocabulary.problems import PROBLEM_MEDIA_TYPE, problem
 from simulator.vocabulary.registry import SupplierEntry
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import server_context
@@ -20,6 +22,8 @@ SUPPLIERS = numbered_suppliers(2)
 TIMEOUT = 0.5  # the client's delivery timeout in these tests, seconds
 #: What a refusal's excerpt may hold at most (characters), whatever the supplier sent.
 EXCERPT_MAX = 200
+#: What a problem document's code and detail may hold at most (the DLQ reason holds 500).
+PROBLEM_MAX = 400
 
 
 @dataclass
@@ -59,6 +63,25 @@ async def _refuse_empty(request: web.Request) -> web.Response:
     return web.Response(status=400)
 
 
+#: A stale envelope's refusal as the stub words it (simulator/vocabulary/verifier.py).
+STALE_DETAIL = (
+    "the envelope 6f1c1d0e-8a43-4a53-9d4c-2b8e1c7e0a11 was created at "
+    "2026-12-01T21:04:06.000Z, 312 s in the future by the receiver's clock (allowed skew "
+    "300 s; the receiver's clock read 2026-12-01T20:58:54.000Z): the sender's clock is "
+    "ahead, or the receiver's behind — check NTP on both"
+)
+
+
+async def _refuse_stale(request: web.Request) -> web.Response:
+    status, body = problem(ENVELOPE_STALE, STALE_DETAIL)
+    return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
+
+
+async def _refuse_long_problem(request: web.Request) -> web.Response:
+    status, body = problem(ENVELOPE_STALE, "\x1b[31mx" + "y" * 5000)
+    return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
+
+
 @pytest.fixture
 async def server(state: StateDir) -> AsyncIterator[Server]:
     app = web.Application()
@@ -66,6 +89,8 @@ async def server(state: StateDir) -> AsyncIterator[Server]:
     app.router.add_post("/refuse", _refuse_plain_json)
     app.router.add_post("/noisy", _refuse_noisy)
     app.router.add_post("/empty", _refuse_empty)
+    app.router.add_post("/stale", _refuse_stale)
+    app.router.add_post("/long-problem", _refuse_long_problem)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     org = SUPPLIERS[0].org_number
@@ -119,6 +144,22 @@ class TestRefusalBody:
         assert len(attempt.detail) <= EXCERPT_MAX
         assert attempt.detail.isprintable(), repr(attempt.detail)
         assert attempt.detail.startswith('{"error": "line one\\nline two"')
+        assert attempt.detail.endswith("…")
+
+    async def test_problem_gives_its_code_and_detail(self, server: Server) -> None:
+        """A problem document's code and its whole detail reach the detail (and so the DLQ
+        reason): a stale envelope's says which clock and by how much."""
+        attempt = await server.client.push(server.at("/stale"), b"<x/>")
+        assert attempt.outcome is Outcome.REFUSED
+        assert attempt.status == 422
+        assert attempt.detail == f"{ENVELOPE_STALE}: {STALE_DETAIL}"
+
+    async def test_problem_detail_is_bounded_and_printable(self, server: Server) -> None:
+        """A problem with a huge detail: its code, then a bounded, printable excerpt."""
+        attempt = await server.client.push(server.at("/long-problem"), b"<x/>")
+        assert attempt.detail.startswith(f"{ENVELOPE_STALE}: [31mxyyy")
+        assert len(attempt.detail) <= PROBLEM_MAX
+        assert attempt.detail.isprintable(), repr(attempt.detail)
         assert attempt.detail.endswith("…")
 
     async def test_empty_body_says_so(self, server: Server) -> None:

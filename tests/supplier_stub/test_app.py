@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from icc_bridge.delivery import PushClient
 from simulator.lab.pki import (
     cert_sha256,
     init_pki,
@@ -31,9 +33,10 @@ from simulator.lab.pki import (
     load_private_key,
     numbered_suppliers,
 )
+from simulator.vocabulary.codes.refusals import ENVELOPE_STALE, INTERNAL
 from simulator.vocabulary.envelope import Envelope, normalise_document, to_xml
 from simulator.vocabulary.errors import B2BSimError
-from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.messages import MessageMeta, MessageType, now_ms
 from simulator.vocabulary.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from simulator.vocabulary.registry import Registry, SupplierEntry
 from simulator.vocabulary.signing import EnvelopeSigner
@@ -41,6 +44,7 @@ from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import client_context
 from simulator.vocabulary.xmlsafe import serialize
 from supplier_stub.app import ENVELOPE_PATH, StubConfig, SupplierStub
+from supplier_stub.faults import set_disk_full
 
 RULES_ENV = "B2BSIM_RULES_DIR"
 #: Strings a problem body must never carry.
@@ -614,3 +618,80 @@ class TestStartup:
             port = _port(entry)
             with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
                 assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+class TestDiskFullFault:
+    """`fault supplier disk-full`: the stub's database refuses to grow, then grows again."""
+
+    async def test_full_disk_refuses_then_the_retry_loads_in_order(
+        self, start_stub: StartStub, tmp_path: Path
+    ) -> None:
+        """With the disk full a delivery gets a 5xx and nothing of it is stored; freed, the
+        ICC's retry of the same envelope is stored and loaded in order, nothing late."""
+        faults = tmp_path / "faults.json"
+        async with start_stub(faults=faults) as running:
+            pki = running.pki
+            raws = [
+                sign(
+                    pki,
+                    Envelope.create(
+                        MessageMeta.new(MessageType.INKOPSORDER, pki.a.org_number, n),
+                        pki.order,
+                        receiver_cert_sha256=pki.a.cert_sha256,
+                        receiver_url=pki.a.url,
+                    ),
+                )
+                for n in (1, 2, 3)
+            ]
+            assert (await running.post(pki.a, raws[0])).status == 201
+            set_disk_full(faults, True)
+            for _ in range(2):
+                assert_problem(await running.post(pki.a, raws[1]), 500, INTERNAL)
+            assert running.count("envelopes") == 1
+            assert running.count("arrivals") == 1
+            set_disk_full(faults, False)
+            for raw in raws[1:]:
+                reply = await running.post(pki.a, raw)
+                assert reply.status == 201, reply.text
+            assert running.rows("SELECT sequence, late FROM ledger ORDER BY position") == [
+                (1, 0),
+                (2, 0),
+                (3, 0),
+            ]
+            assert running.rows("SELECT count(*) FROM gaps") == [(0,)]
+
+
+class TestSkewedClock:
+    """A stale envelope's refusal says which side's clock is off and by how much."""
+
+    async def test_future_envelope_names_the_clocks_up_to_the_iccs_reason(
+        self, start_stub: StartStub
+    ) -> None:
+        """312 s ahead with 300 s allowed: the problem detail says so, and the ICC's push
+        client carries it into what becomes the DLQ reason (``CODE: detail``)."""
+        async with start_stub(max_skew=300) as running:
+            pki = running.pki
+            ahead = dataclasses.replace(envelope_for(pki, pki.a), created_at_ms=now_ms() + 312_400)
+            raw = sign(pki, ahead)
+            body = assert_problem(await running.post(pki.a, raw), 422, ENVELOPE_STALE)
+            detail = body["detail"]
+            assert ahead.envelope_id in detail
+            assert "312 s in the future by the receiver's clock (allowed skew 300 s; " in detail
+            assert detail.endswith(
+                "): the sender's clock is ahead, or the receiver's behind — check NTP on both"
+            )
+            state = pki.state
+            client = PushClient(
+                ca_cert=state.ca_cert, icc_cert=state.icc_cert, icc_key=state.icc_key
+            )
+            await client.start()
+            try:
+                attempt = await client.push(pki.a, raw)
+            finally:
+                await client.close()
+            assert attempt.status == 422
+            # the same detail, but for the receiver's clock, read again for this request
+            prefix, _, rest = detail.partition("the receiver's clock read ")
+            assert attempt.detail.startswith(f"{ENVELOPE_STALE}: {prefix}")
+            assert attempt.detail.endswith(rest[rest.index(")") :])
+            assert running.count("envelopes") == 0

@@ -5,6 +5,7 @@ The ordering logic runs with an injected clock (milliseconds set by the test).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from simulator.vocabulary.envelope import Envelope
@@ -275,3 +276,64 @@ class TestSequencerCredits:
         )
         credit = envelope(2, kind=MessageType.KREDIT, document=credit_doc("K", "F"))
         assert seqs(seq.offer(item(credit, T0), T0).loads) == [2]
+
+
+class TestSequencerStep:
+    """A step that fails is undone (the Ledger's transaction failed: a full disk)."""
+
+    def test_failed_step_leaves_the_sequencer_as_before(self) -> None:
+        """Loads, releases and a new supplier of a failed step are undone; offered again,
+        the same messages load as if the step had never run, none late."""
+        history = MemoryHistory()
+        seq = Sequencer(TIMEOUT_MS, history)
+        seq.offer(item(envelope(1), T0), T0)
+        seq.offer(item(envelope(3), T0), T0)  # held for 2
+        recorded = set(history.message_ids)
+
+        def step() -> None:
+            assert seqs(seq.offer(item(envelope(2), T0), T0).loads) == [2, 3]
+            assert seqs(seq.offer(item(envelope(1, org=OTHER), T0), T0).loads) == [1]
+            assert seq.held == 0
+
+        fail_in_a_step(seq, step)
+        history.message_ids = recorded  # the caller undoes its history (the Ledger's: a table)
+        assert seq.held == 1
+        batch = seq.offer(item(envelope(2), T0 + 1), T0 + 1)
+        assert [(ld.item.sequence, ld.late) for ld in batch.loads] == [(2, False), (3, False)]
+        assert seqs(seq.offer(item(envelope(2, org=OTHER), T0), T0).loads) == []  # 1 first
+
+    def test_failed_expire_keeps_what_was_due(self) -> None:
+        """An expiry whose write fails loads nothing: the next one finds the same gap."""
+        seq = Sequencer(TIMEOUT_MS)
+        seq.offer(item(envelope(2), T0), T0)
+        fail_in_a_step(seq, lambda: seq.expire(T0 + TIMEOUT_MS).loads)
+        batch = seq.expire(T0 + TIMEOUT_MS)
+        assert [p.missing for p in batch.problems] == [(1, 1)]
+        assert seqs(batch.loads) == [2]
+
+    def test_inner_step_is_part_of_the_outer(self) -> None:
+        """What an inner step did is undone when the outer one fails."""
+        seq = Sequencer(TIMEOUT_MS)
+
+        def step() -> None:
+            with seq.step():
+                seq.offer(item(envelope(2), T0), T0)
+            assert seq.held == 1
+
+        fail_in_a_step(seq, step)
+        assert seq.held == 0
+        with seq.step():  # a step that succeeds keeps what it did
+            seq.offer(item(envelope(2), T0), T0)
+        assert seq.held == 1
+
+
+def fail_in_a_step(seq: Sequencer, body: Callable[[], object]) -> None:
+    """Run ``body`` in a step of ``seq`` that then fails, as a failed transaction would."""
+    failed = False
+    try:
+        with seq.step():
+            body()
+            raise RuntimeError("the transaction failed")
+    except RuntimeError:
+        failed = True
+    assert failed

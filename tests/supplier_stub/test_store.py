@@ -147,3 +147,32 @@ class TestDigest:
         assert len(a) == 64
         assert a == a.lower()
         assert a != b
+
+
+class TestRefuseGrowth:
+    """The disk-full fault: the database may not grow (supplier_stub/faults.py)."""
+
+    async def test_full_then_freed(self, store: EnvelopeStore) -> None:
+        """While growth is refused, an envelope that needs space is not stored, and nothing
+        of it remains; refused twice and freed once, the database grows again."""
+        await store.store(envelope(1), b"<raw/>", 1_000)
+        await store.refuse_growth(True)
+        await store.refuse_growth(True)  # twice is once: the limit is not lowered again
+        big = b"<raw>" + b"x" * 20_000 + b"</raw>"  # more than any page has free
+        with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+            await store.store(envelope(2), big, 2_000)
+        assert rows(store.path, "SELECT count(*) FROM envelopes") == [(1,)]
+        assert rows(store.path, "SELECT count(*) FROM arrivals") == [(1,)]
+        await store.refuse_growth(False)
+        receipt = await store.store(envelope(2), big, 3_000)
+        assert receipt.status is ReceiptStatus.ACCEPTED
+        for n in range(3, 40):  # the limit is gone, not just raised by a little
+            await store.store(envelope(n), big, 3_000 + n)
+        assert rows(store.path, "SELECT count(*) FROM envelopes") == [(39,)]
+
+    async def test_freeing_a_disk_never_filled_changes_nothing(self, store: EnvelopeStore) -> None:
+        """refuse_growth(False) without a fault leaves SQLite's own limit as it was."""
+        before = await store.call(lambda db: db.execute("PRAGMA max_page_count").fetchone())
+        await store.refuse_growth(False)
+        after = await store.call(lambda db: db.execute("PRAGMA max_page_count").fetchone())
+        assert after == before

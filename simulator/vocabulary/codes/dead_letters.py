@@ -27,8 +27,8 @@ DEAD_LETTERS: dict[str, CodeEntry] = table(
             "dead-lettered it at once."
         ),
         fix=(
-            "Read the dead letter's reason (the supplier's problem code), fix the supplier or the "
-            "registry, then replay it with b2bsim dlq replay."
+            "Read the dead letter's reason (the supplier's problem code and detail), fix the "
+            "supplier or the registry, then replay it with b2bsim dlq replay."
         ),
         sv=(
             "Leverantören avvisade kuvertet med ett svar som inte går över (4xx): ett nytt försök "

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
+from simulator.vocabulary.messages import now_ms
 from supplier_stub.faults import FaultInjector
 
 
@@ -24,6 +25,52 @@ class TestFaultCommand:
         assert (rule.kind, rule.status) == ("status", 503)
         assert main(["fault", "supplier", "clear", "--faults", str(faults)]) == 0
         assert json.loads(faults.read_text())["rules"] == []
+
+    def test_supplier_disk_full_on_and_off(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """disk-full --on adds the stub's disk-full rule beside the others; --off removes
+        only it; either way the command says whether the disk is full."""
+        faults = tmp_path / "faults.json"
+        assert main(["fault", "supplier", "reset", "--faults", str(faults)]) == 0
+        assert main(["fault", "supplier", "disk-full", "--on", "--faults", str(faults)]) == 0
+        assert "disk full" in capsys.readouterr().out.splitlines()[-1]
+        rules = json.loads(faults.read_text())["rules"]
+        assert [r["kind"] for r in rules] == ["reset", "disk-full"]
+        assert FaultInjector(faults).disk_full()
+        assert main(["fault", "supplier", "disk-full", "--off", "--faults", str(faults)]) == 0
+        assert "disk free" in capsys.readouterr().out.splitlines()[-1]
+        assert [r["kind"] for r in json.loads(faults.read_text())["rules"]] == ["reset"]
+        assert not FaultInjector(faults).disk_full()
+
+    def test_supplier_disk_full_for_a_while(self, tmp_path: Path) -> None:
+        """--for S ends the full disk S seconds from now."""
+        faults = tmp_path / "faults.json"
+        args = ["fault", "supplier", "disk-full", "--on", "--for", "60", "--faults", str(faults)]
+        assert main(args) == 0
+        (rule,) = json.loads(faults.read_text())["rules"]
+        assert rule["kind"] == "disk-full"
+        assert rule["until_ms"] > now_ms() + 50_000
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["disk-full"],  # neither --on nor --off
+            ["disk-full", "--on", "--org-number", "5520000018"],
+            ["disk-full", "--on", "--probability", "0.5"],
+            ["disk-full", "--off", "--first", "3"],
+            ["status", "--on"],
+        ],
+    )
+    def test_supplier_disk_full_usage_errors(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+    ) -> None:
+        """disk-full needs --on or --off and takes no per-request option; only it takes
+        --on/--off. Refused in one line, nothing written."""
+        faults = tmp_path / "faults.json"
+        assert main(["fault", "supplier", *args, "--faults", str(faults)]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+        assert not faults.exists()
 
     def test_icc_fault_file(self, tmp_path: Path) -> None:
         """An ICC fault writes the probabilities the workers read."""

@@ -768,12 +768,54 @@ class TestOpenFreshness:
         if fresh:
             assert verifier.open(data) == env
             return
-        with pytest.raises(EnvelopeStaleError, match="at most 600 s") as caught:
+        with pytest.raises(EnvelopeStaleError, match="allowed skew 600 s") as caught:
             verifier.open(data)
         assert caught.value.code == "ENVELOPE_STALE"
         assert code_for(caught.value) == "ENVELOPE_STALE"
         assert PROBLEMS["ENVELOPE_STALE"].status == 422
         assert ("in the future" in str(caught.value)) == (offset_s < 0)
+
+    @pytest.mark.parametrize(
+        ("offset_s", "says"),
+        [
+            (
+                -312,
+                (
+                    "312 s in the future by the receiver's clock (allowed skew 300 s; ",
+                    "): the sender's clock is ahead, or the receiver's behind",
+                ),
+            ),
+            (
+                1_000,
+                (
+                    "1000 s ago by the receiver's clock (allowed skew 300 s; ",
+                    "): a replayed or long-held envelope (the ICC must wrap the message "
+                    "again), or the sender's clock is behind, or the receiver's ahead",
+                ),
+            ),
+        ],
+    )
+    def test_refusal_says_which_clock_and_by_how_much(
+        self, offset_s: int, says: tuple[str, str], pki: Pki, signer: EnvelopeSigner
+    ) -> None:
+        """The refusal names the envelope, both times, how far apart, the allowed skew,
+        which side's clock may be off, and what to check."""
+        created = NOW.replace(microsecond=0)
+        now = created + dt.timedelta(seconds=offset_s)
+        env = _fresh_envelope(created)
+        verifier = EnvelopeVerifier(
+            pki.ca.cert_pem, accept_signer=is_icc, clock=lambda: now, max_skew=300
+        )
+        with pytest.raises(EnvelopeStaleError) as caught:
+            verifier.open(signer.sign(env))
+        text = str(caught.value)
+        for part in says:
+            assert part in text
+        assert text.endswith("check NTP on both")
+        assert env.envelope_id in text
+        assert created.strftime("%Y-%m-%dT%H:%M:%S") in text
+        assert now.strftime("%Y-%m-%dT%H:%M:%S") in text
+        assert "\n" not in text
 
     def test_without_max_skew_old_envelopes_open(
         self, signed: bytes, verifier: EnvelopeVerifier
