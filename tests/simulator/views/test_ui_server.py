@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from simulator.runs.scenario import Sleep
-from simulator.views.ui_server import LiveView, _Client
+from simulator.views.ui_frames import Client as _Client
+from simulator.views.ui_server import LiveView
 
 ORG = "5520000018"
 
@@ -116,7 +117,7 @@ class TestLiveView:
             )
             + "\n"
         )
-        view.watch(tmp_path, title="demo", steps=["Produce: chains=1"])
+        view.watch(tmp_path, title="demo", steps=[{"what": "KA produces.", "watch": ""}])
         for _ in range(100):
             status, state = request(view, "GET", "/api/state")
             if state["messages"]:
