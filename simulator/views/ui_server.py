@@ -162,6 +162,8 @@ class LiveView:
                 )
                 with contextlib.suppress(EOFError):
                     input()
+            else:
+                print(f"live view: stopped ({self.url}): no terminal to keep it open", flush=True)
         except KeyboardInterrupt:
             pass
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
 import socket
 import threading
@@ -197,3 +198,35 @@ class TestLiveView:
             stopper.join(10)
         frames = [json.loads(x[6:]) for x in data.split(b"\n") if x.startswith(b"data: ")]
         assert frames[-1] == {"type": "bye"}
+
+    def test_without_a_terminal_linger_stops_at_once(
+        self, view: LiveView, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """CI, a pipe, a test: nothing waits for a person."""
+        monkeypatch.setattr("sys.stdin", io.StringIO(""))
+        started = time.monotonic()
+        view.linger()
+        assert time.monotonic() - started < 8
+        assert "no terminal to keep it open" in capsys.readouterr().out
+        with pytest.raises(ConnectionRefusedError):
+            request(view, "GET", "/api/state")
+
+    def test_at_a_terminal_linger_serves_until_ctrl_c(
+        self, view: LiveView, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The finished run stays on the page, and the terminal says how to stop it."""
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        def ctrl_c(*_: object) -> str:
+            assert request(view, "GET", "/api/state")[0] == 200  # still serving
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("sys.stdin", Terminal(""))
+        monkeypatch.setattr("builtins.input", ctrl_c)
+        view.linger()
+        assert "press Ctrl+C" in capsys.readouterr().out
+        with pytest.raises(ConnectionRefusedError):
+            request(view, "GET", "/api/state")
