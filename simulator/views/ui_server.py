@@ -9,12 +9,15 @@ event loop.  It reads the run directory with :class:`simulator.views.live.RunTai
   the oldest frames are dropped and the page gets one snapshot of the whole
   state instead (it drops frames, never messages);
 * a port in use falls back to a free one (said in :attr:`LiveView.notice`);
-* a browser that goes away only ends its own stream.
+* a browser that goes away only ends its own stream;
+* :meth:`LiveView.stop` sends what is left of the run (its verdict), then ``bye``:
+  the pages say the server stopped, not reconnect (:mod:`simulator.views.ui_frames`).
 
 Teaching mode: :meth:`LiveView.before_step` (``RunOptions.before_step``) waits
 until "next" is pressed on the page (``POST /api/next``) or
 :meth:`LiveView.release` is called.  What the page teaches (AF's fields, what
-befell a message, in English and Swedish) is in :mod:`simulator.views.teaching`.
+befell a message, in English and Swedish) is in :mod:`simulator.views.teaching`,
+what each step does in :mod:`simulator.views.step_words`.
 
 Endpoints: ``/`` the page, ``/events`` the stream, ``/api/state`` the
 snapshot, ``/api/message/{id}`` one message with its envelope and document,
