@@ -20,6 +20,7 @@ The language is documented in ``docs/scenarios.md``; in short::
       - clock: {ka_skew_ms: -2000}
       - sleep: 1
       - wait: {timeout: 60}
+        say: Everything KA produced reaches a ledger.   # optional, any step: the live view's text
     expect: {lost: 0, double_ingested: 0}
 
 Reading and checking a file is :mod:`simulator.runs.scenario_file`'s job (the
@@ -30,7 +31,7 @@ every error names the file, the line, the key and what was expected.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,15 @@ SUPPLIER_FAULTS = ("down", "status", "delay", "reset", "clear")
 
 
 @dataclass(frozen=True)
-class Produce:
+class StepBase:
+    """What every step has: ``say``, the scenario's own words for it in the live view
+    ("": the sentence :func:`simulator.views.teaching.describe_step` writes for its kind)."""
+
+    say: str = field(default="", kw_only=True)
+
+
+@dataclass(frozen=True)
+class Produce(StepBase):
     """Publish for every supplier: ``chains`` full chains, or ``count`` of ``doc_type``."""
 
     chains: int = 0
@@ -74,19 +83,19 @@ class Produce:
 
 
 @dataclass(frozen=True)
-class Wait:
+class Wait(StepBase):
     """Wait for background steps, then until everything produced is loaded or dead-lettered."""
 
     timeout: float
 
 
 @dataclass(frozen=True)
-class Sleep:
+class Sleep(StepBase):
     seconds: float
 
 
 @dataclass(frozen=True)
-class KillIcc:
+class KillIcc(StepBase):
     """kill -9 an ICC worker ``times`` times, ``every`` seconds (or once ``after`` N loads)."""
 
     times: int = 1
@@ -96,7 +105,7 @@ class KillIcc:
 
 
 @dataclass(frozen=True)
-class RestartBroker:
+class RestartBroker(StepBase):
     """Stop the embedded broker, keep it down ``down`` seconds, start it again."""
 
     down: float = 1.0
@@ -104,7 +113,7 @@ class RestartBroker:
 
 
 @dataclass(frozen=True)
-class KillBroker:
+class KillBroker(StepBase):
     """kill -9 broker ``index`` (from 1) of the run's brokers, keep it down ``down``
     seconds, start it again on the same ports."""
 
@@ -114,7 +123,7 @@ class KillBroker:
 
 
 @dataclass(frozen=True)
-class SupplierFault:
+class SupplierFault(StepBase):
     """A fault at the supplier endpoint; ``down`` stops it for ``seconds``."""
 
     kind: str  # down | status | delay | reset | clear
@@ -131,7 +140,7 @@ ICC_FAULTS = ("duplicate", "reorder", "clear")
 
 
 @dataclass(frozen=True)
-class IccFault:
+class IccFault(StepBase):
     """The ICC duplicates or reorders deliveries with ``probability`` (clear: stops)."""
 
     kind: str
@@ -143,7 +152,7 @@ ATTACK_KINDS = tuple(ATTACKS)
 
 
 @dataclass(frozen=True)
-class Attack:
+class Attack(StepBase):
     """Aim hostile or forged requests at supplier number ``supplier`` (from 1)."""
 
     kinds: tuple[str, ...]
@@ -155,7 +164,7 @@ PKI_ACTIONS = ("revoke", "expire", "rotate", "swap", "move")
 
 
 @dataclass(frozen=True)
-class PkiChange:
+class PkiChange(StepBase):
     """Change a certificate mid-run: revoke, expire, rotate, or swap two suppliers'."""
 
     action: str
@@ -168,7 +177,7 @@ POISON_KINDS = ("no-headers", "unknown-type", "unknown-supplier", "not-xml")
 
 
 @dataclass(frozen=True)
-class Poison:
+class Poison(StepBase):
     """Put messages on KA's queue that the ICC must dead-letter at once."""
 
     kinds: tuple[str, ...]
@@ -176,7 +185,7 @@ class Poison:
 
 
 @dataclass(frozen=True)
-class Clock:
+class Clock(StepBase):
     """Skew KA's clock by ``ka_skew_ms`` from now on."""
 
     ka_skew_ms: int
@@ -265,8 +274,14 @@ def _expectations(raw: dict[str, Any]) -> dict[str, int]:
 
 
 def _step(raw: dict[str, Any]) -> Step:
-    """A step from its checked mapping: the one key names the action."""
-    ((kind, body),) = raw.items()
+    """A step from its checked mapping: the one key besides ``say`` names the action."""
+    ((kind, body),) = ((k, v) for k, v in raw.items() if k != "say")
+    step = _action(kind, body)
+    say = str(raw.get("say") or "").strip()
+    return replace(step, say=say) if say else step
+
+
+def _action(kind: str, body: Any) -> Step:
     if kind == "wait":
         return Wait(timeout=float((body or {}).get("timeout", 60)))
     if kind == "sleep":

@@ -159,7 +159,7 @@ def _rules(data: dict[str, Any]) -> Iterator[Finding]:
         except ConfigError as exc:
             yield ("icc", "retry"), exc.message, exc.hint or "see docs/icc.md"
     for index, step in enumerate(data["steps"]):
-        ((kind, body),) = step.items()
+        ((kind, body),) = ((k, v) for k, v in step.items() if k != "say")
         yield from _step_rules(("steps", index, kind), body, count, brokers)
     longest_down = max(
         (s["fault"].get("down", 1.0) for s in data["steps"] if _kills_broker(s)), default=0.0

@@ -195,7 +195,7 @@ _NEWS = {
     "LEFT JOIN envelopes e ON e.envelope_id = a.envelope_id "
     "WHERE a.id > ? ORDER BY a.id",
     "ledger": "SELECT position, envelope_id, org_number, loaded_at_ms, message_id, "
-    "message_type, sequence, late FROM ledger WHERE position > ? "
+    "message_type, sequence, late, received_at_ms FROM ledger WHERE position > ? "
     "ORDER BY position",
     "gaps": "SELECT id, envelope_id, org_number, detected_at_ms, kind, first_missing, "
     "last_missing FROM gaps WHERE id > ? ORDER BY id",

@@ -23,147 +23,46 @@ kind                meaning                                    from
 ``received``        the supplier stored it (detail: accepted,  ``arrivals``
                     duplicate or conflict)
 ``held``            stored but not loaded yet: it waits for    ``envelopes`` − ``ledger``
-                    its predecessor (KA's order)
-``loaded``          loaded into the supplier's ledger          ``ledger``
+                    its predecessor (KA's order); or, once     ``ledger``
+                    loaded, it was held: for how long, for
+                    which predecessors (those loaded before
+                    it that arrived after it)
+``released``        loaded after a hold seen live (``held``)   ``ledger``
+``loaded``          loaded into the supplier's ledger, at its  ``ledger``
+                    position
 ``gap``             the supplier gave up waiting for a gap     ``gaps``
 ``refused``         an attack the supplier refused, with code  ``attacks.jsonl``
-``finished``        the run wrote ``result.json``              ``result.json``
+``finished``        the run wrote ``result.json``: its verdict ``result.json``
 ==================  =========================================  =====================
 
 Besides the events, the tailer keeps each message's current state
-(:class:`MessageState`: where it is and what befell it) and the counters
-(:class:`Counters`).
+(:class:`~simulator.views.live_records.MessageState`: where it is, its ledger
+position, what befell it and its history of events), the counters
+(:class:`~simulator.views.live_records.Counters`) and, once the run has
+finished, its :attr:`RunTailer.verdict` (passed, the expectations, the error).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from simulator.runs.stub_records import STUB_DB, news_since
+from simulator.views.live_records import Counters, JsonlTail, LiveEvent, MessageState
 from simulator.views.timeline import int_or_none
 from simulator.vocabulary.messages import now_ms
 
-__all__ = [
-    "STATIONS",
-    "Counters",
-    "JsonlTail",
-    "LiveEvent",
-    "MessageState",
-    "RunTailer",
-]
+__all__ = ["RunTailer"]
 
-#: Where a message can be, in the order of the chain ("dead": the dead-letter queue).
-STATIONS = ("ka", "queue", "icc", "supplier", "ledger", "dead")
+#: Earlier ledger rows of a supplier looked at for what a loaded message waited for.
+_LOOK_BACK = 64
 
 #: The ICC events that are taken as they are (docs/files.md).
 _ICC_EVENTS = frozenset(
     {"consumed", "retry", "delivered", "dead_lettered", "outboxed", "reordered", "duplicated"}
 )
-
-
-@dataclass
-class LiveEvent:
-    """One thing that happened to one message (or to the supplier's endpoint)."""
-
-    kind: str
-    at_ms: int
-    message_id: str = ""
-    envelope_id: str = ""
-    message_type: str = ""
-    org_number: str = ""
-    sequence: int | None = None
-    status: int | None = None
-    code: str = ""
-    detail: str = ""
-    attempt: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
-
-
-@dataclass
-class MessageState:
-    """Where one message is now, and what befell it on the way."""
-
-    message_id: str
-    message_type: str = ""
-    org_number: str = ""
-    sequence: int | None = None
-    envelope_id: str = ""
-    station: str = "ka"
-    produced_at_ms: int | None = None
-    consumed: int = 0  # >1: the broker redelivered it
-    retries: int = 0
-    duplicates: int = 0  # arrivals the supplier answered as duplicates
-    held: bool = False  # waited at the supplier for its predecessor
-    reordered: bool = False
-    late: bool = False
-    pulled: bool = False
-    delivered: bool = False
-    code: str = ""  # the dead letter's code
-    detail: str = ""  # the last retry's or the dead letter's reason
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Counters:
-    """The run's figures so far (distinct messages)."""
-
-    produced: int = 0
-    consumed: int = 0
-    delivered: int = 0
-    received: int = 0
-    loaded: int = 0
-    dead_lettered: int = 0
-    retries: int = 0
-    duplicates: int = 0
-    held: int = 0
-    refused: int = 0
-    lost: int | None = None  # known only once the run has finished
-
-    @property
-    def queue_depth(self) -> int:
-        """Messages KA produced that no ICC worker has taken yet."""
-        return max(0, self.produced - self.consumed)
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "queue_depth": self.queue_depth}
-
-
-class JsonlTail:
-    """New complete lines of one JSONL file, from where the last read stopped."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._offset = 0
-
-    def read(self) -> list[dict[str, Any]]:
-        """The records of the lines written since the last call (bad lines are skipped)."""
-        try:
-            with self.path.open("rb") as f:
-                f.seek(self._offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            return []
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            return []  # nothing complete yet
-        self._offset += end + 1
-        out = []
-        for line in chunk[: end + 1].splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                out.append(record)
-        return out
 
 
 class RunTailer:
@@ -186,6 +85,7 @@ class RunTailer:
         self.counters = Counters()
         self.messages: dict[str, MessageState] = {}
         self.finished = False
+        self.verdict: dict[str, Any] | None = None  # result.json's, once finished
         self._produced_log = JsonlTail(run_dir / "produced.jsonl")
         self._attacks = JsonlTail(run_dir / "attacks.jsonl")
         self._icc: dict[Path, JsonlTail] = {}
@@ -197,6 +97,8 @@ class RunTailer:
         self._delivered: set[str] = set()
         self._received: set[str] = set()
         self._loaded: set[str] = set()
+        self._held: set[str] = set()
+        self._ledgers: dict[str, list[tuple[str, int | None]]] = {}  # org → (id, received)
         self._dead: set[str] = set()
 
     @property
@@ -218,6 +120,10 @@ class RunTailer:
         events.extend(self._held_now())
         if (self.run_dir / "result.json").exists():
             events.append(self._finish())
+        for e in events:
+            m = self.messages.get(e.message_id)
+            if m is not None:
+                m.record(e)
         return events
 
     # --- JSONL ---------------------------------------------------------------
@@ -250,6 +156,7 @@ class RunTailer:
     def _on_produced(self, r: dict[str, Any]) -> LiveEvent:
         m = self._state(str(r.get("message_id") or "?"), r)
         m.produced_at_ms = int_or_none(r.get("produced_at_ms"))
+        m.from_ka = True
         if m.station == "ka":
             m.station = "queue"
         if m.message_id not in self._produced:
@@ -324,7 +231,7 @@ class RunTailer:
         for row in news.arrivals:
             yield self._on_arrival(row)
         for row in news.ledger:
-            yield self._on_loaded(row)
+            yield from self._on_loaded(row)
         for row in news.gaps:
             yield self._on_gap(row)
 
@@ -350,17 +257,52 @@ class RunTailer:
             self.counters.duplicates += 1
         return self._event("received", m, at_ms, detail=str(outcome))
 
-    def _on_loaded(self, row: tuple[Any, ...]) -> LiveEvent:
-        _, envelope_id, org, at, message_id, mtype, seq, late = row
+    def _on_loaded(self, row: tuple[Any, ...]) -> Iterator[LiveEvent]:
+        position, envelope_id, org, at, message_id, mtype, seq, late, received = row
         record = {"envelope_id": envelope_id, "org_number": org, "message_type": mtype}
         record["sequence"] = seq
         m = self._state(self._message_of(str(envelope_id), message_id), record)
         self._taken(m.message_id)
         m.station, m.late = "ledger", m.late or bool(late)
+        m.position = int(position)
         self._waiting.pop(m.message_id, None)
         self._loaded.add(m.message_id)
         self.counters.loaded = len(self._loaded)
-        return self._event("loaded", m, int_or_none(at), detail="late" if late else "")
+        loaded_ms, received_ms = int_or_none(at), int_or_none(received)
+        yield from self._hold_of(m, str(org), received_ms, loaded_ms)
+        yield self._event("loaded", m, loaded_ms, detail="late" if late else "")
+
+    def _hold_of(
+        self, m: MessageState, org: str, received_ms: int | None, loaded_ms: int | None
+    ) -> Iterator[LiveEvent]:
+        """Was ``m`` held back for KA's order?  It was if a message loaded before it in its
+        supplier's ledger arrived after it (that is what it waited for), or if it waited
+        long enough to be seen waiting (:meth:`_held_now`)."""
+        ledger = self._ledgers.setdefault(org, [])
+        waited = [
+            other
+            for other, arrived in ledger[-_LOOK_BACK:]
+            if received_ms is not None and arrived is not None and arrived > received_ms
+        ]
+        ledger.append((m.message_id, received_ms))
+        if not waited and not m.held:
+            return
+        seen_live = m.held
+        m.held, m.waited_for = True, waited
+        if received_ms is not None and loaded_ms is not None:
+            m.held_ms = max(0, loaded_ms - received_ms)
+        if m.message_id not in self._held:
+            self._held.add(m.message_id)
+            self.counters.held = len(self._held)
+        numbers = ", ".join(f"#{self.messages[w].sequence}" for w in waited)
+        why = (
+            f"until {numbers} arrived: KA produced {'it' if len(waited) == 1 else 'them'} first"
+            if waited
+            else "until the supplier stopped waiting for its predecessor"
+        )
+        took = f"{m.held_ms} ms " if m.held_ms is not None else ""
+        kind = "released" if seen_live else "held"
+        yield self._event(kind, m, received_ms, detail=f"held back {took}{why}")
 
     def _on_gap(self, row: tuple[Any, ...]) -> LiveEvent:
         _, envelope_id, org, at, kind, first, last = row
@@ -382,11 +324,25 @@ class RunTailer:
             if m.held or now - since < self.held_after_ms:
                 continue
             m.held = True
-            self.counters.held += 1
+            self._held.add(message_id)
+            self.counters.held = len(self._held)
             yield self._event("held", m, now, detail="waits for its predecessor (KA's order)")
 
     def _finish(self) -> LiveEvent:
         """The run ended: what is neither stored nor dead-lettered is lost."""
         self.finished = True
         self.counters.lost = len(self._produced - self._received - self._dead)
+        self.verdict = _verdict(self.run_dir / "result.json")
         return LiveEvent("finished", self.clock(), detail=f"{self.counters.lost} lost")
+
+
+def _verdict(path: Path) -> dict[str, Any] | None:
+    """The verdict in a run's ``result.json``: passed, error, expectations, rerun."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(result, dict):
+        return None
+    keys = ("passed", "error", "expectations", "rerun", "scenario")
+    return {k: result.get(k) for k in keys}

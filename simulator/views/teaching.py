@@ -5,7 +5,7 @@ code's Swedish text is in the catalogue, simulator.vocabulary.codes).  The page
 (``simulator/data/ui.html``) shows them beside a message and its envelope;
 :mod:`simulator.views.ui_server` serves them.  Teaching mode
 (``b2bsim run --ui --step``) pauses before each step until "next" is pressed:
-:class:`StepGate`.
+:class:`StepGate`; what each step does, in words, is :mod:`simulator.views.step_words`.
 """
 
 from __future__ import annotations
@@ -22,21 +22,20 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 
 from simulator.views.explain import explain_code
-from simulator.views.live import MessageState
+from simulator.views.live_records import MessageState
 from simulator.vocabulary.codes import CATALOGUE
 from simulator.vocabulary.envelope import SBDH_NS
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.xmlsafe import parse_xml
 
 if TYPE_CHECKING:
-    from simulator.runs.scenario import Scenario, Step
+    from simulator.runs.scenario import Scenario
 
 __all__ = [
     "EVENT_TEXT",
     "FIELDS",
     "STEP_ALLOWANCE",
     "StepGate",
-    "describe_step",
     "envelope_view",
     "explanations",
     "field_labels",
@@ -302,20 +301,6 @@ def where(m: MessageState) -> str:
         "ledger": "in the ledger",
         "dead": "in the dead-letter queue",
     }.get(m.station, m.station)
-
-
-def describe_step(step: Step) -> str:
-    """A step as one short line, e.g. ``Produce: chains=1``."""
-    if not dataclasses.is_dataclass(step):
-        return str(step)
-    parts = []
-    for f in dataclasses.fields(step):
-        value = getattr(step, f.name)
-        default = f.default if f.default is not dataclasses.MISSING else object()
-        if value != default:
-            shown = ", ".join(map(str, value)) if isinstance(value, tuple) else value
-            parts.append(f"{f.name}={shown}")
-    return f"{type(step).__name__}: {', '.join(parts)}" if parts else type(step).__name__
 
 
 class StepGate:

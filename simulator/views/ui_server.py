@@ -9,12 +9,15 @@ event loop.  It reads the run directory with :class:`simulator.views.live.RunTai
   the oldest frames are dropped and the page gets one snapshot of the whole
   state instead (it drops frames, never messages);
 * a port in use falls back to a free one (said in :attr:`LiveView.notice`);
-* a browser that goes away only ends its own stream.
+* a browser that goes away only ends its own stream;
+* :meth:`LiveView.stop` sends what is left of the run (its verdict), then ``bye``:
+  the pages say the server stopped, not reconnect (:mod:`simulator.views.ui_frames`).
 
 Teaching mode: :meth:`LiveView.before_step` (``RunOptions.before_step``) waits
 until "next" is pressed on the page (``POST /api/next``) or
 :meth:`LiveView.release` is called.  What the page teaches (AF's fields, what
-befell a message, in English and Swedish) is in :mod:`simulator.views.teaching`.
+befell a message, in English and Swedish) is in :mod:`simulator.views.teaching`,
+what each step does in :mod:`simulator.views.step_words`.
 
 Endpoints: ``/`` the page, ``/events`` the stream, ``/api/state`` the
 snapshot, ``/api/message/{id}`` one message with its envelope and document,
@@ -25,6 +28,7 @@ snapshot, ``/api/message/{id}`` one message with its envelope and document,
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -40,9 +44,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from simulator.views.live import LiveEvent, MessageState, RunTailer
-from simulator.views.teaching import StepGate, describe_step, envelope_view, message_detail
-from simulator.views.timeline import build_timeline, envelope_of
+from simulator.views.live import RunTailer
+from simulator.views.live_records import LiveEvent
+from simulator.views.step_words import step_text
+from simulator.views.teaching import StepGate, envelope_view, message_detail
+from simulator.views.timeline import envelope_of
+from simulator.views.ui_frames import Client, snapshot_frame, timeline_json, update_frame
 from simulator.vocabulary.errors import B2BSimError
 
 if TYPE_CHECKING:  # the runner pulls in every component: not needed to serve the page
@@ -86,21 +93,6 @@ def latest_run_dir(runs: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-class _Client:
-    """One browser's stream: a bounded buffer, oldest frames dropped when it lags."""
-
-    def __init__(self, limit: int) -> None:
-        self.frames: deque[str] = deque(maxlen=limit)
-        self.wake = asyncio.Event()
-        self.lagged = False
-
-    def push(self, frame: str) -> None:
-        if len(self.frames) == self.frames.maxlen:
-            self.lagged = True  # the oldest frame falls out: a snapshot replaces them all
-        self.frames.append(frame)
-        self.wake.set()
-
-
 class LiveView:
     """The live view's server; see the module doc.  Use :meth:`start` and :meth:`stop`."""
 
@@ -122,7 +114,7 @@ class LiveView:
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._stopping: asyncio.Event | None = None
-        self._clients: set[_Client] = set()
+        self._clients: set[Client] = set()
         self._tailer: RunTailer | None = None
         self._run: dict[str, Any] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=_SNAPSHOT_EVENTS)
@@ -145,23 +137,36 @@ class LiveView:
         return self.url
 
     def stop(self) -> None:
-        """Stop serving (and release a step that waits, so no run hangs)."""
+        """Stop serving (and release a step that waits, so no run hangs).
+
+        The pages first get what is left of the run (its verdict) and a last frame,
+        ``bye``: they say the server has stopped, and do not try to reconnect.
+        """
         self.release()
         loop, thread = self._loop, self._thread
         if loop is not None and self._stopping is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError, TimeoutError, concurrent.futures.TimeoutError):
+                asyncio.run_coroutine_threadsafe(self._farewell(), loop).result(timeout=5)
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._stopping.set)
         if thread is not None:
             thread.join(timeout=10)
 
     def linger(self) -> None:
-        """After the runs: keep the page up (for its timeline) until Enter or Ctrl+C, when
-        a person is at the terminal; then stop."""
+        """After the runs: keep the finished run on the page (its verdict, its timeline)
+        until Enter or Ctrl+C, when a person is at the terminal; then stop.  Without a
+        terminal (CI, a pipe) it stops at once, and the page says the server stopped."""
         try:
             if sys.stdin is not None and sys.stdin.isatty():
-                print(f"live view: still at {self.url}: press Enter to stop it", flush=True)
+                print(
+                    f"live view: the finished run stays at {self.url}: "
+                    "press Ctrl+C (or Enter) to stop it",
+                    flush=True,
+                )
                 with contextlib.suppress(EOFError):
                     input()
+            else:
+                print(f"live view: stopped ({self.url}): no terminal to keep it open", flush=True)
         except KeyboardInterrupt:
             pass
         finally:
@@ -176,7 +181,12 @@ class LiveView:
 
     # --- what the runner calls (any thread) ----------------------------------------
     def watch(
-        self, run_dir: Path, *, title: str = "", description: str = "", steps: Sequence[str] = ()
+        self,
+        run_dir: Path,
+        *,
+        title: str = "",
+        description: str = "",
+        steps: Sequence[dict[str, str]] = (),
     ) -> None:
         """Show ``run_dir`` from now on (``RunOptions.on_start``)."""
         info = {
@@ -197,18 +207,23 @@ class LiveView:
     def wire(self, options: RunOptions, scenario: Scenario, *, step: bool = False) -> RunOptions:
         """``options`` with ``on_start`` showing this scenario's run (and, in teaching mode,
         ``before_step`` waiting for "next")."""
-        steps = [describe_step(s) for s in scenario.steps]
+        texts = [step_text(s, scenario.supplier_count) for s in scenario.steps]
 
         def on_start(run_dir: Path) -> None:
-            self.watch(run_dir, title=scenario.name, description=scenario.description, steps=steps)
+            self.watch(run_dir, title=scenario.name, description=scenario.description, steps=texts)
+
+        async def before_step(index: int, step: Step) -> None:
+            await self._pause(index, texts[index] if index < len(texts) else step_text(step))
 
         return dataclasses.replace(
-            options, on_start=on_start, before_step=self.before_step if step else None
+            options, on_start=on_start, before_step=before_step if step else None
         )
 
     async def before_step(self, index: int, step: Step) -> None:
         """Wait, in the runner's loop, until "next" is pressed (teaching mode)."""
-        text = describe_step(step)
+        await self._pause(index, step_text(step))
+
+    async def _pause(self, index: int, text: dict[str, str]) -> None:
         await self._gate.wait(lambda: self._call(self._set_step, index, text, True))
         self._call(self._set_step, index, text, False)
 
@@ -309,45 +324,35 @@ class LiveView:
         self._broadcast(self._snapshot())
 
     def _publish(self, tailer: RunTailer, events: list[LiveEvent]) -> None:
-        out = []
-        touched: dict[str, MessageState] = {}
-        for e in events:
-            self._seq += 1
-            record = {"n": self._seq, **e.to_json()}
-            out.append(record)
-            self._events.append(record)
-            m = tailer.messages.get(e.message_id)
-            if m is not None:
-                touched[m.message_id] = m
-        frame: dict[str, Any] = {
-            "type": "update",
-            "events": out,
-            "messages": [m.to_json() for m in touched.values()],
-            "counters": tailer.counters.to_json(),
-        }
+        frame, records = update_frame(tailer, events, self._seq)
+        self._seq += len(records)
+        self._events.extend(records)
         if tailer.finished:
-            self._timeline = _timeline_json(tailer.run_dir)
-            frame["finished"] = True
-            frame["timeline"] = self._timeline
+            self._timeline = frame["timeline"]
         self._broadcast(frame)
 
-    def _set_step(self, index: int, text: str, waiting: bool) -> None:
+    async def _farewell(self) -> None:
+        """What is left of the run, then ``bye``; give the streams a moment to send it."""
+        tailer = self._tailer
+        if tailer is not None and not tailer.finished:
+            with contextlib.suppress(OSError, ValueError):
+                events = tailer.poll()
+                if events:
+                    self._publish(tailer, events)
+        self._broadcast({"type": "bye"})
+        for _ in range(40):
+            if not any(c.frames for c in self._clients):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+
+    def _set_step(self, index: int, text: dict[str, str], waiting: bool) -> None:
         total = len(self._run.get("steps", [])) or None
-        self._step = {"index": index, "total": total, "text": text, "waiting": waiting}
+        self._step = {"index": index, "total": total, **text, "waiting": waiting}
         self._broadcast({"type": "step", "step": self._step})
 
     def _snapshot(self) -> dict[str, Any]:
-        t = self._tailer
-        return {
-            "type": "snapshot",
-            "run": self._run,
-            "step": self._step,
-            "counters": t.counters.to_json() if t else None,
-            "messages": [m.to_json() for m in t.messages.values()] if t else [],
-            "events": list(self._events),
-            "finished": bool(t and t.finished),
-            "timeline": self._timeline,
-        }
+        return snapshot_frame(self._tailer, self._run, self._step, self._events, self._timeline)
 
     def _broadcast(self, frame: dict[str, Any]) -> None:
         text = json.dumps(frame, separators=(",", ":"))
@@ -377,7 +382,7 @@ class LiveView:
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
         )
         await response.prepare(request)
-        client = _Client(self.client_buffer)
+        client = Client(self.client_buffer)
         self._clients.add(client)
         assert self._stopping is not None
         try:
@@ -426,7 +431,7 @@ class LiveView:
         t = self._tailer
         if t is None:
             return web.json_response({"error": "no run yet"}, status=404)
-        return web.json_response(await asyncio.to_thread(_timeline_json, t.run_dir))
+        return web.json_response(await asyncio.to_thread(timeline_json, t.run_dir))
 
     async def _next(self, request: web.Request) -> web.Response:
         if request.headers.get("X-B2BSim") != "next":
@@ -442,8 +447,3 @@ _CSP = (
 
 async def _send(response: web.StreamResponse, data: str) -> None:
     await response.write(f"data: {data}\n\n".encode())
-
-
-def _timeline_json(run_dir: Path) -> dict[str, Any]:
-    """The after-run timeline for the page (:meth:`Timeline.to_json`)."""
-    return build_timeline(run_dir).to_json()

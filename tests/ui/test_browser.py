@@ -8,10 +8,13 @@ to ``artifacts/ui/``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,8 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[2]
 HAPPY = ROOT / "scenarios" / "happy-path.yaml"
+WALKTHROUGH_FILE = ROOT / "scenarios" / "trainer-walkthrough.yaml"
+OUT_OF_ORDER = ROOT / "scenarios" / "out-of-order.yaml"
 ARTIFACTS = ROOT / "artifacts" / "ui"
 WAIT_MS = 45_000
 LEDGER = '[data-station="ledger"] .chip'
@@ -86,6 +91,15 @@ class LiveRun:
         if step:
             loaded = teaching(loaded)
         options = view.wire(RunOptions(state=state, broker_url=broker_url), loaded, step=step)
+        shown = options.on_start
+        self.run_dir: Path | None = None
+
+        def on_start(run_dir: Path) -> None:
+            self.run_dir = run_dir
+            if shown is not None:
+                shown(run_dir)
+
+        options = dataclasses.replace(options, on_start=on_start)
         self.result: RunResult | None = None
         self.error: BaseException | None = None
 
@@ -107,6 +121,11 @@ class LiveRun:
             raise self.error
         assert self.result is not None
         return self.result
+
+    def view_dir(self) -> Path:
+        """The run's directory (known once it has started)."""
+        assert self.run_dir is not None, "the run has not started"
+        return self.run_dir
 
     def close(self) -> None:
         self.view.stop()
@@ -153,6 +172,33 @@ def watch(browser: BrowserContext, url: str) -> Watched:
     page.goto(url)
     expect(page.locator("#conn")).to_have_text(re.compile("live|run finished|connecting"))
     return Watched(page, errors)
+
+
+def ledger_in_db(run_dir: Path) -> list[str]:
+    """The message ids of the stub's ledger table, in its order (position)."""
+    db = run_dir / "supplier-stub.sqlite"
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        return [r[0] for r in con.execute("SELECT message_id FROM ledger ORDER BY position")]
+
+
+def ledger_drawn(page: Page) -> list[str]:
+    """The message ids of the chips drawn in the page's ledger column, top to bottom."""
+    ids: list[str] = page.locator(LEDGER).evaluate_all(
+        "els => els.map(e => e.getAttribute('data-msg'))"
+    )
+    return ids
+
+
+def sideways(page: Page) -> int:
+    """How many pixels the page is wider than its window (0: no horizontal overflow)."""
+    extra: int = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    return extra
+
+
+#: A parameter dump, as the step bar used to show: ``kind=status``, ``SupplierFault:``.
+DUMP = re.compile(r"\w=\S|\b[A-Z][a-z]+[A-Z]\w*:")
 
 
 def shot(page: Page, name: str) -> None:
@@ -319,3 +365,162 @@ class TestTeachingMode:
         finally:
             w.page.close()
             run.close()
+
+
+class TestLedgerOrder:
+    def test_the_ledger_is_drawn_in_the_ledgers_order(
+        self, browser: BrowserContext, broker_url: str, state_dir: StateDir
+    ) -> None:
+        """A reordered run: the chips stand in the order of the stub's ledger table."""
+        run = LiveRun(OUT_OF_ORDER, state_dir, broker_url, step=False)
+        w = watch(browser, run.view.url)
+        try:
+            run.start()
+            page = w.page
+            expect(page.locator("#c-held")).not_to_have_text("0", timeout=WAIT_MS)
+            result = run.join(timeout=170)
+            assert result.passed
+            expect(page.locator("#conn")).to_have_text("run finished", timeout=WAIT_MS)
+            order = ledger_in_db(result.run_dir)
+            assert len(order) == 180
+            assert ledger_drawn(page) == order
+            expect(page.locator("#held-list li").first).to_be_visible()
+            shot(page, "out-of-order-ledger.png")
+            page.reload()
+            expect(page.locator(LEDGER)).to_have_count(180, timeout=WAIT_MS)
+            assert ledger_drawn(page) == order
+            assert w.errors == []
+        finally:
+            w.page.close()
+            run.close()
+
+
+@pytest.fixture(scope="module")
+def walkthrough(
+    browser: BrowserContext, broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveRun, Watched]]:
+    """The trainer walkthrough in teaching mode, watched in a 1280 px window."""
+    state = StateDir(tmp_path_factory.mktemp("ui-walkthrough") / "state").ensure()
+    run = LiveRun(WALKTHROUGH_FILE, state, broker_url, step=True)
+    watched = watch(browser, run.view.url)
+    watched.page.set_viewport_size({"width": 1280, "height": 900})
+    run.start()
+    try:
+        yield run, watched
+    finally:
+        watched.page.close()
+        run.close()
+
+
+class TestTrainerWalkthrough:
+    """``b2bsim run scenarios/trainer-walkthrough.yaml --ui --step``, step by step.
+
+    Its screenshots (artifacts/ui/walkthrough-*.png) are linked from docs/tutorial.md.
+    """
+
+    def test_each_step_is_a_sentence_and_a_held_item_stays_until_next(
+        self, walkthrough: tuple[LiveRun, Watched]
+    ) -> None:
+        """Every step says what happens and what to watch; the reordered invoice shows as
+        held (how long, for what) and stays on screen until Next; the ledger column is
+        in the ledger's order at that moment."""
+        run, w = walkthrough
+        page = w.page
+        text, button = page.locator("#step-text"), page.locator("#next")
+        total = len(load_scenario(WALKTHROUGH_FILE).steps)
+        for index in range(total):
+            expect(text).to_contain_text(f"Next: step {index + 1} of {total}.", timeout=WAIT_MS)
+            expect(button).to_be_enabled()
+            said = text.inner_text()
+            assert not DUMP.search(said), said
+            assert "Watch " in said, said
+            if index == 0:
+                shot(page, "walkthrough-1-first-step.png")
+            if index == 7:  # the busy supplier's two 503 answers have been retried
+                expect(page.locator("#c-retries")).to_have_text("2")
+                expect(page.locator(f"{LEDGER} .b.retry").first).to_be_visible()
+                shot(page, "walkthrough-2-retries.png")
+            if index == 10:  # after the reordered deliveries
+                held = page.locator("#held-list li")
+                expect(held.first).to_be_visible()
+                expect(held.first).to_contain_text(
+                    re.compile(r"held back \d+ ms until (PO|INV|CR) \d{4} #\d+ arrived")
+                )
+                expect(page.locator("#held-list li.new").first).to_be_visible()
+                expect(page.locator(f"{LEDGER} .b.held").first).to_be_visible()
+                assert ledger_drawn(page) == ledger_in_db(run.view_dir())
+                shot(page, "walkthrough-3-held.png")
+                time.sleep(1.5)  # it stays, however short the hold was
+                expect(page.locator("#held-list li.new").first).to_be_visible()
+            if index == 13:  # the poison message is in the dead letters
+                expect(page.locator('[data-station="dead"] .chip')).to_have_count(1)
+                shot(page, "walkthrough-4-dead-letter.png")
+            button.click()
+            if index == 10:
+                expect(page.locator("#held-list li.new")).to_have_count(0, timeout=WAIT_MS)
+        assert run.join(timeout=120).passed
+        assert w.errors == []
+
+    def test_at_the_end_the_page_fits_its_window(
+        self, walkthrough: tuple[LiveRun, Watched]
+    ) -> None:
+        """1280 px: no sideways scrolling, the envelope's table fits, a poison message's
+        chip reads as what it is, and the description is not repeated advice."""
+        run, w = walkthrough
+        page = w.page
+        expect(page.locator("#timeline")).to_be_visible(timeout=WAIT_MS)
+        assert ledger_drawn(page) == ledger_in_db(run.view_dir())
+        assert sideways(page) <= 0
+        poison = page.locator('[data-station="dead"] .chip[data-msg="poison-unknown-supplier"]')
+        expect(poison).to_contain_text("poison-unknown-supplier")
+        expect(poison).not_to_contain_text("#1000000000")
+        expect(page.locator("#run-desc")).not_to_contain_text("--ui")
+        page.locator(f"{LEDGER}.SJALVFAKTURA").first.click()
+        fields = page.locator("#detail-fields")
+        expect(fields.locator('[data-field="ORG_NUMBER"] .field-value')).to_have_text(
+            re.compile(r"^\d{10}$")
+        )
+        expect(page.locator('#detail-history tr[data-kind="loaded"]')).to_have_count(1)
+        fits = page.evaluate(
+            """() => {
+              const d = document.getElementById('detail').getBoundingClientRect();
+              const width = document.documentElement.clientWidth;
+              return [...document.querySelectorAll('#detail table')].every(t => {
+                const r = t.getBoundingClientRect();
+                return r.right <= d.right + 0.5 && d.right <= width
+                  && t.scrollWidth <= t.clientWidth + 1;
+              });
+            }"""
+        )
+        assert fits
+        assert sideways(page) <= 0
+        page.locator("#detail").scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "walkthrough-6-envelope.png"), animations="disabled")
+        page.keyboard.press("Escape")
+        assert w.errors == []
+
+    def test_the_verdict_is_shown_and_the_end_is_clear(
+        self, walkthrough: tuple[LiveRun, Watched]
+    ) -> None:
+        """PASSED with the expectations, as the terminal says; no "Running step 16 of 16";
+        when the server stops, the page says so, without reconnecting or console errors."""
+        run, w = walkthrough
+        page = w.page
+        result = run.join()
+        verdict = page.locator("#verdict")
+        expect(verdict).to_be_visible(timeout=WAIT_MS)
+        expect(verdict.locator("h2")).to_have_text("PASSED — trainer-walkthrough")
+        rows = verdict.locator('tr[data-passed="yes"]')
+        expect(rows).to_have_count(len(result.expectations))
+        expect(verdict).to_contain_text("dead_letter_codes.UNKNOWN_SUPPLIER")
+        expect(page.locator("#step-text")).to_have_text(
+            "The run has finished: all 16 steps played."
+        )
+        expect(page.locator("#next")).to_be_hidden()
+        shot(page, "walkthrough-5-verdict.png")
+        run.view.stop()
+        expect(page.locator("#conn")).to_have_text("run finished, server stopped")
+        time.sleep(2)  # a page that tried to reconnect would log errors by now
+        expect(page.locator("#conn")).to_have_text("run finished, server stopped")
+        expect(verdict).to_be_visible()
+        assert w.errors == []

@@ -89,3 +89,28 @@ class TestLoadScenario:
         path = write(tmp_path, GOOD.replace("lost: 0", "vanished: 0"))
         with pytest.raises(ScenarioError, match="unknown key 'vanished'"):
             load_scenario(path)
+
+    def test_a_step_may_say_its_own_text(self, tmp_path: Path) -> None:
+        """`say:` beside a step's action is that step's text in the live view."""
+        text = GOOD.replace(
+            "  - wait: {timeout: 10}\n", "  - wait: {timeout: 10}\n    say: '  Watch it settle. '\n"
+        )
+        s = load_scenario(write(tmp_path, text))
+        assert s.steps[-1] == Wait(10.0, say="Watch it settle.")
+        assert s.steps[0].say == ""
+
+    @pytest.mark.parametrize(
+        ("step", "message"),
+        [
+            ("  - say: alone\n", "expected exactly one of `produce`"),
+            ("  - {sleep: 1, wait: {timeout: 2}}\n", "got wait, sleep|got sleep, wait"),
+            ("  - {sleep: 1, say: ''}\n", "expected text that is not blank"),
+        ],
+    )
+    def test_say_is_text_beside_exactly_one_action(
+        self, tmp_path: Path, step: str, message: str
+    ) -> None:
+        """`say:` alone is no step, nor does it let a step hold two actions."""
+        path = write(tmp_path, GOOD.replace("  - wait: {timeout: 10}\n", step))
+        with pytest.raises(ScenarioError, match=message):
+            load_scenario(path)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from simulator.views.live import JsonlTail, RunTailer
+from simulator.views.live import RunTailer
+from simulator.views.live_records import JsonlTail
 
 _SCHEMA = """
 CREATE TABLE envelopes (envelope_id TEXT PRIMARY KEY, org_number TEXT, message_id TEXT,
@@ -94,7 +95,7 @@ class FakeRun:
             outcome,
         )
 
-    def load(self, n: int, late: bool = False) -> None:
+    def load(self, n: int, late: bool = False, received: int | None = None) -> None:
         self.sql(
             "INSERT INTO ledger (org_number, envelope_id, message_id, message_type, document_id, "
             "produced_at_ms, sequence, received_at_ms, loaded_at_ms, late) "
@@ -104,7 +105,7 @@ class FakeRun:
             f"m{n}",
             self.now,
             n,
-            self.now,
+            self.now if received is None else received,
             self.now,
             int(late),
         )
@@ -216,10 +217,68 @@ class TestRunTailer:
         assert kinds(tailer.poll()) == ["held"]
         run.now += 500
         assert tailer.poll() == []
-        run.load(2)
-        assert kinds(tailer.poll()) == ["loaded"]
+        run.load(2, received=run.now - 1000)
+        assert kinds(tailer.poll()) == ["released", "loaded"]
         assert tailer.messages["m2"].held
+        assert tailer.messages["m2"].held_ms == 1000
         assert tailer.counters.held == 1
+
+    def test_a_message_loaded_after_one_that_arrived_later_was_held_for_it(
+        self, run: FakeRun, tailer: RunTailer
+    ) -> None:
+        """However short the hold, it is seen: for how long, and what it waited for."""
+        run.produce(1)
+        run.produce(2)
+        run.arrive(2)
+        sent_at = run.now
+        run.now += 30
+        run.arrive(1)
+        run.load(1)
+        run.load(2, received=sent_at)
+        events = tailer.poll()
+        assert kinds(events).count("held") == 1
+        held = next(e for e in events if e.kind == "held")
+        assert (held.message_id, held.at_ms) == ("m2", sent_at)
+        assert "held back 30 ms until #1 arrived" in held.detail
+        m1, m2 = tailer.messages["m1"], tailer.messages["m2"]
+        assert (m2.held, m2.held_ms, m2.waited_for) == (True, 30, ["m1"])
+        assert not m1.held
+        assert (m1.position, m2.position) == (1, 2)
+        assert tailer.counters.held == 1
+
+    def test_each_message_keeps_its_history(self, run: FakeRun, tailer: RunTailer) -> None:
+        """What befell a message stays with it, in order, after the events have gone by."""
+        run.produce(1)
+        tailer.poll()
+        run.icc("consumed", 1)
+        run.icc("retry", 1, status=503, detail="503 Service Unavailable")
+        run.icc("delivered", 1, status=200)
+        run.arrive(1)
+        run.load(1)
+        tailer.poll()
+        m = tailer.messages["m1"]
+        assert [h["kind"] for h in m.history] == [
+            "produced",
+            "consumed",
+            "retry",
+            "delivered",
+            "received",
+            "loaded",
+        ]
+        assert m.history[2]["status"] == 503
+        assert m.from_ka
+
+    def test_a_finished_run_has_the_verdict_of_its_result(
+        self, run: FakeRun, tailer: RunTailer
+    ) -> None:
+        """result.json's verdict and expectations, as the terminal shows them."""
+        expectation = {"name": "lost", "expected": 0, "actual": 1, "passed": False}
+        result = {"passed": False, "error": None, "expectations": [expectation], "rerun": "x"}
+        (run.dir / "result.json").write_text(json.dumps(result))
+        assert kinds(tailer.poll()) == ["finished"]
+        assert tailer.verdict is not None
+        assert tailer.verdict["passed"] is False
+        assert tailer.verdict["expectations"] == [expectation]
 
     def test_rows_are_read_once(self, run: FakeRun, tailer: RunTailer) -> None:
         """Each SQLite row and each line appears in exactly one poll."""

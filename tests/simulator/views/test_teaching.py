@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from simulator.runs.scenario import Produce, Scenario, Sleep
-from simulator.views.live import MessageState
+from simulator.runs.scenario import Scenario
+from simulator.views.live_records import MessageState
 from simulator.views.teaching import (
     EVENT_TEXT,
     FIELDS,
     STEP_ALLOWANCE,
     StepGate,
-    describe_step,
     envelope_view,
     explanations,
     message_detail,
@@ -57,13 +56,6 @@ class TestEnvelopeView:
         assert "XML_DOCTYPE" in view["error"]
         assert view["envelope"] == [{"text": raw.decode(), "field": None}]
         assert view["fields"] == {}
-
-
-class TestDescribeStep:
-    def test_names_the_step_and_what_differs_from_defaults(self) -> None:
-        """Only the options a scenario set are shown."""
-        assert describe_step(Produce(chains=2)) == "Produce: chains=2"
-        assert describe_step(Sleep(seconds=1.5)) == "Sleep: seconds=1.5"
 
 
 class TestExplanations:

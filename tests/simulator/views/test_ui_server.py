@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +15,14 @@ from typing import Any
 
 import pytest
 
-from simulator.runs.scenario import Sleep
-from simulator.views.ui_server import LiveView, _Client
+from simulator.runs.runner import RunOptions
+from simulator.runs.scenario import Sleep, load_scenario
+from simulator.views.ui_frames import Client as _Client
+from simulator.views.ui_server import LiveView
+from simulator.vocabulary.state import StateDir
 
 ORG = "5520000018"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -116,7 +122,7 @@ class TestLiveView:
             )
             + "\n"
         )
-        view.watch(tmp_path, title="demo", steps=["Produce: chains=1"])
+        view.watch(tmp_path, title="demo", steps=[{"what": "KA produces.", "watch": ""}])
         for _ in range(100):
             status, state = request(view, "GET", "/api/state")
             if state["messages"]:
@@ -142,3 +148,85 @@ class TestLiveView:
         body = data.split(b"\r\n\r\n", 1)[1]
         line = next(x for x in body.split(b"\n") if x.startswith(b"data: "))
         assert json.loads(line[6:])["type"] == "snapshot"
+
+    def test_a_finished_run_shows_its_verdict(self, view: LiveView, tmp_path: Path) -> None:
+        """Once result.json is there, the state has the verdict and its expectations."""
+        expectation = {"name": "lost", "expected": 0, "actual": 0, "passed": True}
+        (tmp_path / "result.json").write_text(
+            json.dumps({"passed": True, "error": None, "expectations": [expectation]})
+        )
+        view.watch(tmp_path, title="demo")
+        for _ in range(100):
+            _, state = request(view, "GET", "/api/state")
+            if state["finished"]:
+                break
+            time.sleep(0.05)
+        assert state["verdict"]["passed"] is True
+        assert state["verdict"]["expectations"] == [expectation]
+
+    def test_wired_steps_are_said_in_words(self, view: LiveView, tmp_path: Path) -> None:
+        """The step bar gets each step's sentence and what to watch, not its fields."""
+        scenario = load_scenario(ROOT / "scenarios" / "trainer-walkthrough.yaml")
+        options = view.wire(RunOptions(state=StateDir(tmp_path)), scenario, step=True)
+        assert options.on_start is not None
+        assert options.before_step is not None
+        options.on_start(tmp_path)
+        for _ in range(100):
+            _, state = request(view, "GET", "/api/state")
+            if state["run"].get("steps"):
+                break
+            time.sleep(0.05)
+        steps = state["run"]["steps"]
+        assert len(steps) == len(scenario.steps)
+        assert (
+            steps[4]["what"] == "The supplier's endpoint answers HTTP 503 to the next 2 requests."
+        )
+        assert all("=" not in s["what"] + s["watch"] for s in steps)
+
+    def test_stopping_says_bye_to_every_page(self, view: LiveView) -> None:
+        """The last frame a page gets is ``bye``: it stops instead of reconnecting."""
+        port = int(view.url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while b"snapshot" not in data:
+                data += s.recv(4096)
+            stopper = threading.Thread(target=view.stop)
+            stopper.start()
+            while chunk := s.recv(4096):
+                data += chunk
+            stopper.join(10)
+        frames = [json.loads(x[6:]) for x in data.split(b"\n") if x.startswith(b"data: ")]
+        assert frames[-1] == {"type": "bye"}
+
+    def test_without_a_terminal_linger_stops_at_once(
+        self, view: LiveView, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """CI, a pipe, a test: nothing waits for a person."""
+        monkeypatch.setattr("sys.stdin", io.StringIO(""))
+        started = time.monotonic()
+        view.linger()
+        assert time.monotonic() - started < 8
+        assert "no terminal to keep it open" in capsys.readouterr().out
+        with pytest.raises(ConnectionRefusedError):
+            request(view, "GET", "/api/state")
+
+    def test_at_a_terminal_linger_serves_until_ctrl_c(
+        self, view: LiveView, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The finished run stays on the page, and the terminal says how to stop it."""
+
+        class Terminal(io.StringIO):
+            def isatty(self) -> bool:
+                return True
+
+        def ctrl_c(*_: object) -> str:
+            assert request(view, "GET", "/api/state")[0] == 200  # still serving
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("sys.stdin", Terminal(""))
+        monkeypatch.setattr("builtins.input", ctrl_c)
+        view.linger()
+        assert "press Ctrl+C" in capsys.readouterr().out
+        with pytest.raises(ConnectionRefusedError):
+            request(view, "GET", "/api/state")
