@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,13 +28,11 @@ from simulator.vocabulary.envelope import (
 from simulator.vocabulary.errors import AddresseeError, EnvelopeError, UnknownMessageTypeError
 from simulator.vocabulary.identifiers import AF_PEPPOL_ID
 from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 from simulator.vocabulary.xmlsafe import XmlDoctypeError
 
-VALIDATION = Path(
-    os.environ.get(
-        "B2BSIM_VALIDATION_DIR", Path(__file__).resolve().parents[4] / "shared/validation"
-    )
-)
+#: The official schemas and examples shipped in the package.
+VALIDATION = SHIPPED_RULES_DIR
 EXAMPLES = {
     MessageType.INKOPSORDER: "Order_Example.xml",
     MessageType.SJALVFAKTURA: "SB-base-example.xml",
