@@ -19,8 +19,12 @@ from simulator.vocabulary.rulesets import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-#: The reference copy beside the clone on the project's machines (absent in a user's clone).
-REFERENCE = REPO.parent / "shared" / "validation"
+#: The reference copy beside the clone (or beside a folder holding it, as for a git
+#: worktree) on the project's machines; absent in a user's clone.
+REFERENCE = next(
+    (d / "shared" / "validation" for d in REPO.parents if (d / "shared" / "validation").is_dir()),
+    REPO.parent / "shared" / "validation",
+)
 COMPOSE_SCHEMA_DIR = REPO / "tests" / "compose"
 #: The folders of the reference that the package ships, in the same layout.
 SHIPPED_FOLDERS = ("ubl-2.1/common", "ubl-2.1/maindoc", "peppol/xslt", "sbdh", "examples")
