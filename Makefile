@@ -5,9 +5,6 @@
 VENV     ?= .venv
 PYTHON   ?= python3
 BIN      := $(VENV)/bin
-# The official schemas and rule sets (see README "Validation rules").
-RULES    ?= $(abspath ../shared/validation)
-export B2BSIM_RULES_DIR ?= $(if $(wildcard $(RULES)/ubl-2.1),$(RULES),)
 
 .PHONY: demo test lint typecheck contracts unit venv activemq chromium clean
 

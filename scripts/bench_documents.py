@@ -1,17 +1,15 @@
 """Benchmark (not a test): documents generated and validated per second, per type.
 
 Usage: .venv/bin/python scripts/bench_documents.py [--count N] [--rules DIR]
-The rules directory defaults to $B2BSIM_RULES_DIR, else ../shared/validation.
+The rules directory defaults to $B2BSIM_RULES_DIR, else the rule sets shipped with b2bsim.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, demo_sellers
 from simulator.vocabulary.errors import B2BSimError
@@ -27,11 +25,12 @@ MAKERS: dict[str, Callable[[DocumentFactory, Seller], GeneratedDocument]] = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=500, help="documents per type (default 500)")
-    parser.add_argument("--rules", help=f"rules directory (default ${RULES_ENV})")
+    parser.add_argument(
+        "--rules", help=f"rules directory (default ${RULES_ENV}, else the shipped rule sets)"
+    )
     args = parser.parse_args()
-    default = Path(__file__).resolve().parents[2] / "shared" / "validation"
     try:
-        rules = resolve_rules_dir(args.rules or os.environ.get(RULES_ENV) or default)
+        rules = resolve_rules_dir(args.rules)
         validator = DocumentValidator(rules)
         started = time.perf_counter()
         validator.warm_up()

@@ -14,8 +14,8 @@ An envelope's way through :meth:`SupplierStub._receive`:
 3. Envelope: parsed by the hardened parser, the signature verified (it must
    cover the whole envelope and come from the ICC), the addressee checked
    against this port's supplier: organisation number, certificate, URL.
-4. Document: validated against the official rules, when a rules directory
-   is configured.
+4. Document: validated against the official rules (by default the rule sets
+   shipped with b2bsim; none with ``--no-validate``).
 5. Store: once per envelope id, then the receipt: ``201 accepted``, ``200
    duplicate`` or ``409`` conflict.  Refusals are RFC 9457 problem details.
 6. Ledger: each accepted envelope goes to :class:`~supplier_stub.ledger.Ledger`,

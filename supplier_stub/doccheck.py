@@ -7,18 +7,17 @@ a slow document never stalls the other connections.
 from __future__ import annotations
 
 import asyncio
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 from simulator.vocabulary.validation import DocumentValidator, resolve_rules_dir
 from supplier_stub.app import DocumentCheck
 
-RULES_ENV = "B2BSIM_RULES_DIR"
 
-
-def document_check_for(rules: str | None) -> DocumentCheck | None:
-    """A check using ``rules`` (or ``$B2BSIM_RULES_DIR``); None if neither is set."""
-    if not (rules or os.environ.get(RULES_ENV)):
+def document_check_for(rules: str | None, *, validate: bool = True) -> DocumentCheck | None:
+    """A check using ``rules``, else ``$B2BSIM_RULES_DIR``, else the rule sets shipped with
+    b2bsim; None if ``validate`` is False (``--no-validate``).
+    """
+    if not validate:
         return None
     validator = DocumentValidator(resolve_rules_dir(rules))
     # Compile the XSDs and rule sets now (a few seconds), before the stub says it is

@@ -47,10 +47,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         dest="org_numbers",
         help="serve only this supplier (repeatable; default: every push supplier)",
     )
-    s.add_argument(
+    rules = s.add_mutually_exclusive_group()
+    rules.add_argument(
         "--rules",
         help="validate documents with the rule sets in DIR "
-        "(default: $B2BSIM_RULES_DIR; unset: no document validation)",
+        "(default: $B2BSIM_RULES_DIR, else the official rule sets shipped with b2bsim)",
+    )
+    rules.add_argument(
+        "--no-validate",
+        dest="validate",
+        action="store_false",
+        help="do not validate documents (envelope, signature and addressee are still checked)",
     )
     s.add_argument(
         "--bind",
@@ -223,7 +230,7 @@ def _serve_stub(args: argparse.Namespace) -> int:
         max_body=args.max_body,
         bind_host=args.bind,
         faults=args.faults,
-        document_check=document_check_for(args.rules),
+        document_check=document_check_for(args.rules, validate=args.validate),
         gap_timeout=args.gap_timeout,
         pull_url=args.pull_url,
         poll_interval=args.poll_interval,

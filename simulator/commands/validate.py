@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from simulator.vocabulary.errors import ConfigError
-from simulator.vocabulary.validation import RULES_ENV, DocumentValidator, resolve_rules_dir
+from simulator.vocabulary.rulesets import describe
+from simulator.vocabulary.validation import (
+    RULES_ENV,
+    SWEDISH_RULES,
+    DocumentValidator,
+    resolve_rules_dir,
+    rules_origin,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -24,15 +31,40 @@ def add_parser(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--rules",
         metavar="DIR",
-        help=f"directory with ubl-2.1/ and peppol/xslt/ (default: ${RULES_ENV})",
+        help=f"directory with ubl-2.1/ and peppol/xslt/ (default: ${RULES_ENV}, "
+        "else the official rule sets shipped with b2bsim)",
     )
     parser.add_argument("--no-warnings", action="store_true", help="do not list warnings")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="XML documents to check")
+    parser.add_argument(
+        "--version",
+        action="store_true",
+        help="name the rule sets in use (releases and directory), then check any FILE",
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="XML documents to check")
     parser.set_defaults(func=run)
+
+
+def print_versions(rules: str | None) -> None:
+    """The rules directory in use, and each rule set's release in it."""
+    rules_dir = resolve_rules_dir(rules)
+    print(f"rules: {rules_dir} ({rules_origin(rules)})")
+    for line in describe(rules_dir):
+        print(f"  {line}")
+    first, *_, last = SWEDISH_RULES
+    print(f"  {first} to {last}: this project's Swedish identifier checks")
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate every file; print each failure's rule id, message and location."""
+    if args.version:
+        print_versions(args.rules)
+        if not args.files:
+            return 0
+    if not args.files:
+        raise ConfigError(
+            "no FILE to validate",
+            hint="name the XML documents to check (--version names the rule sets in use)",
+        )
     validator = DocumentValidator(resolve_rules_dir(args.rules))
     paths = [Path(f) for f in args.files]
     missing = [str(p) for p in paths if not p.is_file()]

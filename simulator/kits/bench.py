@@ -250,7 +250,7 @@ def _run_chain(
         broker_url=url,
         queue=f"/queue/af.ka.outbound.bench-{run_dir.name}",
         workers=options.worker_count,
-        rules=None,
+        validate=False,  # the bench measures the chain, not the document rules
         seed=options.seed,
         worker_broker_urls=worker_urls,
     )

@@ -54,7 +54,8 @@ class ChainSpec:
     request_timeout: float = 10.0
     retry: RetryPolicy | None = None
     gap_timeout: float = 5.0
-    rules: str | None = None
+    rules: str | None = None  # the stub's --rules (None: $B2BSIM_RULES_DIR, else the shipped)
+    validate: bool = True  # False: the stub checks no document rules (--no-validate)
     seed: int = 1
     pull_port: int | None = None  # worker 1 serves the pull API here, if any supplier pulls
     # A network of brokers: ICC worker i (from 0) consumes from broker i mod N, its
@@ -129,7 +130,9 @@ class RunningChain:
             "--gap-timeout",
             str(s.gap_timeout),
         ]
-        if s.rules:
+        if not s.validate:
+            args.append("--no-validate")
+        elif s.rules:
             args += ["--rules", s.rules]
         self.stub = await Component.start(
             "supplier-stub", s.state.root, args, s.run_dir / "supplier-stub.log"

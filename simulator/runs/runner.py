@@ -48,7 +48,9 @@ Say = Callable[[str], None]
 class RunOptions:
     state: StateDir
     broker_url: str | None = None  # an existing broker; None: the embedded one
-    rules: str | None = None  # validate documents at the stub with these rules
+    # The stub validates documents with these rules (None: $B2BSIM_RULES_DIR, else the
+    # official rule sets shipped with b2bsim).
+    rules: str | None = None
     progress: Say | None = None  # called with one line per event of the run
     # Awaited before each step with its index and the step (teaching mode: wait for
     # "next"); and told the run directory once the run starts (a live view tails it).

@@ -6,9 +6,11 @@ Peppol Self-Billing for ``Invoice`` and ``CreditNote``, Peppol T01 for
 ``Order``), and then this project's Swedish identifier checks (``AF-SE-*``),
 which the self-billing rule set leaves out.
 
-The schemas and stylesheets are read from a rules directory laid out as
-``../shared/validation`` (see its README and docs/documents.md).  Each is
-compiled once per process, on first use, and shared by every validator.
+The schemas and stylesheets are read from a rules directory: by default the
+copy of the official artefacts shipped in the package (``simulator/data/rules``,
+see :mod:`simulator.vocabulary.rulesets` and docs/documents.md), else
+``--rules DIR`` or ``$B2BSIM_RULES_DIR``.  Each is compiled once per process,
+on first use, and shared by every validator.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from simulator.vocabulary.identifiers import (
     is_valid_plusgiro,
     is_valid_vat_number,
 )
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 from simulator.vocabulary.ubl_names import PREFIXES, ROOT_NAMESPACES
 from simulator.vocabulary.xmlsafe import parse_xml
 
@@ -42,6 +45,7 @@ __all__ = [
     "RuleFailure",
     "ValidationReport",
     "resolve_rules_dir",
+    "rules_origin",
 ]
 
 RULES_ENV = "B2BSIM_RULES_DIR"
@@ -143,27 +147,39 @@ class ValidationReport:
             )
 
 
+def rules_origin(explicit: str | os.PathLike[str] | None) -> str:
+    """Where :func:`resolve_rules_dir` takes the rules from, in words."""
+    if explicit is not None:
+        return "from --rules"
+    if os.environ.get(RULES_ENV):
+        return f"from ${RULES_ENV}"
+    return "shipped with b2bsim"
+
+
 def resolve_rules_dir(explicit: str | os.PathLike[str] | None) -> Path:
-    """The rules directory: ``explicit`` (``--rules``), else ``$B2BSIM_RULES_DIR``.
+    """The rules directory: ``explicit`` (``--rules``), else ``$B2BSIM_RULES_DIR``, else the
+    copy shipped in the package.
 
     Missing, or lacking a schema or stylesheet, is a ConfigError that says
     where the official artefacts come from.
     """
     raw = explicit if explicit is not None else os.environ.get(RULES_ENV)
-    if not raw:
-        raise ConfigError(
-            "no rules directory: pass --rules DIR or set " + RULES_ENV,
-            hint=f"it holds the official artefacts: {_SOURCES} (see docs/documents.md)",
-        )
-    path = Path(raw).expanduser()
+    path = Path(raw).expanduser() if raw else SHIPPED_RULES_DIR
     needed = sorted(
         {r.xsd for r in RULES.values()} | {s for r in RULES.values() for s in r.stylesheets}
     )
     missing = [rel for rel in needed if not (path / rel).is_file()]
+    if missing and not raw:
+        raise ConfigError(
+            f"the rules shipped with b2bsim lack {', '.join(missing)} (in {path})",
+            hint="reinstall b2bsim, or pass --rules DIR with a copy of the official "
+            f"artefacts: {_SOURCES}",
+        )
     if missing:
         raise ConfigError(
             f"rules directory {path} lacks {', '.join(missing)}",
-            hint=f"point it at a copy of the official artefacts: {_SOURCES}",
+            hint=f"point it at a copy of the official artefacts ({_SOURCES}), or unset "
+            f"--rules and ${RULES_ENV} to use the copy shipped with b2bsim",
         )
     return path.resolve()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ from simulator.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = sorted((REPO / "compose").glob("*.yml"))
-SHARED = Path(os.environ.get("B2BSIM_RULES_DIR", REPO.parent / "shared" / "validation"))
+#: The Compose Specification's JSON Schema, shipped beside this test (see NOTICE here).
+COMPOSE_SPEC = Path(__file__).resolve().parent / "compose-spec.json"
 
 
 def b2bsim_commands(compose: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -45,7 +45,7 @@ class TestComposeFiles:
     @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
     def test_matches_compose_spec(self, path: Path) -> None:
         """Each file validates against the official Compose Specification schema."""
-        schema = json.loads((SHARED / "compose" / "compose-spec.json").read_text())
+        schema = json.loads(COMPOSE_SPEC.read_text(encoding="utf-8"))
         jsonschema.Draft7Validator(schema).validate(yaml.safe_load(path.read_text()))
 
     @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, demo_sellers
-from simulator.vocabulary.validation import RULES_ENV, DocumentValidator
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
+from simulator.vocabulary.validation import DocumentValidator
 
 SEEDS_ENV = "B2BSIM_DOC_SEEDS"
 #: One seed of all three types takes about 55 ms to make and validate (900: ~50 s).
@@ -32,9 +33,8 @@ def seed_count() -> int:
 
 
 def rules_dir() -> Path:
-    """$B2BSIM_RULES_DIR, else ../shared/validation beside the repository."""
-    env = os.environ.get(RULES_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "validation"
+    """The official rule sets shipped in the package."""
+    return SHIPPED_RULES_DIR
 
 
 def make_order(seed: int, seller: Seller) -> GeneratedDocument:

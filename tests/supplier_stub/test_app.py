@@ -6,7 +6,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import socket
 import sqlite3
@@ -39,6 +38,7 @@ from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageMeta, MessageType, now_ms
 from simulator.vocabulary.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import client_context
@@ -46,7 +46,6 @@ from simulator.vocabulary.xmlsafe import serialize
 from supplier_stub.app import ENVELOPE_PATH, StubConfig, SupplierStub
 from supplier_stub.faults import set_disk_full
 
-RULES_ENV = "B2BSIM_RULES_DIR"
 #: Strings a problem body must never carry.
 LEAKS = ("Traceback", "PRIVATE KEY", 'File "')
 #: An absolute file path (not the path part of a URL).
@@ -62,10 +61,8 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 
 
 def _rules_dir() -> Path:
-    explicit = os.environ.get(RULES_ENV)
-    if explicit:
-        return Path(explicit)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "validation"
+    """The official rule sets (and examples) shipped in the package."""
+    return SHIPPED_RULES_DIR
 
 
 def _free_port() -> int:

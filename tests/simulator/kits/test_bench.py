@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
+from simulator.kits import bench
 from simulator.kits.bench_procs import cpu_seconds, machine_facts, peak_rss_mb, summarise
+from simulator.runs.chain import ChainSpec
 from simulator.vocabulary.state import StateDir
 
 
@@ -140,6 +142,39 @@ class TestBenchOptions:
         code = main(["--state", str(tmp_path / "s"), "bench", "--brokers", "3", "--workers", "2"])
         assert code == 2
         assert "--workers 3" in capsys.readouterr().err
+
+
+class Captured(Exception):
+    """Raised by a fake RunningChain, carrying the spec the bench built."""
+
+
+class TestBenchChainSpec:
+    def test_stub_runs_without_document_rules(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The bench measures the chain: its stub is told --no-validate (validate=False)."""
+
+        def fake_chain(spec: object, *_args: object) -> None:
+            raise Captured(spec)
+
+        monkeypatch.setattr(bench, "init_run_suppliers", lambda run_dir, ids: (None, None))
+        monkeypatch.setattr(bench, "RunningChain", fake_chain)
+        options = bench.BenchOptions(state=StateDir(tmp_path), messages=10, suppliers=1)
+        with pytest.raises(Captured) as info:
+            bench._run_chain(
+                options,
+                state=StateDir(tmp_path),
+                run_dir=tmp_path,
+                url="stomp://127.0.0.1:1",
+                worker_urls=(),
+                identities=[],
+                docs=bench._Documents([], [], []),
+                broker_pids={},
+                say=lambda _msg: None,
+            )
+        (spec,) = info.value.args
+        assert isinstance(spec, ChainSpec)
+        assert spec.validate is False
 
 
 class TestBenchProcs:

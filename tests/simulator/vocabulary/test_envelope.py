@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,12 +29,10 @@ from simulator.vocabulary.errors import (
 )
 from simulator.vocabulary.identifiers import AF_PEPPOL_ID
 from simulator.vocabulary.messages import MessageMeta, MessageType
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 
-VALIDATION = Path(
-    os.environ.get(
-        "B2BSIM_VALIDATION_DIR", Path(__file__).resolve().parents[4] / "shared/validation"
-    )
-)
+#: The official schemas and examples shipped in the package.
+VALIDATION = SHIPPED_RULES_DIR
 EXAMPLES = {
     MessageType.INKOPSORDER: "Order_Example.xml",
     MessageType.SJALVFAKTURA: "SB-base-example.xml",

@@ -16,7 +16,6 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -29,6 +28,7 @@ from simulator.vocabulary.envelope import Envelope, normalise_document
 from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.problems import PROBLEMS, code_for
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.verifier import EnvelopeVerifier
@@ -36,11 +36,8 @@ from simulator.vocabulary.verifier import EnvelopeVerifier
 EXAMPLES = int(os.environ.get("B2BSIM_FUZZ_EXAMPLES", "300"))
 #: Wall time one example may take before hypothesis calls it a hang.
 DEADLINE = dt.timedelta(seconds=10)
-VALIDATION = Path(
-    os.environ.get(
-        "B2BSIM_VALIDATION_DIR", Path(__file__).resolve().parents[4] / "shared/validation"
-    )
-)
+#: The official schemas and examples shipped in the package.
+VALIDATION = SHIPPED_RULES_DIR
 DOCUMENTS = {
     MessageType.INKOPSORDER: "Order_Example.xml",
     MessageType.SJALVFAKTURA: "SB-base-example.xml",

@@ -6,7 +6,6 @@ import base64
 import copy
 import dataclasses
 import datetime as dt
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,15 +47,13 @@ from simulator.vocabulary.errors import (
 )
 from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.problems import PROBLEMS, code_for
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.verifier import EnvelopeVerifier
 from simulator.vocabulary.xmlsafe import serialize
 
-VALIDATION = Path(
-    os.environ.get(
-        "B2BSIM_VALIDATION_DIR", Path(__file__).resolve().parents[4] / "shared/validation"
-    )
-)
+#: The official schemas and examples shipped in the package.
+VALIDATION = SHIPPED_RULES_DIR
 EXAMPLES = {
     MessageType.INKOPSORDER: "Order_Example.xml",
     MessageType.SJALVFAKTURA: "SB-base-example.xml",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,12 +14,14 @@ from ka_producer.documents import DocumentFactory, GeneratedDocument, demo_selle
 from simulator import cli
 from simulator.vocabulary import validation
 from simulator.vocabulary.errors import ConfigError, DocumentValidationError
+from simulator.vocabulary.rulesets import SHIPPED_RULES_DIR
 from simulator.vocabulary.validation import (
     RULES_ENV,
     DocumentValidator,
     RuleFailure,
     ValidationReport,
     resolve_rules_dir,
+    rules_origin,
 )
 
 NS = {
@@ -29,9 +31,8 @@ NS = {
 
 
 def rules_dir() -> Path:
-    """$B2BSIM_RULES_DIR, else ../shared/validation beside the repository."""
-    env = os.environ.get(RULES_ENV)
-    return Path(env) if env else Path(__file__).resolve().parents[4] / "shared" / "validation"
+    """The official rule sets shipped in the package (simulator/data/rules)."""
+    return SHIPPED_RULES_DIR
 
 
 @pytest.fixture(scope="module")
@@ -72,30 +73,53 @@ def ids(report: ValidationReport) -> set[str]:
     return set(report.rule_ids())
 
 
+def copy_of_rules(dest: Path) -> Path:
+    """A copy of the shipped rule sets in ``dest`` (another directory with the same files)."""
+    shutil.copytree(SHIPPED_RULES_DIR, dest)
+    return dest
+
+
 class TestResolveRulesDir:
-    """Where the rule sets come from."""
+    """Where the rule sets come from: --rules, else $B2BSIM_RULES_DIR, else the shipped copy."""
 
-    def test_explicit(self) -> None:
-        """An explicit directory with every artefact resolves."""
-        assert resolve_rules_dir(rules_dir()) == rules_dir().resolve()
-
-    def test_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Without --rules, $B2BSIM_RULES_DIR is used."""
-        monkeypatch.setenv(RULES_ENV, str(rules_dir()))
-        assert resolve_rules_dir(None) == rules_dir().resolve()
-
-    def test_missing_says_where_from(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """No directory at all is a ConfigError naming the official sources."""
+    def test_default_is_the_shipped_copy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With neither --rules nor $B2BSIM_RULES_DIR, the package's own copy is used."""
         monkeypatch.delenv(RULES_ENV, raising=False)
-        with pytest.raises(ConfigError, match="--rules") as info:
-            resolve_rules_dir(None)
-        assert "OASIS UBL 2.1" in str(info.value)
-        assert "phive-rules" in str(info.value)
+        assert resolve_rules_dir(None) == SHIPPED_RULES_DIR.resolve()
+        assert rules_origin(None) == "shipped with b2bsim"
+        assert SHIPPED_RULES_DIR.parts[-3:] == ("simulator", "data", "rules")
+
+    def test_explicit(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An explicit directory with every artefact wins over the variable and the default."""
+        other = copy_of_rules(tmp_path / "other")
+        monkeypatch.setenv(RULES_ENV, str(SHIPPED_RULES_DIR))
+        assert resolve_rules_dir(other) == other.resolve()
+        assert rules_origin(other) == "from --rules"
+
+    def test_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without --rules, $B2BSIM_RULES_DIR wins over the shipped copy."""
+        other = copy_of_rules(tmp_path / "other")
+        monkeypatch.setenv(RULES_ENV, str(other))
+        assert resolve_rules_dir(None) == other.resolve()
+        assert rules_origin(None) == f"from ${RULES_ENV}"
 
     def test_incomplete(self, tmp_path: Path) -> None:
         """A directory without the artefacts is a ConfigError listing what is missing."""
-        with pytest.raises(ConfigError, match=r"CEN-EN16931-UBL\.xslt"):
+        with pytest.raises(ConfigError, match=r"CEN-EN16931-UBL\.xslt") as info:
             resolve_rules_dir(tmp_path)
+        assert "OASIS UBL 2.1" in str(info.value)
+        assert "phive-rules" in str(info.value)
+        assert "shipped with b2bsim" in str(info.value)
+
+    def test_shipped_copy_damaged(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A shipped copy that lost a file says so, and to reinstall."""
+        broken = copy_of_rules(tmp_path / "rules")
+        (broken / "peppol" / "xslt" / "PEPPOLBIS-T01.xslt").unlink()
+        monkeypatch.setattr(validation, "SHIPPED_RULES_DIR", broken)
+        monkeypatch.delenv(RULES_ENV, raising=False)
+        with pytest.raises(ConfigError, match=r"shipped with b2bsim lack .*PEPPOLBIS-T01") as info:
+            resolve_rules_dir(None)
+        assert "reinstall b2bsim" in str(info.value)
 
 
 class TestOfficialExamples:
@@ -335,7 +359,7 @@ class TestValidateCommand:
                 set_text("cac:LegalMonetaryTotal/cbc:TaxInclusiveAmount", "1.00"),
             )
         )
-        monkeypatch.setenv(RULES_ENV, str(rules_dir()))
+        monkeypatch.delenv(RULES_ENV, raising=False)
         code = run_cli(["validate", str(bad)], monkeypatch)
         out = capsys.readouterr().out
         assert code == 1
@@ -343,17 +367,22 @@ class TestValidateCommand:
         assert "at /Invoice[1]/LegalMonetaryTotal[1]" in out
         assert "1 documents: 0 valid, 1 invalid" in out
 
-    def test_no_rules_dir(
+    def test_rules_dir_override(
         self,
         tmp_path: Path,
+        chain: tuple[GeneratedDocument, GeneratedDocument, GeneratedDocument],
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        """No rules directory exits 2 with the sources in the message."""
-        monkeypatch.delenv(RULES_ENV, raising=False)
-        code = run_cli(["validate", str(tmp_path / "x.xml")], monkeypatch)
+        """$B2BSIM_RULES_DIR replaces the shipped rules: an incomplete one exits 2 naming it."""
+        doc = tmp_path / "order.xml"
+        doc.write_bytes(chain[0].xml)
+        monkeypatch.setenv(RULES_ENV, str(tmp_path / "empty"))
+        code = run_cli(["validate", str(doc)], monkeypatch)
         assert code == 2
-        assert "error [CONFIG]" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "error [CONFIG]" in err
+        assert str(tmp_path / "empty") in err
 
     def test_missing_file(
         self,
