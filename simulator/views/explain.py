@@ -218,16 +218,21 @@ def dead_letter_explanations(dead_letters: Iterable[Mapping[str, Any]]) -> list[
     return [seen[k] for k in sorted(seen)]
 
 
-def explain_expectation(name: str, expected: int, actual: int) -> Explanation:
+def explain_expectation(
+    name: str, expected: int, actual: int, dead_letters: Iterable[Mapping[str, Any]] = ()
+) -> Explanation:
     """Why the figure ``name`` being ``actual`` instead of ``expected`` matters.
 
     Besides the figures, a name may count by code: ``refused.CODE`` (attacks
-    the supplier refused with CODE) and ``dead_letter_codes.CODE``.
+    the supplier refused with CODE) and ``dead_letter_codes.CODE``; the latter
+    is explained by the cause of the run's ``dead_letters`` of CODE, if they
+    have one cause.
     """
     kind, _, code = name.partition(".")
     if code and kind in _BY_CODE:
         what, fix = _BY_CODE[kind]
-        x = explain_code(code)
+        causes = dead_letter_explanations(d for d in dead_letters if d.get("code") == code)
+        x = causes[0] if len(causes) == 1 else explain_code(code)
         return Explanation(
             name,
             f"{what.format(code=code)} (expected {expected}, got {actual})",

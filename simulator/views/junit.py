@@ -118,8 +118,8 @@ def _suite(result: RunResult) -> etree._Element:
 
 
 def _expectation_detail(result: RunResult, name: str, expected: int, actual: int) -> str:
-    lines = [explain_expectation(name, expected, actual).text()]
     f = result.figures
+    lines = [explain_expectation(name, expected, actual, f.dead_letters).text()]
     if name == "lost" and f.lost_ids:
         lines.append("Lost message ids: " + ", ".join(f.lost_ids[:20]))
     if name.startswith("refused."):
