@@ -76,10 +76,12 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("report.css", "report.js"):
         (out_dir / name).write_text(_asset(name), encoding="utf-8")
+    for old in out_dir.glob("s[0-9]*"):
+        if old.is_dir():
+            shutil.rmtree(old)
     timelines = [build_timeline(r.run_dir) for r in results]
     left = envelope_budget
     for i, (result, timeline) in enumerate(zip(results, timelines, strict=True)):
-        shutil.rmtree(out_dir / f"s{i}", ignore_errors=True)
         share = left // max(1, len(results) - i)
         left -= write_scenario_pages(out_dir, i, result, timeline, budget=share)
     index = out_dir / "index.html"

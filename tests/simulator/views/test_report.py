@@ -185,6 +185,18 @@ class TestWriteReport:
         assert index == tmp_path / "out" / "report" / "index.html"
         assert index.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
+    def test_an_earlier_report_is_replaced(self, tmp_path: Path, failing: RunResult) -> None:
+        """Writing a report of one scenario where one of two was leaves no page of the other."""
+        out = tmp_path / "report"
+        second = make_result(fake_run(tmp_path / "other"), "other", [])
+        write_report([failing, second], out)
+        assert (out / "s1" / "messages.html").is_file()
+        write_report([failing], out)
+        assert not (out / "s1").exists()
+        assert (out / "s0" / "messages.html").is_file()
+        assert (out / "report.css").is_file()
+        assert (out / "report.js").is_file()
+
     def test_style_and_script_are_the_package_files(self, failing: RunResult) -> None:
         """The page inlines simulator/data/report.css and report.js as they are."""
         data = resources.files("simulator").joinpath("data")
