@@ -156,8 +156,7 @@ def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
         for what, x in _failures(r):
             section.append(_explain_box(what, x, "explain", rerun=rerun))
         if not _dead_letters_expected(r):
-            for x, n in _causes(r):
-                what = f"{n} dead letter(s) with code {x.key or '(none)'}"
+            for what, x in _causes(r):
                 section.append(_explain_box(what, x, "explain"))
         out.append(section)
     return out
@@ -178,14 +177,22 @@ def _failures(result: RunResult) -> list[tuple[str, Explanation]]:
     return items
 
 
-def _causes(result: RunResult) -> list[tuple[Explanation, int]]:
-    """The distinct causes of the run's dead letters, each with how many it has."""
+def _causes(result: RunResult) -> list[tuple[str, Explanation]]:
+    """The distinct causes of the run's dead letters: how many, one reason, the explanation."""
     counts: Counter[tuple[str, str]] = Counter()
+    reasons: dict[tuple[str, str], str] = {}
     for d in result.figures.dead_letters:
-        x = explain_dead_letter(str(d.get("code") or ""), str(d.get("reason") or ""))
+        reason = str(d.get("reason") or "")
+        x = explain_dead_letter(str(d.get("code") or ""), reason)
         counts[(x.key, x.cause)] += 1
+        reasons.setdefault((x.key, x.cause), reason)
     return [
-        (x, counts[(x.key, x.cause)]) for x in dead_letter_explanations(result.figures.dead_letters)
+        (
+            f"{counts[(x.key, x.cause)]} dead letter(s) with code {x.key or '(none)'}, "
+            f"reason: {reasons[(x.key, x.cause)][:300] or '(none)'}",
+            x,
+        )
+        for x in dead_letter_explanations(result.figures.dead_letters)
     ]
 
 
@@ -303,8 +310,8 @@ def _dead_letters(i: int, result: RunResult) -> list[etree._Element]:
         )
     )
     if expected:
-        for x, n in _causes(result):
-            out.append(_explain_box(f"{n} dead letter(s) with code {x.key}", x, "explain note"))
+        for what, x in _causes(result):
+            out.append(_explain_box(what, x, "explain note"))
     rows = [el("tr", el("th", "message"), el("th", "code"), el("th", "reason"))]
     rows += [
         el("tr", *(el("td", str(d.get(k))) for k in ("message_id", "code", "reason")))
