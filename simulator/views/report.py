@@ -1,7 +1,7 @@
 """The HTML report of ``b2bsim run --report DIR``: ``DIR/index.html`` and the pages beside it.
 
-The index opens with what failed: each failed scenario's failed expectations
-(and run error), each with what it means, how to fix it and the command that
+The index opens with what failed: each failed scenario's run error, if it
+had one, and its failed expectations, each with what it means, how to fix it and the command that
 re-runs it with the same seed, then the causes of its unexpected dead letters
 (:mod:`simulator.views.explain`).  Below come an overview of all scenarios and
 each scenario in a ``<details>`` block, open if it failed, folded if it passed:
@@ -163,8 +163,9 @@ def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
 
 
 def _failures(result: RunResult) -> list[tuple[str, Explanation]]:
-    """The failed expectations, then the run's error, each with its explanation."""
-    items = [
+    """The run's error (the cause of the rest, when there is one), then the failed expectations."""
+    items = [(result.error, explain_error(result.error))] if result.error else []
+    items += [
         (
             f"expected {e.name} = {e.expected}, got {e.actual}",
             explain_expectation(e.name, e.expected, e.actual, result.figures.dead_letters),
@@ -172,8 +173,6 @@ def _failures(result: RunResult) -> list[tuple[str, Explanation]]:
         for e in result.expectations
         if not e.passed
     ]
-    if result.error:
-        items.append((result.error, explain_error(result.error)))
     return items
 
 

@@ -284,14 +284,18 @@ class TestPassFail:
         assert "as the scenario expects" in text
 
     def test_failures_come_first(self, passing: RunResult, failing: RunResult) -> None:
-        """Before any scenario: the failed expectation, its fix and the re-run command."""
+        """Before any scenario: the run error, then the failed expectation, each with its fix
+        and the re-run command."""
         text, tree = page([passing, failing])
         assert text.index("What went wrong") < text.index("All scenarios")
-        first = tree.xpath("//section[@class='failure']//div[@class='explain']")[0]
+        error, first = tree.xpath("//section[@class='failure']//div[@class='explain']")[:2]
+        assert "error [RUN_TIMEOUT]" in error.text_content()
         said = first.text_content()
         assert "expected dead_lettered = 0, got 2" in said
-        assert "How to fix it" in said
-        assert "Re-run: b2bsim run scenarios/poison-message.yaml --seed 7" in said
+        for box in (error, first):
+            assert "How to fix it" in box.text_content()
+            rerun = "Re-run: b2bsim run scenarios/poison-message.yaml --seed 7"
+            assert rerun in box.text_content()
 
     def test_passed_scenarios_are_folded(self, passing: RunResult, failing: RunResult) -> None:
         """A passed scenario is a closed <details>; a failed one is open."""
