@@ -296,8 +296,7 @@ class Bridge:
             )
             return
         code = DELIVERY_REFUSED if attempt.outcome is Outcome.REFUSED else DELIVERY_GAVE_UP
-        reason = f"HTTP {attempt.status}: {attempt.detail}" if attempt.status else attempt.detail
-        await self._dead_letter(frame, meta, code, reason, envelope_id=envelope.envelope_id)
+        await self._dead_letter(frame, meta, code, attempt.reason, envelope_id=envelope.envelope_id)
 
     async def _hold_for_pull(
         self, frame: Frame, meta: MessageMeta, envelope_id: str, signed: bytes

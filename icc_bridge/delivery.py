@@ -46,6 +46,11 @@ class Attempt:
     detail: str  # receipt status, problem code or error, for logs and the DLQ
     retry_after: float | None = None  # seconds, from a Retry-After header
 
+    @property
+    def reason(self) -> str:
+        """The dead-letter reason of a last attempt: ``HTTP <status>: <detail>``, or the detail."""
+        return f"HTTP {self.status}: {self.detail}" if self.status else self.detail
+
 
 class PushClient:
     """Keeps one pinned TLS context and a pool of connections per supplier."""

@@ -42,7 +42,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--junit", type=Path, metavar="FILE", help="write JUnit XML: a testcase per expectation"
     )
     p.add_argument(
-        "--report", type=Path, metavar="DIR", help="write a self-contained HTML report here"
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write an HTML report here: DIR/index.html (failures first) and a page per message",
     )
     p.add_argument(
         "--rules",

@@ -1,34 +1,45 @@
 (function () {
   "use strict";
-  var cache = {};
-  function data(s) {
-    if (!cache[s]) {
-      cache[s] = JSON.parse(document.getElementById("data-" + s).textContent);
-    }
-    return cache[s];
-  }
-  function show(s, id) {
-    var panel = document.getElementById("detail-" + s);
-    var m = Object.prototype.hasOwnProperty.call(data(s), id) ? data(s)[id] : null;
-    function put(name, text) {
-      panel.querySelector("[data-field=" + name + "]").textContent = text;
-    }
-    panel.hidden = false;
-    put("title", m ? id : "No message with id " + JSON.stringify(id) + " in this run");
-    put("hops", m ? m.summary : "");
-    put("envelope", m ? (m.envelope || m.note) : "");
-    put("document", m ? (m.document || m.note) : "");
-    panel.scrollIntoView({block: "start"});
-  }
+  // A message link opens the message's page in its frame (a[target] names the frame's box).
   document.addEventListener("click", function (ev) {
-    var b = ev.target.closest("button[data-msg]");
-    if (b) { show(b.getAttribute("data-scenario"), b.getAttribute("data-msg")); }
-  });
-  document.addEventListener("submit", function (ev) {
-    var f = ev.target;
-    if (f.hasAttribute("data-scenario")) {
-      ev.preventDefault();
-      show(f.getAttribute("data-scenario"), f.elements.q.value.trim());
+    var a = ev.target.closest("a.msg[target]");
+    if (!a) { return; }
+    var box = document.getElementById(a.getAttribute("target"));
+    if (box) {
+      box.hidden = false;
+      box.scrollIntoView({block: "start"});
     }
   });
+  // A link to a folded scenario unfolds it.
+  function unfold() {
+    var id = decodeURIComponent(location.hash.slice(1));
+    var target = id && document.getElementById(id);
+    var details = target && target.closest("details");
+    if (details && !details.open) {
+      details.open = true;
+      target.scrollIntoView({block: "start"});
+    }
+  }
+  window.addEventListener("hashchange", unfold);
+  unfold();
+  // The messages page: find a message by its id.
+  var find = document.getElementById("find");
+  var numbers = document.getElementById("message-numbers");
+  if (find && numbers) {
+    var known = JSON.parse(numbers.textContent);
+    find.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var id = find.elements.q.value.trim();
+      var said = document.getElementById("not-found");
+      var box = document.getElementById("detail");
+      if (!Object.prototype.hasOwnProperty.call(known, id)) {
+        said.textContent = " No message with id " + JSON.stringify(id) + " in this run.";
+        return;
+      }
+      said.textContent = "";
+      box.querySelector("iframe").src = "m/" + known[id] + ".html";
+      box.hidden = false;
+      box.scrollIntoView({block: "start"});
+    });
+  }
 })();

@@ -4,7 +4,8 @@ Reports (HTML, JUnit) explain every failure they show.  A failure is one of:
 
 * an expectation of a scenario that did not hold (keyed by the figure's name,
   e.g. ``lost``; see docs/files.md);
-* a dead letter, keyed by its ``b2b-dlq-code`` (docs/dlq.md);
+* a dead letter, keyed by its ``b2b-dlq-code`` (docs/dlq.md) and, for the ICC's
+  delivery codes, by the cause its reason text tells (:func:`explain_dead_letter`);
 * a refusal or an error, keyed by its stable code;
 * an attack's outcome that is no code (``cut-off``, ``accepted``, ``duplicate``).
 
@@ -16,9 +17,12 @@ figures and the outcomes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from simulator.vocabulary.codes import CATALOGUE
+from simulator.vocabulary.codes.dead_letters import DELIVERY_REFUSED
 from simulator.vocabulary.codes.errors import B2BSIM
 from simulator.vocabulary.codes.refusals import XML_FORBIDDEN
 from simulator.vocabulary.problems import PROBLEMS
@@ -28,7 +32,9 @@ __all__ = [
     "EXPECTATIONS",
     "Explanation",
     "code_of_error",
+    "dead_letter_explanations",
     "explain_code",
+    "explain_dead_letter",
     "explain_error",
     "explain_expectation",
 ]
@@ -40,6 +46,7 @@ class Explanation:
     title: str  # one line: what happened
     meaning: str  # what it means for the chain
     fix: str  # what to do about it
+    cause: str = ""  # the cause's sub-key (or the supplier's problem code) of a dead letter
 
     def text(self) -> str:
         """The explanation as a short paragraph (for JUnit messages and logs)."""
@@ -146,6 +153,8 @@ CODES: frozenset[str] = frozenset(CATALOGUE) | frozenset(_OUTCOMES)
 EXPECTATIONS: frozenset[str] = frozenset(_EXPECTATIONS)
 
 _ERROR_CODE = re.compile(r"\berror \[([A-Z0-9_]+)\]")
+#: A refusal's reason as the ICC writes it: ``HTTP 421: WRONG_ADDRESSEE`` (the problem code).
+_ANSWERED_CODE = re.compile(r"^HTTP (\d{3}): ([A-Z][A-Z0-9_]*)$")
 
 
 def explain_code(code: str) -> Explanation:
@@ -169,16 +178,61 @@ def explain_code(code: str) -> Explanation:
     )
 
 
-def explain_expectation(name: str, expected: int, actual: int) -> Explanation:
+def explain_dead_letter(code: str, reason: str) -> Explanation:
+    """What a dead letter of ``code`` means, and its fix, for the cause its ``reason`` tells.
+
+    A refusal whose reason is the supplier's problem code (``HTTP 421:
+    WRONG_ADDRESSEE``) is explained by that code's entry; otherwise the first
+    of the code's causes (simulator.vocabulary.codes.dead_letters) whose
+    pattern is found in the reason; else the code's own texts.
+    """
+    entry = CATALOGUE.get(code)
+    if entry is None:
+        return explain_code(code)
+    answered = _ANSWERED_CODE.match(reason.strip())
+    problem = CATALOGUE.get(answered.group(2)) if answered and code == DELIVERY_REFUSED else None
+    if problem is not None:
+        return Explanation(
+            code,
+            f"{entry.title}: it answered {problem.code} ({problem.title})",
+            problem.meaning,
+            f"{problem.fix} Then replay the dead letters with b2bsim dlq replay --all.",
+            cause=problem.code,
+        )
+    for cause in entry.causes:
+        if re.search(cause.pattern, reason, re.IGNORECASE):
+            title = f"{entry.title}: {cause.title[:1].lower()}{cause.title[1:]}"
+            return Explanation(code, title, cause.meaning, cause.fix, cause=cause.key)
+    return Explanation(code, entry.title, entry.meaning, entry.fix)
+
+
+def dead_letter_explanations(dead_letters: Iterable[Mapping[str, Any]]) -> list[Explanation]:
+    """One explanation per distinct cause among ``dead_letters`` (code, then cause order).
+
+    Each dead letter is a mapping with ``code`` and ``reason`` (Reconciliation's).
+    """
+    seen: dict[tuple[str, str], Explanation] = {}
+    for d in dead_letters:
+        x = explain_dead_letter(str(d.get("code") or ""), str(d.get("reason") or ""))
+        seen.setdefault((x.key, x.cause), x)
+    return [seen[k] for k in sorted(seen)]
+
+
+def explain_expectation(
+    name: str, expected: int, actual: int, dead_letters: Iterable[Mapping[str, Any]] = ()
+) -> Explanation:
     """Why the figure ``name`` being ``actual`` instead of ``expected`` matters.
 
     Besides the figures, a name may count by code: ``refused.CODE`` (attacks
-    the supplier refused with CODE) and ``dead_letter_codes.CODE``.
+    the supplier refused with CODE) and ``dead_letter_codes.CODE``; the latter
+    is explained by the cause of the run's ``dead_letters`` of CODE, if they
+    have one cause.
     """
     kind, _, code = name.partition(".")
     if code and kind in _BY_CODE:
         what, fix = _BY_CODE[kind]
-        x = explain_code(code)
+        causes = dead_letter_explanations(d for d in dead_letters if d.get("code") == code)
+        x = causes[0] if len(causes) == 1 else explain_code(code)
         return Explanation(
             name,
             f"{what.format(code=code)} (expected {expected}, got {actual})",

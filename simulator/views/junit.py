@@ -27,7 +27,12 @@ from lxml import etree
 
 from simulator.runs.reconcile import read_jsonl
 from simulator.runs.runner import RunResult
-from simulator.views.explain import code_of_error, explain_code, explain_error, explain_expectation
+from simulator.views.explain import (
+    code_of_error,
+    dead_letter_explanations,
+    explain_error,
+    explain_expectation,
+)
 from simulator.vocabulary.codes.errors import B2BSIM
 
 __all__ = ["junit_tree", "rerun_command", "write_junit"]
@@ -113,8 +118,8 @@ def _suite(result: RunResult) -> etree._Element:
 
 
 def _expectation_detail(result: RunResult, name: str, expected: int, actual: int) -> str:
-    lines = [explain_expectation(name, expected, actual).text()]
     f = result.figures
+    lines = [explain_expectation(name, expected, actual, f.dead_letters).text()]
     if name == "lost" and f.lost_ids:
         lines.append("Lost message ids: " + ", ".join(f.lost_ids[:20]))
     if name.startswith("refused."):
@@ -128,8 +133,8 @@ def _expectation_detail(result: RunResult, name: str, expected: int, actual: int
         lines.append("Dead letters:")
         for d in f.dead_letters[:20]:
             lines.append(f"  {d.get('message_id')}: [{d.get('code')}] {d.get('reason')}")
-        for code in sorted({str(d.get("code", "")) for d in f.dead_letters}):
-            lines.append(f"  {code}: {explain_code(code).text()}")
+        for x in dead_letter_explanations(f.dead_letters):
+            lines.append(f"  {x.key}{f' ({x.cause})' if x.cause else ''}: {x.text()}")
     lines.append(f"Re-run: {rerun_command(result)}")
     return "\n".join(lines)
 

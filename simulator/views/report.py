@@ -1,51 +1,59 @@
-"""The HTML report of ``b2bsim run --report DIR``: one self-contained file, ``index.html``.
+"""The HTML report of ``b2bsim run --report DIR``: ``DIR/index.html`` and the pages beside it.
 
-It holds, for every scenario run:
+The index opens with what failed: each failed scenario's run error, if it
+had one, and its failed expectations, each with what it means, how to fix it and the command that
+re-runs it with the same seed, then the causes of its unexpected dead letters
+(:mod:`simulator.views.explain`).  Below come an overview of all scenarios and
+each scenario in a ``<details>`` block, open if it failed, folded if it passed:
 
-* a pass/fail table of the expectations, the figures, the seed and how to re-run;
-* for every failure, what it means and how to fix it (:mod:`simulator.views.explain`);
-* the timeline of every message across the hops KA → broker → ICC → supplier →
-  ledger (:mod:`simulator.views.timeline`): latency percentiles for all messages, and
-  a table with bars for the first :data:`DETAIL_ROWS` (messages with problems
-  first);
-* any message's envelope and document, pretty-printed, on a click.
+* its expectations, figures, dead letters and attacks;
+* the timeline of its messages across the hops KA → broker → ICC → supplier →
+  ledger (:mod:`simulator.views.timeline`): latency percentiles for all, and a
+  table of the first :data:`DETAIL_ROWS` (messages with problems first).
 
-The file has no external assets: CSS and JavaScript are inline (written in
-``simulator/data/report.css`` and ``report.js``), fonts are the system's.
-Per-message data sits in ``<script type="application/json">`` blocks with
-``<``, ``>`` and ``&`` written as JSON escapes, so no document text can end the
-block; the script renders it with ``textContent`` only.  Stored envelopes are
-parsed with :func:`simulator.vocabulary.xmlsafe.parse_xml` only.  The timeline
-and the messages' details are built in :mod:`simulator.views.report_timeline`,
-from the HTML pieces of :mod:`simulator.views.report_html`.
+Each message's envelope and document are on a page of their own beside the
+index (:mod:`simulator.views.report_pages`), opened in a frame on a click, so
+the index stays small however many envelopes a run has.  Everything is plain
+files, read from ``file://`` without a server and without the network: the
+index inlines its CSS and script (``simulator/data/report.css`` and
+``report.js``); the other pages link the copies written beside it.
 """
 
 from __future__ import annotations
 
 import functools
+import shutil
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from lxml import etree, html
 
 from simulator.runs.reconcile import read_jsonl
 from simulator.runs.runner import RunResult
-from simulator.views.explain import Explanation, explain_code, explain_error, explain_expectation
+from simulator.views.explain import (
+    Explanation,
+    dead_letter_explanations,
+    explain_dead_letter,
+    explain_error,
+    explain_expectation,
+)
 from simulator.views.junit import rerun_command
 from simulator.views.report_html import css_class, el, num_cell, verdict_cell
-from simulator.views.report_timeline import data_block, timeline_section
-from simulator.views.timeline import build_timeline
+from simulator.views.report_pages import message_href, messages_href, write_scenario_pages
+from simulator.views.report_timeline import timeline_section
+from simulator.views.timeline import Timeline, build_timeline
 
-__all__ = ["DETAIL_ROWS", "EMBED_BUDGET", "render_report", "write_report"]
+__all__ = ["DETAIL_ROWS", "ENVELOPE_BUDGET", "render_index", "write_report"]
 
-#: Messages shown as table rows per scenario (percentiles always cover all of them).
-DETAIL_ROWS = 500
-#: Characters of pretty-printed envelopes and documents embedded per report, at most.
-EMBED_BUDGET = 30_000_000
+#: Messages shown as table rows per scenario in the index (all are on its messages page).
+DETAIL_ROWS = 50
+#: Characters of pretty-printed envelopes and documents written per report, at most.
+ENVELOPE_BUDGET = 30_000_000
+#: Dead letters listed per scenario in the index.
+DEAD_LETTER_ROWS = 20
 
 
 @functools.cache
@@ -54,21 +62,42 @@ def _asset(name: str) -> str:
     return "\n" + resources.files("simulator").joinpath(f"data/{name}").read_text("utf-8")
 
 
-def write_report(results: Sequence[RunResult], out_dir: Path) -> Path:
-    """Write the report of ``results`` into ``out_dir``; return its ``index.html``."""
+def write_report(
+    results: Sequence[RunResult],
+    out_dir: Path,
+    *,
+    detail_rows: int = DETAIL_ROWS,
+    envelope_budget: int = ENVELOPE_BUDGET,
+) -> Path:
+    """Write the report of ``results`` into ``out_dir``; return its ``index.html``.
+
+    Pages of an earlier report in ``out_dir`` are replaced.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("report.css", "report.js"):
+        (out_dir / name).write_text(_asset(name), encoding="utf-8")
+    for old in out_dir.glob("s[0-9]*"):
+        if old.is_dir():
+            shutil.rmtree(old)
+    timelines = [build_timeline(r.run_dir) for r in results]
+    left = envelope_budget
+    for i, (result, timeline) in enumerate(zip(results, timelines, strict=True)):
+        share = left // max(1, len(results) - i)
+        left -= write_scenario_pages(out_dir, i, result, timeline, budget=share)
     index = out_dir / "index.html"
-    index.write_text(render_report(results), encoding="utf-8")
+    index.write_text(render_index(results, timelines, detail_rows=detail_rows), encoding="utf-8")
     return index
 
 
-def render_report(
+def render_index(
     results: Sequence[RunResult],
+    timelines: Sequence[Timeline] | None = None,
     *,
     detail_rows: int = DETAIL_ROWS,
-    embed_budget: int = EMBED_BUDGET,
 ) -> str:
-    """The report as one HTML document."""
+    """The report's ``index.html`` (its message links point to :func:`write_report`'s pages)."""
+    if timelines is None:
+        timelines = [build_timeline(r.run_dir) for r in results]
     passed = sum(r.passed for r in results)
     verdict = f"{passed} of {len(results)} scenario(s) passed"
     body = el(
@@ -84,11 +113,12 @@ def render_report(
             " ",
             el("span", f"written {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC", css_class("muted")),
         ),
+        *_failed_first(results),
+        el("h2", "All scenarios", css_class("all")),
         _overview(results),
     )
-    share = embed_budget // max(1, len(results))
-    for i, result in enumerate(results):
-        body.extend(_scenario(i, result, detail_rows, share))
+    for i, (result, timeline) in enumerate(zip(results, timelines, strict=True)):
+        body.append(_scenario(i, result, timeline, detail_rows))
     body.append(el("script", _asset("report.js")))
     page = el(
         "html",
@@ -104,6 +134,73 @@ def render_report(
     )
     text: str = html.tostring(page, doctype="<!DOCTYPE html>", encoding="unicode")
     return text
+
+
+def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
+    """Each failed scenario: its failures explained, each with the command that re-runs it."""
+    failed = [(i, r) for i, r in enumerate(results) if not r.passed]
+    if not failed:
+        return []
+    out = [el("h2", "What went wrong and how to fix it", css_class("failed"), id="failed")]
+    for i, r in failed:
+        rerun = rerun_command(r)
+        section = el(
+            "section",
+            el(
+                "h3",
+                el("a", r.scenario.name, href=f"#s-{i}"),
+                el("span", "FAILED", css_class("badge fail")),
+            ),
+            css_class("failure"),
+        )
+        for what, x in _failures(r):
+            section.append(_explain_box(what, x, "explain", rerun=rerun))
+        if not _dead_letters_expected(r):
+            for what, x in _causes(r):
+                section.append(_explain_box(what, x, "explain"))
+        out.append(section)
+    return out
+
+
+def _failures(result: RunResult) -> list[tuple[str, Explanation]]:
+    """The run's error (the cause of the rest, when there is one), then the failed expectations."""
+    items = [(result.error, explain_error(result.error))] if result.error else []
+    items += [
+        (
+            f"expected {e.name} = {e.expected}, got {e.actual}",
+            explain_expectation(e.name, e.expected, e.actual, result.figures.dead_letters),
+        )
+        for e in result.expectations
+        if not e.passed
+    ]
+    return items
+
+
+def _causes(result: RunResult) -> list[tuple[str, Explanation]]:
+    """The distinct causes of the run's dead letters: how many, one reason, the explanation."""
+    counts: Counter[tuple[str, str]] = Counter()
+    reasons: dict[tuple[str, str], str] = {}
+    for d in result.figures.dead_letters:
+        reason = str(d.get("reason") or "")
+        x = explain_dead_letter(str(d.get("code") or ""), reason)
+        counts[(x.key, x.cause)] += 1
+        reasons.setdefault((x.key, x.cause), reason)
+    return [
+        (
+            f"{counts[(x.key, x.cause)]} dead letter(s) with code {x.key or '(none)'}, "
+            f"reason: {reasons[(x.key, x.cause)][:300] or '(none)'}",
+            x,
+        )
+        for x in dead_letter_explanations(result.figures.dead_letters)
+    ]
+
+
+def _dead_letters_expected(result: RunResult) -> bool:
+    return all(
+        e.passed
+        for e in result.expectations
+        if e.name == "dead_lettered" or e.name.startswith("dead_letter_codes.")
+    )
 
 
 def _overview(results: Sequence[RunResult]) -> etree._Element:
@@ -128,19 +225,22 @@ def _overview(results: Sequence[RunResult]) -> etree._Element:
     return el("table", el("tr", *(el("th", h) for h in head)), *rows)
 
 
-def _scenario(i: int, result: RunResult, detail_rows: int, budget: int) -> list[etree._Element]:
+def _scenario(i: int, result: RunResult, timeline: Timeline, detail_rows: int) -> etree._Element:
     s = result.scenario
-    timeline = build_timeline(result.run_dir)
-    out: list[etree._Element] = [
+    block = el(
+        "details",
         el(
-            "h2",
-            s.name,
+            "summary",
             el(
-                "span",
-                "PASSED" if result.passed else "FAILED",
-                css_class("badge " + _verdict_class(result)),
+                "h2",
+                s.name,
+                el(
+                    "span",
+                    "PASSED" if result.passed else "FAILED",
+                    css_class("badge " + _verdict_class(result)),
+                ),
+                id=f"s-{i}",
             ),
-            id=f"s-{i}",
         ),
         el("p", s.description),
         el(
@@ -156,12 +256,15 @@ def _scenario(i: int, result: RunResult, detail_rows: int, budget: int) -> list[
             "Figures: ",
             ", ".join(f"{k} {v}" for k, v in result.figures.figures().items()),
         ),
-    ]
-    out.extend(_failures(result))
-    out.extend(_attacks(result.run_dir))
-    out.extend(timeline_section(i, timeline, detail_rows))
-    out.append(data_block(i, result.run_dir, timeline, detail_rows, budget))
-    return out
+        css_class("scenario"),
+    )
+    if not result.passed:
+        block.set("open", "open")
+    block.extend(_dead_letters(i, result))
+    block.extend(_attacks(result.run_dir))
+    link = functools.partial(message_href, i)
+    block.extend(timeline_section(i, timeline, detail_rows, link, messages_href(i)))
+    return block
 
 
 def _expectations(result: RunResult) -> etree._Element:
@@ -189,63 +292,48 @@ def _expectations(result: RunResult) -> etree._Element:
     return el("table", *rows)
 
 
-def _failures(result: RunResult) -> list[etree._Element]:
-    """Each failure explained; then the dead letters, their codes explained too.
-
-    Dead letters a scenario expects (its dead-letter expectations held) are
-    shown as notes, not as failures.
-    """
-    items: list[tuple[str, Explanation]] = []
-    if result.error:
-        items.append((result.error, explain_error(result.error)))
-    for e in result.expectations:
-        if not e.passed:
-            items.append((f"expected {e.name} = {e.expected}, got {e.actual}", _expl(e)))
+def _dead_letters(i: int, result: RunResult) -> list[etree._Element]:
+    """The lost ids; the dead letters (each cause explained as a note if they are expected)."""
     out: list[etree._Element] = []
-    if items:
-        out.append(el("h3", "What went wrong and how to fix it"))
-        out += [_explain_box(what, x, "explain") for what, x in items]
     f = result.figures
     if f.lost_ids:
         out.append(el("p", "Lost message ids: ", el("code", ", ".join(f.lost_ids[:50]))))
     if not f.dead_letters:
         return out
-    expected = all(
-        e.passed
-        for e in result.expectations
-        if e.name == "dead_lettered" or e.name.startswith("dead_letter_codes.")
-    )
+    expected = _dead_letters_expected(result)
     out.append(
         el(
             "h3",
             f"Dead letters ({len(f.dead_letters)})",
-            " — as the scenario expects" if expected else " — not expected",
+            " — as the scenario expects" if expected else " — not expected (explained above)",
         )
     )
-    codes = Counter(str(d.get("code", "")) for d in f.dead_letters)
-    for code, n in sorted(codes.items()):
-        what = f"{n} dead letter(s) with code {code or '(none)'}"
-        out.append(
-            _explain_box(what, explain_code(code), "explain note" if expected else "explain")
-        )
+    if expected:
+        for what, x in _causes(result):
+            out.append(_explain_box(what, x, "explain note"))
     rows = [el("tr", el("th", "message"), el("th", "code"), el("th", "reason"))]
     rows += [
         el("tr", *(el("td", str(d.get(k))) for k in ("message_id", "code", "reason")))
-        for d in f.dead_letters[:100]
+        for d in f.dead_letters[:DEAD_LETTER_ROWS]
     ]
-    out.append(el("table", *rows))
+    out.append(el("div", el("table", *rows), css_class("scroll")))
+    if len(f.dead_letters) > DEAD_LETTER_ROWS:
+        more = f"{len(f.dead_letters) - DEAD_LETTER_ROWS} more: see "
+        out.append(el("p", more, el("a", "all messages", href=messages_href(i))))
     return out
 
 
-def _explain_box(what: str, x: Explanation, cls: str) -> etree._Element:
-    return el(
+def _explain_box(what: str, x: Explanation, cls: str, *, rerun: str = "") -> etree._Element:
+    box = el(
         "div",
-        el("p", el("strong", x.title)),
-        el("p", el("code", what)),
+        el("p", el("code", what), " ", el("strong", x.title)),
         el("p", el("strong", "What it means: "), x.meaning),
         el("p", el("strong", "How to fix it: "), x.fix),
         css_class(cls),
     )
+    if rerun:
+        box.append(el("p", el("strong", "Re-run: "), el("code", rerun, css_class("rerun"))))
+    return box
 
 
 def _attacks(run_dir: Path) -> list[etree._Element]:
@@ -263,10 +351,6 @@ def _attacks(run_dir: Path) -> list[etree._Element]:
             el("tr", *(el("td", str(c)) for c in (*cells, a.get("expected"))), verdict_cell(ok))
         )
     return [el("h3", f"Attacks ({len(attacks)})"), el("table", *rows)]
-
-
-def _expl(e: Any) -> Explanation:
-    return explain_expectation(e.name, e.expected, e.actual)
 
 
 def _verdict_class(result: RunResult) -> str:

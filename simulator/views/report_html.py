@@ -12,13 +12,15 @@ __all__ = [
     "css_class",
     "duration",
     "el",
-    "msg_button",
+    "msg_link",
     "num_cell",
     "utc_time",
     "verdict_cell",
 ]
 
 _MAKER: Any = builder.E  # lxml.html's ElementMaker (untyped)
+#: Characters of a message id shown in a table (the rest is in its title).
+SHORT_ID = 13
 
 
 def el(tag: str, *children: Any, **attrs: str) -> etree._Element:
@@ -32,14 +34,16 @@ def css_class(name: str) -> dict[str, str]:
     return {"class": name}
 
 
-def msg_button(i: int, message_id: str) -> etree._Element:
-    """A message id that shows the message's detail (scenario ``i``) on a click."""
-    return el(
-        "button",
-        message_id,
-        type="button",
-        **{"class": "msg", "data-scenario": str(i), "data-msg": message_id},
-    )
+def msg_link(href: str, message_id: str, target: str | None = None) -> etree._Element:
+    """A message id, shortened, that opens the message's page ``href`` (in frame ``target``).
+
+    The full id is in the link's title and ``data-msg`` (and on the message's page).
+    """
+    short = message_id if len(message_id) <= SHORT_ID else message_id[: SHORT_ID - 1] + "…"
+    attrs = {"class": "msg", "href": href, "title": message_id, "data-msg": message_id}
+    if target:
+        attrs["target"] = target
+    return el("a", short, **attrs)
 
 
 def verdict_cell(ok: bool) -> etree._Element:

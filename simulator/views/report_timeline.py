@@ -1,32 +1,25 @@
-"""The report's timeline of one scenario, and each message's envelope and document.
+"""The report's timeline of one scenario: hop percentiles and a table of messages.
 
 The timeline (:mod:`simulator.views.timeline`) is shown as latency percentiles
 per hop (a table and an inline SVG) and a table of messages with a bar of
-their hops; a click on a message id shows its summary, envelope and document,
-read from a ``<script type="application/json">`` block of the page whose
-``<``, ``>`` and ``&`` are JSON escapes.  Stored envelopes are parsed with
-:func:`simulator.vocabulary.xmlsafe.parse_xml` only.
+their hops; each message id links to the message's own page
+(:mod:`simulator.views.report_pages`), shown in a frame of the report.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lxml import etree
 
-from simulator.runs.stub_records import STUB_DB, stored_envelopes
-from simulator.views.explain import explain_code
-from simulator.views.report_html import css_class, duration, el, msg_button, num_cell, utc_time
+from simulator.views.report_html import css_class, duration, el, msg_link, num_cell
 from simulator.views.timeline import HOP_LABELS, HOPS, MessageTimeline, Timeline
-from simulator.vocabulary.envelope import SBDH_NS
-from simulator.vocabulary.errors import B2BSimError
-from simulator.vocabulary.xmlsafe import parse_xml
 
-__all__ = ["data_block", "pretty_envelope", "timeline_section"]
+__all__ = ["detail_frame", "flags", "message_table", "pick_rows", "timeline_section"]
+
+#: The page of message number N (from 1, in KA's order), relative to where it is linked from.
+Link = Callable[[int], str]
 
 _BAR_HOPS = ("broker", "delivery", "ledger")  # consecutive: they stack into one bar
 _COLOURS = {
@@ -38,8 +31,13 @@ _COLOURS = {
 }
 
 
-def timeline_section(i: int, timeline: Timeline, detail_rows: int) -> list[etree._Element]:
-    """Scenario ``i``'s percentiles, its first ``detail_rows`` messages and the detail panel."""
+def timeline_section(
+    i: int, timeline: Timeline, detail_rows: int, link: Link, all_messages: str
+) -> list[etree._Element]:
+    """Scenario ``i``'s percentiles, its first ``detail_rows`` messages and their detail frame.
+
+    ``link`` gives each message's page; ``all_messages`` is the page of all of them.
+    """
     msgs = timeline.messages
     out: list[etree._Element] = [el("h3", f"Timeline of {len(msgs)} message(s)")]
     if not msgs:
@@ -66,43 +64,56 @@ def timeline_section(i: int, timeline: Timeline, detail_rows: int) -> list[etree
             )
         )
     out += [el("table", *rows), _percentile_svg(stats)]
-    shown = _pick_rows(msgs, detail_rows)
+    shown = pick_rows(msgs, detail_rows)
+    note = (
+        f"Showing {len(shown)} of {len(msgs)} messages: those with problems first, then "
+        "KA's order. Percentiles cover all. Click a message id for its envelope and document; "
+    )
+    out += [
+        el("p", note, el("a", f"all {len(msgs)} messages, and a search by id", href=all_messages)),
+        *message_table(timeline, shown, link, target=f"detail-{i}"),
+        detail_frame(f"detail-{i}"),
+    ]
+    return out
+
+
+def message_table(
+    timeline: Timeline, shown: list[MessageTimeline], link: Link, target: str | None
+) -> list[etree._Element]:
+    """The legend and the table of the ``shown`` messages, each id linked to its page."""
     start = timeline.start_ms() or 0
     scale = max((_bar_total(m) for m in shown), default=0) or 1
     head = ["#", "message", "type", "supplier", "seq", "outcome", "produced"]
     head += [HOP_LABELS[h].split(" (")[0] for h in HOPS] + ["hops"]
-    table = el("table", el("tr", *(el("th", h) for h in head)))
-    number = {m.message_id: n for n, m in enumerate(msgs, 1)}
+    table = el("table", el("tr", *(el("th", h) for h in head)), css_class("messages"))
+    number = {id(m): n for n, m in enumerate(timeline.messages, 1)}
     for m in shown:
-        table.append(_row(i, number[m.message_id], m, start, scale))
-    legend = el("p", "Bars: ", *_legend(), css_class("muted"))
-    note = (
-        f"Showing {len(shown)} of {len(msgs)} messages: those with problems first, then "
-        "KA's order. Percentiles cover all. Click a message id for its envelope and document."
-    )
-    out += [
-        el("p", note),
-        legend,
+        n = number[id(m)]
+        table.append(_row(n, msg_link(link(n), m.message_id, target), m, start, scale))
+    return [
+        el("p", "Bars: ", *_legend(), css_class("muted")),
         el(
             "p",
             "Hop times: produced is KA's clock (a scenario may skew it); the supplier stores an "
             "envelope before answering, so the receipt hop starts where delivery ends.",
             css_class("muted"),
         ),
-        table,
-        el(
-            "form",
-            el("label", "Any message id: ", el("input", name="q", type="text")),
-            " ",
-            el("button", "show", type="submit"),
-            **{"data-scenario": str(i)},
-        ),
-        _detail_panel(i),
+        el("div", table, css_class("scroll")),
     ]
-    return out
 
 
-def _pick_rows(msgs: list[MessageTimeline], limit: int) -> list[MessageTimeline]:
+def detail_frame(name: str) -> etree._Element:
+    """Where a clicked message's page opens (hidden until a message is clicked)."""
+    return el(
+        "div",
+        el("iframe", name=name, title="the message's envelope and document"),
+        css_class("detail"),
+        id=name,
+        hidden="hidden",
+    )
+
+
+def pick_rows(msgs: list[MessageTimeline], limit: int) -> list[MessageTimeline]:
     """Up to ``limit`` messages in KA's order, those with problems chosen first."""
     chosen = {id(m) for m in [m for m in msgs if m.notable][:limit]}
     for m in msgs:
@@ -112,14 +123,16 @@ def _pick_rows(msgs: list[MessageTimeline], limit: int) -> list[MessageTimeline]
     return [m for m in msgs if id(m) in chosen]
 
 
-def _row(i: int, n: int, m: MessageTimeline, start: int, scale: int) -> etree._Element:
+def _row(
+    n: int, link: etree._Element, m: MessageTimeline, start: int, scale: int
+) -> etree._Element:
     outcome = el(
         "td", m.outcome.replace("_", "-"), css_class("pass" if m.outcome == "loaded" else "fail")
     )
-    flags = _flags(m)
-    if flags:
+    marks = flags(m)
+    if marks:
         outcome.append(el("br"))
-        outcome.append(el("span", flags, css_class("warn")))
+        outcome.append(el("span", marks, css_class("warn")))
     bar = el("div", css_class("bar"))
     for hop in _BAR_HOPS:
         v = m.hop(hop)
@@ -130,7 +143,7 @@ def _row(i: int, n: int, m: MessageTimeline, start: int, scale: int) -> etree._E
     return el(
         "tr",
         num_cell(n),
-        el("td", msg_button(i, m.message_id)),
+        el("td", link, css_class("id")),
         el("td", m.message_type),
         el("td", m.org_number),
         num_cell(m.sequence),
@@ -145,7 +158,8 @@ def _row(i: int, n: int, m: MessageTimeline, start: int, scale: int) -> etree._E
     )
 
 
-def _flags(m: MessageTimeline) -> str:
+def flags(m: MessageTimeline) -> str:
+    """What happened to ``m`` on the way, in a few words (retries, duplicates, …)."""
     flags = []
     if m.retries:
         flags.append(f"{m.retries} retries")
@@ -198,124 +212,3 @@ def _percentile_svg(stats: dict[str, Any]) -> etree._Element:
             y += line
         y += 16
     return el("div", svg)
-
-
-def _detail_panel(i: int) -> etree._Element:
-    return el(
-        "div",
-        el("h3", "Message ", el("span", **{"data-field": "title"})),
-        el("pre", **{"data-field": "hops"}),
-        el("h3", "Envelope (header and signature; the document follows)"),
-        el("pre", **{"data-field": "envelope"}),
-        el("h3", "Document"),
-        el("pre", **{"data-field": "document"}),
-        css_class("detail"),
-        id=f"detail-{i}",
-        hidden="hidden",
-    )
-
-
-def data_block(
-    i: int, run_dir: Path, timeline: Timeline, detail_rows: int, budget: int
-) -> etree._Element:
-    """Every message's summary, plus envelopes and documents within ``budget`` characters."""
-    msgs = timeline.messages
-    wanted = [m for m in msgs if m.notable] + _pick_rows(msgs, detail_rows) + msgs
-    by_envelope = {m.envelope_id: m for m in msgs if m.envelope_id}
-    order = {id(m): n for n, m in reversed(list(enumerate(wanted)))}
-    blobs = sorted(
-        (
-            (order.get(id(by_envelope[e]), len(wanted)), e, b)
-            for e, b in stored_envelopes(run_dir)
-            if e in by_envelope
-        ),
-        key=lambda t: t[0],
-    )
-    start = timeline.start_ms() or 0
-    data: dict[str, dict[str, Any]] = {
-        m.message_id: {"summary": _summary(m, start), "note": _missing_note(m, run_dir)}
-        for m in msgs
-    }
-    used = 0
-    for _, envelope_id, blob in blobs:
-        entry = data[by_envelope[envelope_id].message_id]
-        if used >= budget:
-            entry["note"] = _cut_note(envelope_id, run_dir)
-            continue
-        envelope, document = pretty_envelope(blob)
-        entry["envelope"], entry["document"] = envelope, document
-        used += len(envelope) + len(document)
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    for ch, esc in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
-        text = text.replace(ch, esc)
-    return el("script", text, type="application/json", id=f"data-{i}")
-
-
-def pretty_envelope(raw: bytes) -> tuple[str, str]:
-    """The envelope (its document replaced by a note) and the document, each indented.
-
-    Unparseable input is shown as text with the reason, never trusted further.
-    """
-    try:
-        root = parse_xml(raw)
-    except B2BSimError as exc:
-        return f"(not shown as XML: {exc.one_line()})\n\n{raw.decode('utf-8', 'replace')}", ""
-    sbd = root.find(f"{{{SBDH_NS}}}StandardBusinessDocument")
-    payload = None
-    if sbd is not None:
-        payload = next(
-            (c for c in sbd if isinstance(c.tag, str) and not c.tag.startswith(f"{{{SBDH_NS}}}")),
-            None,
-        )
-    document = ""
-    envelope = copy.deepcopy(root)
-    if payload is not None:
-        doc = copy.deepcopy(payload)
-        etree.indent(doc, space="  ")
-        document = etree.tostring(doc, encoding="unicode")
-        sbd_copy = envelope.find(f"{{{SBDH_NS}}}StandardBusinessDocument")
-        assert sbd_copy is not None
-        assert sbd is not None
-        placeholder = sbd_copy[sbd.index(payload)]
-        note = etree.Comment(" the business document: shown below ")
-        note.tail = placeholder.tail
-        sbd_copy.replace(placeholder, note)
-    etree.indent(envelope, space="  ")
-    return etree.tostring(envelope, encoding="unicode"), document
-
-
-def _summary(m: MessageTimeline, start: int) -> str:
-    lines = [
-        f"{m.message_type or '?'} to {m.org_number or '?'}, sequence {m.sequence}, "
-        f"envelope {m.envelope_id or '-'}, outcome {m.outcome}",
-    ]
-    for stamp in ("produced", "consumed", "received", "delivered", "loaded"):
-        v = m.stamp(stamp)
-        when = "-" if v is None else f"{utc_time(v)}  (+{(v - start) / 1000:.3f} s)"
-        lines.append(f"  {stamp:<10} {when}")
-    lines += [f"  {HOP_LABELS[h]:<30} {duration(m.hop(h))}" for h in HOPS]
-    flags = _flags(m)
-    if flags:
-        lines.append(f"  {flags}")
-    if m.dead_letter_code:
-        x = explain_code(m.dead_letter_code)
-        lines += [f"  dead letter: {m.dead_letter_reason}", f"  {x.text()}"]
-    return "\n".join(lines)
-
-
-def _missing_note(m: MessageTimeline, run_dir: Path) -> str:
-    if m.dead_letter_code:
-        return (
-            f"Not delivered: dead-lettered with {m.dead_letter_code}. No envelope was stored; "
-            "see the message on the broker with `b2bsim dlq show "
-            f"{m.message_id}`."
-        )
-    return f"No stored envelope for this message in {run_dir}."
-
-
-def _cut_note(envelope_id: str, run_dir: Path) -> str:
-    query = "SELECT envelope FROM envelopes WHERE envelope_id = "  # shown, never run
-    return (
-        "Not embedded, to keep the report small. Read it with: sqlite3 "
-        f"{run_dir / STUB_DB} \"{query}'{envelope_id}'\""
-    )

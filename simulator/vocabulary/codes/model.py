@@ -18,6 +18,22 @@ class Kind(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Cause:
+    """One cause of a code, told apart by the reason that came with it (a DLQ reason).
+
+    ``pattern`` is a regular expression searched, ignoring case, in the reason
+    text the ICC writes (``b2b-dlq-reason``); the first cause of an entry whose
+    pattern matches is the one explained.
+    """
+
+    key: str  # a stable sub-key of the code, e.g. ``cert-expired``
+    pattern: str
+    title: str  # one line: what happened, more precisely than the code's title
+    meaning: str
+    fix: str
+
+
+@dataclass(frozen=True, slots=True)
 class CodeEntry:
     """A stable code with its texts: English for reports and answers, Swedish for the live view."""
 
@@ -29,6 +45,7 @@ class CodeEntry:
     status: int | None = None  # the HTTP status of a refusal
     answer_title: str = ""  # a refusal's title in its problem answer, if it is not ``title``
     sv: str | None = None  # the Swedish text of the live view; None: it points to the English
+    causes: tuple[Cause, ...] = ()  # the causes a reason text tells apart, most specific first
 
     def __post_init__(self) -> None:
         if (self.status is not None) != (self.kind is Kind.REFUSAL):

@@ -111,6 +111,28 @@ class TestWriteJunit:
         assert "m3: [DELIVERY_REFUSED] HTTP 403" in (failure.text or "")
         assert "The supplier refused the envelope" in (failure.text or "")
 
+    def test_dead_letter_advice_follows_the_reason(self, tmp_path: Path) -> None:
+        """An expired certificate is advised as such: not 'bring the supplier back'."""
+        expired = (
+            "certificate refused: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+            "certificate has expired (_ssl.c:1006)"
+        )
+        figures = Reconciliation(
+            produced=2,
+            delivered=1,
+            ingested=1,
+            dead_lettered=1,
+            dead_letters=[{"message_id": "m2", "code": "DELIVERY_GAVE_UP", "reason": expired}],
+        )
+        r = result(tmp_path, "cert-expired", [Expectation("dead_lettered", 0, 1)], figures=figures)
+        failure = cases(junit_tree([r])[0])["dead_lettered"].find("failure")
+        assert failure is not None
+        text = failure.text or ""
+        assert "DELIVERY_GAVE_UP (cert-expired)" in text
+        assert "certificate has expired" in text
+        assert "renew its certificate" in text
+        assert "Bring the supplier back" not in text
+
     def test_passing_cases_have_no_children(self, tmp_path: Path) -> None:
         """A held expectation is a bare testcase."""
         suite = junit_tree([failing(tmp_path)])[0]

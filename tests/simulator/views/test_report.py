@@ -1,4 +1,4 @@
-"""Tests for simulator.views.report: the self-contained HTML report of `b2bsim run --report`."""
+"""Tests for simulator.views.report: the HTML report of `b2bsim run --report DIR`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 from simulator.runs.reconcile import Reconciliation
 from simulator.runs.runner import Expectation, RunResult
 from simulator.runs.scenario import Scenario
-from simulator.views.report import render_report, write_report
-from simulator.views.report_timeline import pretty_envelope
+from simulator.views.report import write_report
+from simulator.views.report_pages import pretty_envelope
 from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.messages import MessageMeta, MessageType
 from simulator.vocabulary.xmlsafe import serialize
@@ -157,15 +157,25 @@ def passing(tmp_path: Path) -> RunResult:
 
 
 def page(results: list[RunResult], **kw: Any) -> tuple[str, Any]:
-    text = render_report(results, **kw)
+    """The index.html written for ``results`` (beside their first run directory), and its tree."""
+    text = write_report(results, report_dir(results), **kw).read_text(encoding="utf-8")
     return text, lxml.html.document_fromstring(text)
 
 
-def data_of(tree: Any, i: int) -> dict[str, Any]:
-    """The per-message JSON of scenario ``i``, as the browser's JSON.parse reads it."""
-    (script,) = tree.xpath(f"//script[@id='data-{i}']")
-    parsed: dict[str, Any] = json.loads(script.text)
-    return parsed
+def report_dir(results: list[RunResult]) -> Path:
+    return results[0].run_dir.parent / "report"
+
+
+def sub_page(results: list[RunResult], path: str) -> Any:
+    """A page beside the index (after page() wrote the report), as a tree."""
+    return lxml.html.parse(str(report_dir(results) / path)).getroot()
+
+
+def message_page(results: list[RunResult], i: int, message_id: str) -> Any:
+    """The page the index (or the messages page) links for ``message_id`` of scenario ``i``."""
+    messages = sub_page(results, f"s{i}/messages.html")
+    (link,) = [a for a in messages.xpath("//a[@data-msg]") if a.get("data-msg") == message_id]
+    return sub_page(results, f"s{i}/{link.get('href')}")
 
 
 class TestWriteReport:
@@ -174,6 +184,18 @@ class TestWriteReport:
         index = write_report([failing], tmp_path / "out" / "report")
         assert index == tmp_path / "out" / "report" / "index.html"
         assert index.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+    def test_an_earlier_report_is_replaced(self, tmp_path: Path, failing: RunResult) -> None:
+        """Writing a report of one scenario where one of two was leaves no page of the other."""
+        out = tmp_path / "report"
+        second = make_result(fake_run(tmp_path / "other"), "other", [])
+        write_report([failing, second], out)
+        assert (out / "s1" / "messages.html").is_file()
+        write_report([failing], out)
+        assert not (out / "s1").exists()
+        assert (out / "s0" / "messages.html").is_file()
+        assert (out / "report.css").is_file()
+        assert (out / "report.js").is_file()
 
     def test_style_and_script_are_the_package_files(self, failing: RunResult) -> None:
         """The page inlines simulator/data/report.css and report.js as they are."""
@@ -187,16 +209,23 @@ class TestWriteReport:
         assert text.endswith(f"<script>\n{js}</script></body></html>")
 
     def test_no_external_references(self, failing: RunResult, passing: RunResult) -> None:
-        """No src/href to the network, no @import, no url(http…), no web fonts."""
-        text, tree = page([failing, passing])
-        assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.I)
-        assert "@import" not in text
-        assert not re.search(r"url\(\s*['\"]?(https?:)?//", text, re.I)
-        assert "@font-face" not in text
-        assert tree.xpath("//link | //iframe | //img | //script[@src]") == []
+        """No network reference, no @import, no web fonts; every link is a file of the report."""
+        results = [failing, passing]
+        text, tree = page(results)
+        pages = [text] + [
+            f.read_text(encoding="utf-8") for f in report_dir(results).rglob("*.html")
+        ]
+        for t in pages:
+            assert not re.search(r"""(src|href)\s*=\s*["']?\s*([a-z]+:)?//""", t, re.I)
+            assert "@import" not in t
+            assert not re.search(r"url\(", t, re.I)
+            assert "@font-face" not in t
+        assert tree.xpath("//link | //img | //script[@src] | //iframe[@src]") == []
         hrefs = [a.get("href") for a in tree.xpath("//a[@href]")]
-        assert hrefs
-        assert all(h.startswith("#") for h in hrefs)
+        assert any(h.startswith("#") for h in hrefs)
+        for h in hrefs:
+            if not h.startswith("#"):
+                assert (report_dir(results) / h.partition("#")[0]).is_file(), h
 
     def test_well_formed_enough(self, failing: RunResult, passing: RunResult) -> None:
         """lxml.html reads it: head with title and style, a table per scenario, inline script."""
@@ -254,6 +283,50 @@ class TestPassFail:
         assert "not in the supplier registry" in note.text_content()
         assert "as the scenario expects" in text
 
+    def test_failures_come_first(self, passing: RunResult, failing: RunResult) -> None:
+        """Before any scenario: the run error, then the failed expectation, each with its fix
+        and the re-run command."""
+        text, tree = page([passing, failing])
+        assert text.index("What went wrong") < text.index("All scenarios")
+        error, first = tree.xpath("//section[@class='failure']//div[@class='explain']")[:2]
+        assert "error [RUN_TIMEOUT]" in error.text_content()
+        said = first.text_content()
+        assert "expected dead_lettered = 0, got 2" in said
+        for box in (error, first):
+            assert "How to fix it" in box.text_content()
+            rerun = "Re-run: b2bsim run scenarios/poison-message.yaml --seed 7"
+            assert rerun in box.text_content()
+
+    def test_passed_scenarios_are_folded(self, passing: RunResult, failing: RunResult) -> None:
+        """A passed scenario is a closed <details>; a failed one is open."""
+        _, tree = page([passing, failing])
+        passed, failed = tree.xpath("//details[@class='scenario']")
+        assert passed.get("open") is None
+        assert failed.get("open") is not None
+        assert passed.xpath(".//h2[@id='s-0']")
+
+    def test_dead_letter_advice_follows_the_reason(self, tmp_path: Path) -> None:
+        """An expired certificate is not advised as an outage."""
+        reason = (
+            "certificate refused: [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+            "certificate has expired (_ssl.c:1006)"
+        )
+        figures = Reconciliation(
+            dead_lettered=1,
+            dead_letters=[{"message_id": "m3", "code": "DELIVERY_GAVE_UP", "reason": reason}],
+        )
+        exp = [
+            Expectation("dead_lettered", 0, 1),
+            Expectation("dead_letter_codes.DELIVERY_GAVE_UP", 0, 1),
+        ]
+        r = make_result(fake_run(tmp_path / "run"), "cert-expired", exp, figures=figures)
+        _, tree = page([r])
+        boxes = [b.text_content() for b in tree.xpath("//section[@class='failure']/div")]
+        assert len(boxes) == 3
+        assert all("Bring the supplier back" not in b for b in boxes)
+        assert sum("renew its certificate" in b for b in boxes) == 2
+        assert "server certificate has expired" in boxes[2]
+
     def test_passing_scenario_has_no_failures_section(self, passing: RunResult) -> None:
         """Nothing failed, nothing to explain."""
         text, _ = page([passing])
@@ -265,9 +338,9 @@ class TestTimeline:
     def test_rows_and_percentiles(self, failing: RunResult) -> None:
         """One row per message with its hops; percentiles per hop for all."""
         _, tree = page([failing])
-        buttons = [b.get("data-msg") for b in tree.xpath("//button[@data-msg]")]
-        assert buttons == ["m1", "m2", "m3", EVIL_ID]  # unstamped poison last
-        (row,) = tree.xpath("//tr[td/button[@data-msg='m1']]")
+        links = [a.get("data-msg") for a in tree.xpath("//a[@data-msg]")]
+        assert links == ["m1", "m2", "m3", EVIL_ID]  # unstamped poison last
+        (row,) = tree.xpath("//tr[td/a[@data-msg='m1']]")
         cells = [c.text_content() for c in row]
         assert "10 ms" in cells  # broker hop: produced +1, consumed +11
         assert "35 ms" in cells  # end to end: loaded +36
@@ -277,57 +350,95 @@ class TestTimeline:
         assert tree.xpath("//svg/rect")
 
     def test_detail_rows_are_capped(self, tmp_path: Path) -> None:
-        """Past the cap only problem messages and the first rows show; data covers all."""
-        r = make_result(fake_run(tmp_path / "big", count=40), "big", [])
-        _, tree = page([r], detail_rows=5)
-        shown = [b.get("data-msg") for b in tree.xpath("//button[@data-msg]")]
+        """Past the cap only problem messages and the first rows show; the messages page has all."""
+        results = [make_result(fake_run(tmp_path / "big", count=40), "big", [])]
+        _, tree = page(results, detail_rows=5)
+        shown = [a.get("data-msg") for a in tree.xpath("//a[@data-msg]")]
         assert shown == ["m1", "m2", "m3", "m4", EVIL_ID]
         assert "Showing 5 of 41 messages" in tree.text_content()
-        assert len(data_of(tree, 0)) == 41
+        messages = sub_page(results, "s0/messages.html")
+        assert len(messages.xpath("//a[@data-msg]")) == 41
+        assert len(list((report_dir(results) / "s0" / "m").glob("*.html"))) == 41
+
+    def test_long_ids_are_shortened(self, tmp_path: Path) -> None:
+        """A message id longer than a few characters is cut in the table, whole in its title."""
+        _, tree = page([make_result(fake_run(tmp_path / "run"), "run", [])])
+        (link,) = [a for a in tree.xpath("//a[@data-msg]") if a.get("data-msg") == EVIL_ID]
+        assert link.get("title") == EVIL_ID
+        assert link.text.endswith("…")
+        assert len(link.text) < len(EVIL_ID)
 
     def test_envelope_budget(self, tmp_path: Path) -> None:
-        """Beyond the embedding budget a message says where to find its envelope."""
-        r = make_result(fake_run(tmp_path / "big", count=6), "big", [])
-        _, tree = page([r], embed_budget=1)
-        data = data_of(tree, 0)
-        embedded = [k for k, v in data.items() if "envelope" in v]
-        assert len(embedded) == 1
-        assert "SELECT envelope FROM envelopes" in data["m6"]["note"]
+        """Beyond the budget a message's page says where to find its envelope."""
+        results = [make_result(fake_run(tmp_path / "big", count=6), "big", [])]
+        page(results, envelope_budget=1)
+        pages = sorted((report_dir(results) / "s0" / "m").glob("*.html"))
+        with_envelope = [f for f in pages if 'id="envelope"' in f.read_text(encoding="utf-8")]
+        assert len(with_envelope) == 1
+        assert "SELECT envelope FROM envelopes" in message_page(results, 0, "m6").text_content()
+
+
+class TestSize:
+    def test_index_does_not_grow_with_the_envelopes(self, tmp_path: Path) -> None:
+        """Envelopes are beside the index: 300 more messages add well under 100 bytes each."""
+        sizes = []
+        for count in (60, 360):
+            results = [make_result(fake_run(tmp_path / f"run{count}", count=count), "big", [])]
+            index = write_report(results, tmp_path / f"report{count}", detail_rows=50)
+            text = index.read_text(encoding="utf-8")
+            assert "StandardBusinessDocumentHeader" not in text
+            assert "INV-1<" not in text
+            sizes.append(len(text.encode()))
+            envelopes = list((tmp_path / f"report{count}" / "s0" / "m").glob("*.html"))
+            assert len(envelopes) == count + 1
+        assert sizes[1] - sizes[0] < 300 * 100, sizes
+        assert sizes[1] < 100_000, sizes
 
 
 class TestMessageDetail:
-    def test_envelope_and_document_embedded(self, failing: RunResult) -> None:
-        """A delivered message carries its pretty-printed envelope and document."""
-        _, tree = page([failing])
-        m1 = data_of(tree, 0)["m1"]
-        assert "<sbd:StandardBusinessDocumentHeader>" in m1["envelope"]
-        assert "the business document: shown below" in m1["envelope"]
-        assert "INV-1" not in m1["envelope"]
-        assert m1["document"].startswith("<Invoice")
-        assert "\n  <cbc:ID>INV-1</cbc:ID>" in m1["document"]
-        assert "broker" in m1["summary"]
+    def test_envelope_and_document_on_its_page(self, failing: RunResult) -> None:
+        """A delivered message's page carries its pretty-printed envelope and document."""
+        page([failing])
+        m1 = message_page([failing], 0, "m1")
+        (envelope,) = m1.xpath("//pre[@id='envelope']")
+        (document,) = m1.xpath("//pre[@id='document']")
+        assert "<sbd:StandardBusinessDocumentHeader>" in envelope.text_content()
+        assert "the business document: shown below" in envelope.text_content()
+        assert "INV-1" not in envelope.text_content()
+        assert document.text_content().startswith("<Invoice")
+        assert "\n  <cbc:ID>INV-1</cbc:ID>" in document.text_content()
+        assert "broker" in m1.xpath("//pre")[0].text_content()
 
     def test_dead_letter_detail_explains(self, failing: RunResult) -> None:
-        """A dead letter has no envelope; its note and summary say why."""
-        m3 = data_of(page([failing])[1], 0)["m3"]
-        assert "envelope" not in m3
-        assert "DELIVERY_REFUSED" in m3["note"]
-        assert "The supplier refused the envelope" in m3["summary"]
+        """A dead letter has no envelope; its page says why, with the cause's advice."""
+        page([failing])
+        m3 = message_page([failing], 0, "m3")
+        assert m3.xpath("//pre[@id='envelope']") == []
+        text = m3.text_content()
+        assert "dead-lettered with DELIVERY_REFUSED" in text
+        assert "The supplier refused the envelope" in text
 
     def test_hostile_document_is_escaped(self, failing: RunResult) -> None:
         """`</script>` in a document or an id cannot end a script block or add markup."""
-        text, tree = page([failing])
-        assert "<script>alert" not in text
-        assert "<img" not in text
-        assert text.count("<script") == len(tree.xpath("//script")) == 2
-        for block in re.findall(r"<script[^>]*>(.*?)</script>", text, re.S):
-            assert "<" not in block or "JSON.parse" in block
-        data = data_of(tree, 0)
-        assert EVIL_COMMENT in data["m2"]["document"]  # the browser sees the real text
-        assert EVIL_ID in data
-        button = tree.xpath("(//button[@data-msg])[last()]")[0]
-        assert button.get("data-msg") == EVIL_ID
-        assert button.text == EVIL_ID
+        results = [failing]
+        text, tree = page(results)
+        messages = (report_dir(results) / "s0" / "messages.html").read_text(encoding="utf-8")
+        m2 = (report_dir(results) / "s0" / "m" / "2.html").read_text(encoding="utf-8")
+        for t in (text, messages, m2):
+            assert "<script>alert" not in t
+            assert "<img" not in t
+            scripts = lxml.html.document_fromstring(t).findall(".//script")
+            assert t.count("<script") == len(scripts)
+            for block in re.findall(r"<script[^>]*>(.*?)</script>", t, re.S):
+                assert "<" not in block or "JSON.parse" in block
+        (document,) = sub_page(results, "s0/m/2.html").xpath("//pre[@id='document']")
+        assert EVIL_COMMENT in document.text_content()  # the browser shows the real text
+        (numbers,) = sub_page(results, "s0/messages.html").xpath("//script[@id='message-numbers']")
+        assert EVIL_ID in json.loads(numbers.text)
+        link = tree.xpath("(//a[@data-msg])[last()]")[0]
+        assert link.get("data-msg") == EVIL_ID
+        evil = message_page(results, 0, EVIL_ID)
+        assert evil.xpath("//h1/code")[0].text == EVIL_ID
 
 
 class TestPrettyEnvelope:
