@@ -116,7 +116,7 @@ def _overview(results: Sequence[RunResult]) -> etree._Element:
             el(
                 "tr",
                 el("td", el("a", r.scenario.name, href=f"#s-{i}")),
-                verdict_cell(r.passed),
+                _verdict_cell(r.verdict),
                 *(
                     num_cell(v)
                     for v in (r.scenario.seed, f.produced, f.delivered, f.ingested, f.lost)
@@ -137,7 +137,7 @@ def _scenario(i: int, result: RunResult, detail_rows: int, budget: int) -> list[
             s.name,
             el(
                 "span",
-                "PASSED" if result.passed else "FAILED",
+                result.verdict.upper(),
                 css_class("badge " + _verdict_class(result)),
             ),
             id=f"s-{i}",
@@ -164,6 +164,13 @@ def _scenario(i: int, result: RunResult, detail_rows: int, budget: int) -> list[
     return out
 
 
+def _verdict_cell(verdict: str) -> etree._Element:
+    """pass, FAIL, or (against an external supplier) not applicable / not graded."""
+    if verdict in ("passed", "failed"):
+        return verdict_cell(verdict == "passed")
+    return el("td", verdict, css_class("na"))
+
+
 def _expectations(result: RunResult) -> etree._Element:
     rows = [el("tr", el("th", "expectation"), el("th", "expected", css_class("num")))]
     rows[0].extend([el("th", "actual", css_class("num")), el("th", "result")])
@@ -174,7 +181,7 @@ def _expectations(result: RunResult) -> etree._Element:
                 el("td", e.name),
                 num_cell(e.expected),
                 num_cell(e.actual),
-                verdict_cell(e.passed),
+                verdict_cell(e.passed) if e.status == "graded" else _verdict_cell(e.status),
             )
         )
     rows.append(
