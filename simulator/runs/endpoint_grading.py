@@ -137,12 +137,19 @@ def grade_endpoint(
         crash_lost = n == 0 and receipts.get(message_id) and consumed[message_id] > 1
         if n != 1 and not crash_lost:
             wrong_accepts.append(f"{message_id} ({n} accepted)")
+    seen_before = any(w.endswith("(0 accepted)") for w in wrong_accepts)
     grade.checks.append(
         EndpointCheck(
             "endpoint.accepted_once",
             len(wrong_accepts),
             f"accepted-once: {len(wrong_accepts)} message(s) did not get exactly one `accepted` "
             f"receipt: {_some(wrong_accepts)}"
+            + (
+                " (answered only `duplicate`: if an earlier run with this seed delivered them, "
+                "re-run with another --seed)"
+                if seen_before
+                else ""
+            )
             if wrong_accepts
             else f"each of {len(produced)} message(s) got one `accepted` receipt",
         )
