@@ -130,10 +130,10 @@ class Receiver:
         if not peer:
             return web.json_response({"code": "CLIENT_NOT_ICC"}, status=403)
         body = await request.read()
+        if b"<!DOCTYPE" in body:
+            return web.json_response({"code": "XML_DOCTYPE"}, status=400)
         parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
         root = etree.fromstring(body, parser)
-        if root.getroottree().docinfo.doctype:
-            return web.json_response({"code": "XML_DOCTYPE"}, status=400)
         icc = x509.load_pem_x509_certificate(self.icc_pem)
         try:
             XMLVerifier().verify(body, x509_cert=icc, expect_references=1)
