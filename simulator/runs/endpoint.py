@@ -35,6 +35,7 @@ __all__ = [
     "check_endpoint",
     "check_readback",
     "read_ledger",
+    "read_page",
 ]
 
 #: Entries asked for per page of the read-back.
@@ -133,7 +134,8 @@ def check_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEndpo
     return replace(endpoint, cert_sha256=presented)
 
 
-def _page(state: StateDir, endpoint: ExternalEndpoint, after: int, limit: int) -> Any:
+def read_page(state: StateDir, endpoint: ExternalEndpoint, after: int, limit: int) -> Any:
+    """One page of the read-back, as JSON (ReadbackError if it cannot be read)."""
     assert endpoint.readback is not None
     url = f"{endpoint.readback}?{urlencode({'after': after, 'limit': limit})}"
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
@@ -200,7 +202,7 @@ def _entries(endpoint: ExternalEndpoint, doc: Any, after: int) -> tuple[list[Led
 
 def check_readback(state: StateDir, endpoint: ExternalEndpoint) -> None:
     """Ask the read-back for one entry; ReadbackError if it answers garbage."""
-    _entries(endpoint, _page(state, endpoint, 0, 1), 0)
+    _entries(endpoint, read_page(state, endpoint, 0, 1), 0)
 
 
 def read_ledger(state: StateDir, endpoint: ExternalEndpoint) -> list[LedgerEntry]:
@@ -208,7 +210,7 @@ def read_ledger(state: StateDir, endpoint: ExternalEndpoint) -> list[LedgerEntry
     out: list[LedgerEntry] = []
     after = 0
     for _ in range(MAX_PAGES):
-        entries, following = _entries(endpoint, _page(state, endpoint, after, PAGE), after)
+        entries, following = _entries(endpoint, read_page(state, endpoint, after, PAGE), after)
         out.extend(entries)
         if following is None:
             return out

@@ -27,7 +27,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 from aiohttp import web
 from cryptography import x509
 from lxml import etree
@@ -36,7 +38,7 @@ from signxml.verifier import XMLVerifier
 from simulator.cli import main
 from simulator.lab.pki import SupplierIdentity, init_pki
 from simulator.lab.ports import free_ports
-from simulator.runs.endpoint import ExternalEndpoint
+from simulator.runs.endpoint import ExternalEndpoint, check_endpoint, read_page
 from simulator.runs.endpoint_grading import grade_endpoint
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import KillIcc, Produce, Scenario, Sleep, Wait, load_scenario
@@ -347,11 +349,34 @@ def test_the_reference_stub_started_by_hand_passes(broker_url: str, tmp_path: Pa
         assert result["endpoint"]["lost"] == 0
         assert result["endpoint"]["double_ingested"] == 0
         assert result["endpoint"]["loaded"] == result["endpoint"]["produced"] == 9
+        # Its read-back answers what docs/openapi.yaml specifies, page by page.
+        endpoint = ExternalEndpoint(
+            url,
+            state / "pki" / "ca.pem",
+            ready_org(state),
+            readback=url.replace("envelopes", "ledger"),
+        )
+        page_schema = ledger_page_schema()
+        first = read_page(StateDir(state), check_endpoint(StateDir(state), endpoint), 0, 4)
+        jsonschema.Draft202012Validator(page_schema).validate(first)
+        assert [e["position"] for e in first["entries"]] == sorted(
+            e["position"] for e in first["entries"]
+        )
+        assert len(first["entries"]) == 4
+        assert first["next"] == first["entries"][-1]["position"]
     finally:
         stub.send_signal(signal.SIGTERM)
         stub.wait(20)
         if stub.stdout is not None:
             stub.stdout.close()
+
+
+def ledger_page_schema() -> dict[str, Any]:
+    """The LedgerPage schema of docs/openapi.yaml, its references resolved."""
+    spec = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    schemas = spec["components"]["schemas"]
+    text = yaml.safe_dump({**schemas["LedgerPage"], "$defs": schemas})
+    return dict(yaml.safe_load(text.replace("#/components/schemas/", "#/$defs/")))
 
 
 def ready_org(state: Path) -> str:
