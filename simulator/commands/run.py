@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.lab.broker import LocalBroker, resolve_broker_url
-from simulator.runs.endpoint import ExternalEndpoint, check_endpoint, check_readback
+from simulator.runs.endpoint import ExternalEndpoint
+from simulator.runs.endpoint_run import prepare_endpoint
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import Scenario, load_scenario
 from simulator.vocabulary.errors import ConfigError
@@ -141,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
     state = StateDir.resolve(args.state)
     endpoint = endpoint_of(args)
     if endpoint is not None:  # once, before anything starts (each run checks it again)
-        endpoint = check_endpoint(state, endpoint)
-        if endpoint.readback is not None:
-            check_readback(state, endpoint)
+        endpoint = prepare_endpoint(state, endpoint)
         print(f"external supplier {endpoint.org_number} at {endpoint.url}", flush=True)
     rules = args.rules or os.environ.get("B2BSIM_RULES_DIR")
     results: list[RunResult] = []

@@ -34,6 +34,7 @@ __all__ = [
     "LedgerEntry",
     "check_endpoint",
     "check_readback",
+    "last_position",
     "read_ledger",
     "read_page",
 ]
@@ -54,6 +55,7 @@ class ExternalEndpoint:
     org_number: str
     cert_sha256: str | None = None  # the pin; None: taken from the endpoint at start
     readback: str | None = None  # its read-back URL, if it has one
+    readback_after: int = 0  # the read-back's last position before the run (earlier runs')
 
     def checked(self) -> ExternalEndpoint:
         """The same with a normalised organisation number and pin; EndpointError if bad."""
@@ -205,10 +207,16 @@ def check_readback(state: StateDir, endpoint: ExternalEndpoint) -> None:
     _entries(endpoint, read_page(state, endpoint, 0, 1), 0)
 
 
+def last_position(state: StateDir, endpoint: ExternalEndpoint) -> int:
+    """The read-back's last position now (0 if empty): what a run grades comes after it."""
+    entries = read_ledger(state, endpoint)
+    return entries[-1].position if entries else endpoint.readback_after
+
+
 def read_ledger(state: StateDir, endpoint: ExternalEndpoint) -> list[LedgerEntry]:
-    """Every entry of the read-back, in the order the supplier loaded them."""
+    """The entries of the read-back after ``endpoint.readback_after``, in load order."""
     out: list[LedgerEntry] = []
-    after = 0
+    after = endpoint.readback_after
     for _ in range(MAX_PAGES):
         entries, following = _entries(endpoint, read_page(state, endpoint, after, PAGE), after)
         out.extend(entries)

@@ -145,8 +145,8 @@ def grade_endpoint(
             f"accepted-once: {len(wrong_accepts)} message(s) did not get exactly one `accepted` "
             f"receipt: {_some(wrong_accepts)}"
             + (
-                " (answered only `duplicate`: if an earlier run with this seed delivered them, "
-                "re-run with another --seed)"
+                " (answered only `duplicate`, yet sent once: the endpoint says it had them "
+                "before this run, whose message ids are its own)"
                 if seen_before
                 else ""
             )

@@ -10,9 +10,17 @@ read-back)** and **not applicable** ones.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
-from simulator.runs.endpoint import ExternalEndpoint, LedgerEntry, read_ledger
+from simulator.runs.endpoint import (
+    ExternalEndpoint,
+    LedgerEntry,
+    check_endpoint,
+    check_readback,
+    last_position,
+    read_ledger,
+)
 from simulator.runs.endpoint_grading import NO_READBACK, EndpointGrade, grade_endpoint
 from simulator.runs.reconcile import Reconciliation, icc_events, read_jsonl, reconcile
 from simulator.runs.scenario import Scenario, not_applicable_to_endpoint
@@ -25,6 +33,7 @@ __all__ = [
     "NOT_GRADED",
     "endpoint_expectations",
     "grade_run_endpoint",
+    "prepare_endpoint",
     "verdict_of",
 ]
 
@@ -36,6 +45,19 @@ INVARIANTS = ("produced", "lost", "double_ingested", "out_of_order")
 
 #: (name, expected, actual, status, reason): an expectation, as the runner builds it.
 Row = tuple[str, int, int, str, str]
+
+
+def prepare_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEndpoint:
+    """Check the endpoint (and its read-back) before anything starts; the endpoint with
+    its pin, and the read-back's position from which this run's loads are graded.
+
+    EndpointError / ReadbackError (usage errors: exit 2) if it cannot be used.
+    """
+    endpoint = check_endpoint(state, endpoint)
+    if endpoint.readback is None:
+        return endpoint
+    check_readback(state, endpoint)
+    return replace(endpoint, readback_after=last_position(state, endpoint))
 
 
 def grade_run_endpoint(

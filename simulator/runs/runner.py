@@ -24,12 +24,13 @@ from ka_producer.documents import Seller
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.lab.network import BrokerNetwork
 from simulator.runs.chain import ChainSpec, RunningChain
-from simulator.runs.endpoint import ExternalEndpoint, check_endpoint, check_readback
+from simulator.runs.endpoint import ExternalEndpoint
 from simulator.runs.endpoint_grading import EndpointGrade
 from simulator.runs.endpoint_run import (
     GRADED,
     endpoint_expectations,
     grade_run_endpoint,
+    prepare_endpoint,
     verdict_of,
 )
 from simulator.runs.reconcile import Reconciliation, read_jsonl, reconcile
@@ -140,9 +141,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     state = options.state.ensure()
     endpoint = options.endpoint
     if endpoint is not None:  # before anything starts: a one-line error, nothing left behind
-        endpoint = check_endpoint(state, endpoint)
-        if endpoint.readback is not None:
-            check_readback(state, endpoint)
+        endpoint = prepare_endpoint(state, endpoint)
     external = endpoint.org_number if endpoint is not None else None
     started = time.monotonic()
     run_dir = new_run_dir(state, scenario.name)
@@ -255,6 +254,8 @@ async def _play(
             player = StepPlayer(scenario, chain, sellers, say)
             player.before_step = options.before_step
             player.external = external
+            if external is not None:  # an endpoint remembers earlier runs: ids of this run's own
+                player.id_salt = f"{chain.spec.run_dir.name}:"
             await player.play()
         result.timings["steps"] = time.monotonic() - t0
     except TimeoutError:

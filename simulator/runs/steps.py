@@ -60,8 +60,10 @@ class StepPlayer:
         self.background: list[asyncio.Task[None]] = []
         self.poisoned: set[str] = set()
         self.before_step: Callable[[int, Step], Awaitable[None]] | None = None
-        # The organisation number at an external endpoint (b2bsim run --endpoint), if any.
+        # The organisation number at an external endpoint (b2bsim run --endpoint), if any;
+        # and what KA's ids are salted with then (the endpoint remembers earlier runs).
         self.external: str | None = None
+        self.id_salt = ""
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -129,7 +131,12 @@ class StepPlayer:
         rounds = step.chains or step.count
         for _ in range(rounds):
             self.produced += await publish_round(
-                self.ka, self.factory, self.sellers, doc_type=step.doc_type, pacer=pacer
+                self.ka,
+                self.factory,
+                self.sellers,
+                doc_type=step.doc_type,
+                pacer=pacer,
+                id_salt=self.id_salt,
             )
         await self.ka.flush()
         self.say(f"KA produced {self.produced} message(s)")
