@@ -56,6 +56,9 @@ class ExternalEndpoint:
     cert_sha256: str | None = None  # the pin; None: taken from the endpoint at start
     readback: str | None = None  # its read-back URL, if it has one
     readback_after: int = 0  # the read-back's last position before the run (earlier runs')
+    # Whether the supplier reads the run's CRL (RUN_DIR/pki/crl.pem); no way to tell it
+    # yet, so an ICC revocation is not applicable and not graded (scenario.py says why).
+    sees_run_crl: bool = False
 
     def checked(self) -> ExternalEndpoint:
         """The same with a normalised organisation number and pin; EndpointError if bad."""

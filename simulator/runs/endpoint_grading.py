@@ -189,7 +189,8 @@ def grade_endpoint(
             f"after the ICC's certificate was revoked (the CRL was published): "
             f"{_some(late_accepts)}"
             if late_accepts
-            else "nothing that had to be refused was accepted",
+            else "nothing that had to be refused was accepted"
+            + ("" if icc_revoked_at_ms is not None else " (nothing had to be refused in this run)"),
         )
     )
     _grade_ledger(grade, produced, receipts, dead, ledger, readback_error=readback_error)

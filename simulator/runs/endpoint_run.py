@@ -84,7 +84,7 @@ def grade_run_endpoint(
         icc_events(events_files),
         ledger,
         readback_error=error,
-        icc_revoked_at_ms=icc_revoked_at_ms,
+        icc_revoked_at_ms=icc_revoked_at_ms if endpoint.sees_run_crl else None,
     )
     order = None if ledger is None else [e.message_id for e in ledger]
     figures = reconcile(produced_log, events_files, stub_db, (endpoint.org_number, order))

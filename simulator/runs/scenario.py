@@ -211,9 +211,11 @@ def not_applicable_to_endpoint(step: Step) -> str | None:
 
     The one place that says it: ICC- and broker-side faults (kill -9 of an ICC
     worker and its redeliveries, reorder, duplicate, broker restarts and kills, a
-    network of brokers, bursts, revoking the ICC's certificate, poison messages)
-    apply; supplier faults, and attacks or certificate changes aimed at the
-    external supplier (its key and process are not ours), do not.
+    network of brokers, bursts, poison messages, certificate changes and CRL
+    publications for the other suppliers) apply; supplier faults, attacks or
+    certificate changes aimed at the external supplier (its key and process are
+    not ours), and revoking the ICC's certificate (the supplier reads another
+    CRL), do not.
     """
     if isinstance(step, SupplierFault):
         return f"`fault: {{supplier: {step.kind}}}`: {_STUB_ONLY}"
@@ -226,6 +228,13 @@ def not_applicable_to_endpoint(step: Step) -> str | None:
         return (
             f"`pki: {{{step.action}: {step.supplier}}}`: the external supplier's key and "
             "certificate are its own, not the run's"
+        )
+    if isinstance(step, PkiChange) and step.action == "revoke" and step.supplier == 0:
+        return (
+            "`pki: {revoke: icc}`: the run revokes its own copy of the ICC's certificate "
+            "and publishes RUN_DIR/pki/crl.pem, which the external supplier does not read "
+            "(it checks the CRL of its state directory, which a run never changes); our "
+            "stub's suppliers get it"
         )
     if isinstance(step, PkiChange) and step.other == EXTERNAL_SUPPLIER:
         return f"`pki: {{swap: {step.supplier}, with: {step.other}}}`: that key is not the run's"

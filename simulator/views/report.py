@@ -206,7 +206,7 @@ def _failures(result: RunResult) -> list[etree._Element]:
     if result.error:
         items.append((result.error, explain_error(result.error)))
     for e in result.expectations:
-        if not e.passed:
+        if e.status == "graded" and not e.passed:
             items.append((f"expected {e.name} = {e.expected}, got {e.actual}", _expl(e)))
     out: list[etree._Element] = []
     if items:
@@ -273,6 +273,13 @@ def _attacks(run_dir: Path) -> list[etree._Element]:
 
 
 def _expl(e: Any) -> Explanation:
+    if getattr(e, "reason", ""):  # a case of an external endpoint: its reason says it
+        return Explanation(
+            e.name,
+            e.reason,
+            "Graded from what the supplier's endpoint answered and loaded (docs/files.md).",
+            "See docs/testing-your-endpoint.md and docs/supplier.md for the rule it broke.",
+        )
     return explain_expectation(e.name, e.expected, e.actual)
 
 
