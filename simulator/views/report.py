@@ -284,4 +284,4 @@ def _expl(e: Any) -> Explanation:
 
 
 def _verdict_class(result: RunResult) -> str:
-    return "pass" if result.passed else "fail"
+    return {"passed": "pass", "failed": "fail"}.get(result.verdict, "na")
