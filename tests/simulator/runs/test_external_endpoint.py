@@ -588,3 +588,13 @@ class TestGrading:
         assert checks["endpoint.out_of_order"].failures == 1
         assert checks["endpoint.lost"].passed
         assert checks["endpoint.double_ingested"].passed
+
+
+def test_scenario_list_endpoint_says_what_applies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenario", "list", "--endpoint", "--dir", str(REPO / "scenarios")]) == 0
+    out = capsys.readouterr().out
+    assert "bridge-crash: every step applies" in out
+    outage = out.split("supplier-outage:")[1].split("\n")
+    assert "1 step(s) not applicable" in outage[0]
+    assert "step 4: not applicable: `fault: {supplier: down}`" in outage[1]
+    assert "`pki: {revoke: icc}`" in out.split("cert-revoked:")[1].split("cert-rotation:")[0]
