@@ -116,11 +116,16 @@ def check_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEndpo
         ):
             der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as exc:
+        why = str(exc.verify_message or exc.reason)
+        hint = (
+            f"serve a certificate issued by the AF test CA of --state ({state.ca_cert}): the ICC "
+            "checks server certificates against that CA's CRL"
+            if "CRL" in why
+            else "pass the CA that issued its certificate as --endpoint-ca (the AF test CA of "
+            f"--state: {state.ca_cert}); the certificate must name {host}"
+        )
         raise EndpointError(
-            f"the endpoint {endpoint.url} presents an untrusted certificate "
-            f"({exc.verify_message or exc.reason})",
-            hint="pass the CA that issued its certificate as --endpoint-ca (the AF test CA of "
-            f"--state: {state.ca_cert}); the certificate must name {host}",
+            f"the endpoint {endpoint.url} presents an untrusted certificate ({why})", hint=hint
         ) from None
     except (ssl.SSLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
