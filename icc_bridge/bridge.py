@@ -85,6 +85,7 @@ class BridgeConfig:
     faults: Path | None = None  # a scenario's delivery faults (icc_bridge/faults.py)
     crl: Path | None = None  # the AF test CA's CRL: a revoked supplier gets nothing
     outbox: Path | None = None  # where pull suppliers' envelopes wait (icc_bridge/outbox.py)
+    server_ca: Path | None = None  # trust pushed-to servers issued by these CAs (default ca_cert)
 
 
 class Bridge:
@@ -100,7 +101,7 @@ class Bridge:
         self._broker_url = config.broker_url
         self._conn: StompConnection | None = None
         self._push = PushClient(
-            ca_cert=config.ca_cert,
+            ca_cert=config.server_ca or config.ca_cert,
             icc_cert=config.icc_cert,
             icc_key=config.icc_key,
             timeout=config.request_timeout,
@@ -283,20 +284,21 @@ class Bridge:
         assert attempt is not None
         if attempt.outcome is Outcome.DELIVERED and self._faults.happens("duplicate"):
             again = await self._push.push(supplier, signed)  # fault injection
-            self._event("duplicated", meta, envelope.envelope_id, detail=again.detail)
+            self._event("duplicated", meta, envelope.envelope_id, **_answer(again))
         if attempt.outcome is Outcome.DELIVERED:
             await self._ack(frame)
             self.delivered += 1
-            self._event(
-                "delivered",
-                meta,
-                envelope.envelope_id,
-                status=attempt.status,
-                detail=attempt.detail,
-            )
+            self._event("delivered", meta, envelope.envelope_id, **_answer(attempt))
             return
         code = DELIVERY_REFUSED if attempt.outcome is Outcome.REFUSED else DELIVERY_GAVE_UP
-        await self._dead_letter(frame, meta, code, attempt.reason, envelope_id=envelope.envelope_id)
+        await self._dead_letter(
+            frame,
+            meta,
+            code,
+            attempt.reason,
+            envelope_id=envelope.envelope_id,
+            status=attempt.status,
+        )
 
     async def _hold_for_pull(
         self, frame: Frame, meta: MessageMeta, envelope_id: str, signed: bytes
@@ -337,6 +339,7 @@ class Bridge:
         reason: str,
         *,
         envelope_id: str = "",
+        status: int | None = None,
     ) -> None:
         """Move the message to the DLQ with its reason (stored first, then acked)."""
         headers = {
@@ -362,6 +365,7 @@ class Bridge:
             code=code,
             detail=reason,
             message_id=frame.headers.get("b2b-message-id", ""),
+            **({} if status is None else {"status": status}),
         )
 
     def _current_registry(self) -> Registry:
@@ -395,3 +399,13 @@ class Bridge:
             )
         record.update(extra)
         self._events.write(json.dumps(record) + "\n")
+
+
+def _answer(attempt: Attempt) -> dict[str, object]:
+    """What an event records of a supplier's answer (docs/files.md)."""
+    return {
+        "status": attempt.status,
+        "detail": attempt.detail,
+        "receipt": attempt.receipt,
+        "latency_ms": attempt.latency_ms,
+    }

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class Attempt:
     status: int | None  # HTTP status, None if no answer
     detail: str  # receipt status, problem code or error, for logs and the DLQ
     retry_after: float | None = None  # seconds, from a Retry-After header
+    receipt: str | None = None  # a 2xx receipt's status: accepted | duplicate (docs/openapi.yaml)
+    latency_ms: int | None = None  # from sending the POST to its complete answer
 
     @property
     def reason(self) -> str:
@@ -93,6 +96,7 @@ class PushClient:
     async def push(self, supplier: SupplierEntry, envelope: bytes) -> Attempt:
         """POST ``envelope`` to the supplier's URL and classify the answer."""
         assert self._session is not None, "start() first"
+        sent = time.monotonic()
         try:
             async with self._session.post(
                 supplier.url,
@@ -101,7 +105,9 @@ class PushClient:
                 ssl=self._context(supplier),
             ) as resp:
                 body = await resp.read()
-                return _classify(resp.status, resp.headers.get("Retry-After"), body)
+                answered = _classify(resp.status, resp.headers.get("Retry-After"), body)
+                latency = round((time.monotonic() - sent) * 1000)
+                return replace(answered, latency_ms=latency)
         except aiohttp.ClientConnectorCertificateError as exc:
             # Nothing was sent.  Retried like any failure to connect: a certificate being
             # rotated, or renewed, may be right on a later attempt; if not, the policy
@@ -124,7 +130,7 @@ class PushClient:
 def _classify(status: int, retry_after: str | None, body: bytes) -> Attempt:
     detail = _detail(body)
     if 200 <= status < 300:
-        return Attempt(Outcome.DELIVERED, status, detail)
+        return Attempt(Outcome.DELIVERED, status, detail, receipt=_receipt_status(body))
     if status in (408, 429) or status >= 500:
         return Attempt(Outcome.RETRY, status, detail, _retry_after_seconds(retry_after))
     return Attempt(Outcome.REFUSED, status, detail)
@@ -146,6 +152,16 @@ def _detail(body: bytes) -> str:
                 return _excerpt(doc[key])
     head = body[: EXCERPT_CHARS * 4]
     return _excerpt(head.decode("utf-8", "replace"), cut=len(head) < len(body))
+
+
+def _receipt_status(body: bytes) -> str | None:
+    """The ``status`` of a JSON receipt (accepted, duplicate), or None if it has none."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    status = doc.get("status") if isinstance(doc, dict) else None
+    return status if isinstance(status, str) else None
 
 
 def _excerpt(text: str, *, cut: bool = False, limit: int = EXCERPT_CHARS) -> str:

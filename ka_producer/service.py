@@ -58,13 +58,18 @@ async def publish_round(
     *,
     doc_type: str | None = None,
     pacer: Pacer | None = None,
+    id_salt: str = "",
 ) -> int:
-    """Publish one chain (or one ``doc_type`` document) per seller; returns the count."""
+    """Publish one chain (or one ``doc_type`` document) per seller; returns the count.
+
+    ``id_salt`` goes into every message and correlation id: a run against an
+    endpoint that remembers earlier runs gives its messages ids of their own.
+    """
     published = 0
     for seller in sellers:
         docs = documents_for(factory, seller, doc_type=doc_type)
         # Ids follow from the documents, so the same seed gives the same ids.
-        correlation_id = str(uuid.uuid5(ID_NAMESPACE, f"chain:{docs[0].document_id}"))
+        correlation_id = str(uuid.uuid5(ID_NAMESPACE, f"chain:{id_salt}{docs[0].document_id}"))
         for doc in docs:
             if pacer is not None:
                 await pacer.wait()
@@ -74,7 +79,7 @@ async def publish_round(
                 doc.xml,
                 document_id=doc.document_id,
                 correlation_id=correlation_id,
-                message_id=str(uuid.uuid5(ID_NAMESPACE, f"message:{doc.document_id}")),
+                message_id=str(uuid.uuid5(ID_NAMESPACE, f"message:{id_salt}{doc.document_id}")),
             )
             published += 1
     return published

@@ -74,6 +74,7 @@ from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.faults import FaultInjector
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.puller import DEFAULT_POLL_INTERVAL, Puller, PullerSettings
+from supplier_stub.readback import LEDGER_PATH, ledger_handler
 from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
 log = logging.getLogger(__name__)
@@ -181,6 +182,7 @@ class SupplierStub:
         app = web.Application(client_max_size=self.config.max_body, middlewares=middlewares)
         app.router.add_post(ENVELOPE_PATH, self._receive)
         app.router.add_get("/health", self._health)
+        app.router.add_get(LEDGER_PATH, ledger_handler(self.config.db, self._supplier_of))
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, **runner_kwargs(limits)
         )

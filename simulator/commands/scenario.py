@@ -12,7 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from simulator.runs.scenario import Scenario, load_scenario
+from simulator.runs.scenario import (
+    EXTERNAL_SUPPLIER,
+    Scenario,
+    load_scenario,
+    not_applicable_to_endpoint,
+)
 from simulator.runs.scenario_file import ScenarioFile, schema
 from simulator.vocabulary.errors import ConfigError, ScenarioError
 
@@ -37,12 +42,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=Path("scenarios"),
         help="directory of scenario files (default: scenarios)",
     )
+    listing.add_argument(
+        "--endpoint",
+        action="store_true",
+        help="show, per scenario, which steps apply to an external supplier (b2bsim run "
+        "--endpoint) and why the others do not",
+    )
     listing.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.scenario_command == "check":
         return check_files(args.files)
+    if getattr(args, "endpoint", False):
+        return list_for_endpoint(args.dir)
     return list_library(args.dir)
 
 
@@ -114,6 +127,29 @@ def list_library(directory: Path) -> int:
     if broken:
         print(f"{len(broken)} scenario file(s) do not load", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+def list_for_endpoint(directory: Path) -> int:
+    """Per scenario: does every step apply to an external supplier, and if not, why not."""
+    files = sorted(directory.glob("*.yaml")) if directory.is_dir() else []
+    if not files:
+        raise ConfigError(f"{directory}: no *.yaml scenario files", hint="pass --dir DIR")
+    for path in files:
+        try:
+            s = load_scenario(path)
+        except ScenarioError as exc:
+            print((check_file(path) or [_with_hint(exc)])[0], file=sys.stderr)
+            continue
+        reasons = [
+            (i, why)
+            for i, step in enumerate(s.steps, 1)
+            if (why := not_applicable_to_endpoint(step)) is not None
+        ]
+        verdict = "every step applies" if not reasons else f"{len(reasons)} step(s) not applicable"
+        print(f"{s.name}: {verdict} (to supplier {EXTERNAL_SUPPLIER} at your endpoint)")
+        for i, why in reasons:
+            print(f"  step {i}: not applicable: {why}")
     return EXIT_OK
 
 

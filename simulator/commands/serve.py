@@ -126,6 +126,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--pull-port", type=int, metavar="P", help="serve the pull API on this port (docs/pull.md)"
     )
     i.add_argument("--pull-bind", default="127.0.0.1", metavar="HOST", help="pull API address")
+    i.add_argument(
+        "--server-ca",
+        type=Path,
+        metavar="FILE",
+        help="trust suppliers' server certificates issued by the CAs in FILE "
+        "(default: the state's test CA); the registry's pin still applies",
+    )
     i.set_defaults(func=_serve_icc)
 
     k = comp.add_parser("producer", help="a fake KA publishing document chains")
@@ -263,6 +270,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
             max_delay=args.retry_max_delay,
         ),
         outbox=args.outbox or state.root / "icc-outbox.sqlite",
+        server_ca=args.server_ca,
     )
     bridge = Bridge(config)
     pull_api = None

@@ -61,6 +61,11 @@ class ChainSpec:
     # A network of brokers: ICC worker i (from 0) consumes from broker i mod N, its
     # home broker, and waits for it if it goes down (docs/deploy.md says why).
     worker_broker_urls: tuple[str, ...] = ()
+    # An external supplier (b2bsim run --endpoint): the stub serves only these suppliers
+    # (None: every one; empty: no stub at all), and the ICC trusts servers issued by the
+    # CAs in ``server_ca`` (the pin in the registry still decides).
+    stub_orgs: tuple[str, ...] | None = None
+    server_ca: Path | None = None
 
     def worker_broker_url(self, i: int) -> str:
         """The broker ICC worker ``i`` (from 0) consumes from."""
@@ -87,6 +92,7 @@ class RunningChain:
         self._rng = random.Random(spec.seed)  # noqa: S311 - which worker to kill, not security
         self._fault_rules: list[dict[str, Any]] = []
         self._icc_faults: dict[str, float] = {}
+        self.icc_revoked_at_ms: int | None = None  # when a step revoked the ICC's certificate
 
     @property
     def faults_file(self) -> Path:
@@ -107,8 +113,9 @@ class RunningChain:
     async def start(self) -> None:
         write_faults(self.faults_file, [])
         write_delivery_faults(self.icc_faults_file)
-        await self.start_stub()
-        self.say("supplier stub ready")
+        if self.spec.stub_orgs != ():
+            await self.start_stub()
+            self.say("supplier stub ready")
         for i in range(self.spec.workers):
             await self.start_worker(i)
         self.say(f"icc bridge ready ({self.spec.workers} worker(s))")
@@ -134,6 +141,8 @@ class RunningChain:
             args.append("--no-validate")
         elif s.rules:
             args += ["--rules", s.rules]
+        for org in s.stub_orgs or ():
+            args += ["--org-number", org]
         self.stub = await Component.start(
             "supplier-stub", s.state.root, args, s.run_dir / "supplier-stub.log"
         )
@@ -156,6 +165,8 @@ class RunningChain:
         }
         if i == 0 and s.pull_port is not None:
             options["--pull-port"] = s.pull_port
+        if s.server_ca is not None:
+            options["--server-ca"] = s.server_ca
         args = [str(part) for pair in options.items() for part in pair]
         self.workers[i] = await Component.start(
             "icc", s.state.root, args, s.run_dir / f"icc-{i + 1}.log"
@@ -178,7 +189,8 @@ class RunningChain:
             await self.stub.stop()
         self.say(f"fault: supplier endpoint down for {seconds:g} s")
         await asyncio.sleep(seconds)
-        await self.start_stub()
+        if self.spec.stub_orgs != ():
+            await self.start_stub()
         self.say("fault over: supplier endpoint back")
 
     def supplier_rule(self, rule: dict[str, Any] | None) -> None:
@@ -190,6 +202,8 @@ class RunningChain:
     def revoke(self, org_number: str | None) -> None:
         """Revoke a supplier's certificate (None: the ICC's); the CRL is re-published."""
         revoke_certificate(self.spec.state, org_number or "icc")
+        if org_number is None:
+            self.icc_revoked_at_ms = now_ms()
         self.say(f"pki: revoked the certificate of {org_number or 'the ICC'}")
 
     def expire(self, org_number: str) -> None:

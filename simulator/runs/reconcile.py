@@ -79,13 +79,56 @@ def dead_lettered_ids(logs: Iterable[Path]) -> set[str]:
     return {str(e.get("message_id")) for e in icc_events(logs) if e.get("event") == "dead_lettered"}
 
 
-def reconcile(produced_log: Path, icc_logs: Iterable[Path], stub_db: Path) -> Reconciliation:
-    """Compare KA's log, the ICC workers' event logs and the supplier's ledger."""
-    produced = produced_ids(produced_log)
+def delivered_ids(logs: Iterable[Path], org_number: str) -> set[str]:
+    """Messages of ``org_number`` the ICC got a 2xx receipt for."""
+    return delivered_ids_of(icc_events(logs), org_number)
+
+
+def delivered_ids_of(events: Iterable[dict[str, Any]], org_number: str) -> set[str]:
+    return {
+        str(e.get("message_id"))
+        for e in events
+        if e.get("event") == "delivered" and e.get("org_number") == org_number
+    }
+
+
+def reconcile(
+    produced_log: Path,
+    icc_logs: Iterable[Path],
+    stub_db: Path,
+    external: tuple[str, list[str] | None] | None = None,
+) -> Reconciliation:
+    """Compare KA's log, the ICC workers' event logs and the supplier's ledger.
+
+    ``external`` is (organisation number, message ids in the order its read-back
+    says it loaded them) of a supplier at an external endpoint, whose ledger is
+    not the stub's; without a read-back (None) what it acknowledged with a 2xx
+    counts as loaded, once.
+    """
+    rows = read_jsonl(produced_log)
+    produced = {str(r["message_id"]) for r in rows}
     events = icc_events(icc_logs)
     delivered = {e["message_id"] for e in events if e.get("event") == "delivered"}
     dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}
     loaded = loaded_messages(stub_db)
+    redelivered = duplicate_arrivals(stub_db)
+    if external is not None:
+        org, order = external
+        meta = {str(r["message_id"]): r for r in rows if r.get("org_number") == org}
+        if order is None:
+            order = sorted(delivered_ids_of(events, org) & set(meta))
+        loaded = loaded + [
+            (m, org, int(meta[m]["produced_at_ms"]), int(meta[m]["sequence"]))
+            for m in order
+            if m in meta
+        ]
+        redelivered += sum(
+            1
+            for e in events
+            if e.get("org_number") == org
+            and e.get("event") in ("delivered", "duplicated")
+            and e.get("receipt") == "duplicate"
+        )
     copies = Counter(m for m, _, _, _ in loaded)
     out_of_order = out_of_order_rows(loaded)
     lost = sorted(produced - set(copies) - set(dead))
@@ -96,7 +139,7 @@ def reconcile(produced_log: Path, icc_logs: Iterable[Path], stub_db: Path) -> Re
         lost=len(lost),
         double_ingested=sum(n - 1 for n in copies.values()),
         dead_lettered=len(dead),
-        redelivered=duplicate_arrivals(stub_db),
+        redelivered=redelivered,
         out_of_order=out_of_order,
         lost_ids=lost[:100],
         dead_letters=[

@@ -6,7 +6,9 @@ keep its promises.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,18 +16,26 @@ from ka_producer.documents import Seller, seller_profile
 from simulator.lab.broker import LocalBroker
 from simulator.lab.network import BrokerNetwork, order_problem
 from simulator.lab.pki import SupplierIdentity, cert_sha256, init_pki
+from simulator.lab.pki_store import require_pki
 from simulator.lab.ports import free_ports
 from simulator.lab.suppliers import make_suppliers
-from simulator.runs.scenario import KillBroker, Scenario
+from simulator.runs.endpoint import ExternalEndpoint
+from simulator.runs.scenario import EXTERNAL_SUPPLIER, KillBroker, Scenario
+from simulator.vocabulary.certs import crl_path
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.vocabulary.state import StateDir
 
+#: In a run with an external supplier: the CAs the ICC trusts for servers (RUN_DIR/pki).
+SERVER_CA = "server-ca.pem"
+
 __all__ = [
+    "SERVER_CA",
     "init_run_suppliers",
     "local_broker",
     "new_run_dir",
     "refuse_unrunnable",
+    "run_suppliers",
     "start_network",
     "suppliers_of",
 ]
@@ -91,28 +101,54 @@ def start_network(
     return network, network.urls[0]
 
 
-def suppliers_of(scenario: Scenario) -> list[Seller]:
+def run_suppliers(scenario: Scenario, external: str | None = None) -> list[SupplierIdentity]:
+    """The scenario's suppliers; with ``external`` (an organisation number), supplier
+    EXTERNAL_SUPPLIER has that number (it is the one at the external endpoint)."""
+    count = scenario.supplier_count
+    if external is None:
+        return make_suppliers(count, scenario.seed)
+    others = [s for s in make_suppliers(count + 1, scenario.seed) if s.org_number != external]
+    index = EXTERNAL_SUPPLIER - 1
+    others[index] = replace(others[index], org_number=external)  # never twice
+    return others[:count]
+
+
+def suppliers_of(scenario: Scenario, external: str | None = None) -> list[Seller]:
     """The scenario's suppliers as KA's documents name them (seller profiles)."""
-    return [
-        seller_profile(s.org_number, s.name)
-        for s in make_suppliers(scenario.supplier_count, scenario.seed)
-    ]
+    return [seller_profile(s.org_number, s.name) for s in run_suppliers(scenario, external)]
 
 
 def init_run_suppliers(
-    run_dir: Path, suppliers: list[SupplierIdentity], *, pull_count: int = 0
+    run_dir: Path,
+    suppliers: list[SupplierIdentity],
+    *,
+    pull_count: int = 0,
+    external: ExternalEndpoint | None = None,
+    state: StateDir | None = None,
 ) -> tuple[StateDir, int]:
     """A run's own PKI (RUN_DIR/pki) and registry (RUN_DIR/registry.json).
 
     Each push supplier gets a free port of its own on 127.0.0.1; the last
     ``pull_count`` suppliers pull from the ICC's outbox at one more free
     port.  Returns the run's state directory and that outbox port.
+
+    With ``external`` (supplier EXTERNAL_SUPPLIER at a real endpoint, its pin
+    known), the run's PKI starts from a copy of ``state``'s AF test CA, ICC
+    certificate and CRL, because that is what the external supplier trusts: the
+    ICC connects and signs with the state's ICC certificate, the other suppliers'
+    certificates are issued by the same CA, and a revocation in the run changes
+    only the run's copy.  The ICC also trusts ``--endpoint-ca`` for servers
+    (RUN_DIR/pki/server-ca.pem); the pin still decides.
     """
     run_state = StateDir(run_dir)
-    init_pki(run_state, suppliers)
+    if external is not None:
+        assert state is not None
+        _copy_state_pki(state, run_state, external)
+    ours = suppliers[1:] if external is not None else suppliers
+    init_pki(run_state, ours)
     *ports, pull_port = free_ports(len(suppliers) + 1)
     first_pull = len(suppliers) - pull_count
-    Registry(
+    entries = [
         SupplierEntry(
             org_number=s.org_number,
             name=s.name,
@@ -125,8 +161,42 @@ def init_run_suppliers(
             delivery_mode=DeliveryMode.PUSH if i < first_pull else DeliveryMode.PULL,
         )
         for i, (s, port) in enumerate(zip(suppliers, ports, strict=True))
-    ).save(run_dir / "registry.json")
+        if external is None or i > 0
+    ]
+    if external is not None:
+        assert external.cert_sha256 is not None, "check_endpoint() first: it takes the pin"
+        first = suppliers[0]
+        entries.insert(
+            0,
+            SupplierEntry(
+                org_number=first.org_number,
+                name=first.name,
+                url=external.url,
+                cert_sha256=external.cert_sha256,
+                delivery_mode=DeliveryMode.PUSH,
+            ),
+        )
+    Registry(entries).save(run_dir / "registry.json")
     return run_state, pull_port
+
+
+def _copy_state_pki(state: StateDir, run_state: StateDir, external: ExternalEndpoint) -> None:
+    """The state's CA, ICC certificate and CRL into the run's PKI; the server trust beside."""
+    require_pki(state)
+    run_state.pki.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for src, dst in (
+        (state.ca_cert, run_state.ca_cert),
+        (state.ca_key, run_state.ca_key),
+        (state.icc_cert, run_state.icc_cert),
+        (state.icc_key, run_state.icc_key),
+        (crl_path(state), crl_path(run_state)),
+    ):
+        if src.is_file():
+            shutil.copy2(src, dst)
+    ours = run_state.ca_cert.read_bytes()
+    theirs = external.ca.read_bytes()
+    bundle = ours if theirs.strip() == ours.strip() else ours.rstrip() + b"\n" + theirs
+    (run_state.pki / SERVER_CA).write_bytes(bundle)
 
 
 def new_run_dir(state: StateDir, name: str) -> Path:

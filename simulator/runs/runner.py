@@ -23,14 +23,24 @@ from typing import Any
 from ka_producer.documents import Seller
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.lab.network import BrokerNetwork
-from simulator.lab.suppliers import make_suppliers
 from simulator.runs.chain import ChainSpec, RunningChain
+from simulator.runs.endpoint import ExternalEndpoint
+from simulator.runs.endpoint_grading import EndpointGrade
+from simulator.runs.endpoint_run import (
+    GRADED,
+    endpoint_expectations,
+    grade_run_endpoint,
+    prepare_endpoint,
+    verdict_of,
+)
 from simulator.runs.reconcile import Reconciliation, read_jsonl, reconcile
 from simulator.runs.run_setup import (
+    SERVER_CA,
     init_run_suppliers,
     local_broker,
     new_run_dir,
     refuse_unrunnable,
+    run_suppliers,
     start_network,
     suppliers_of,
 )
@@ -56,6 +66,8 @@ class RunOptions:
     # "next"); and told the run directory once the run starts (a live view tails it).
     before_step: Callable[[int, Step], Awaitable[None]] | None = None
     on_start: Callable[[Path], None] | None = None
+    # Supplier 1 at the supplier's own endpoint (b2bsim run --endpoint), if any.
+    endpoint: ExternalEndpoint | None = None
 
 
 @dataclass
@@ -63,10 +75,15 @@ class Expectation:
     name: str
     expected: int
     actual: int
+    # graded; or, with an external supplier, "not graded" (no read-back) or
+    # "not applicable" (a step it did not get), with the reason.
+    status: str = GRADED
+    reason: str = ""
 
     @property
     def passed(self) -> bool:
-        return self.expected == self.actual
+        """Held, and graded: what is not graded or not applicable never passes."""
+        return self.status == GRADED and self.expected == self.actual
 
 
 @dataclass
@@ -78,10 +95,16 @@ class RunResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
+    endpoint: EndpointGrade | None = None
+
+    @property
+    def verdict(self) -> str:
+        """passed, failed, not graded (no read-back) or not applicable."""
+        return verdict_of(self.error, self.expectations)
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(e.passed for e in self.expectations)
+        return self.verdict == "passed"
 
     def to_json(self) -> dict[str, Any]:
         f = self.figures
@@ -90,11 +113,19 @@ class RunResult:
             "seed": self.scenario.seed,
             **f.figures(),
             "passed": self.passed,
+            "verdict": self.verdict,
             "error": self.error,
             "expectations": [
-                {"name": e.name, "expected": e.expected, "actual": e.actual, "passed": e.passed}
+                {
+                    "name": e.name,
+                    "expected": e.expected,
+                    "actual": e.actual,
+                    "passed": e.passed,
+                    **({} if e.status == GRADED else {"status": e.status, "reason": e.reason}),
+                }
                 for e in self.expectations
             ],
+            **({} if self.endpoint is None else {"endpoint": self.endpoint.to_json()}),
             "faults": self.faults,
             "dead_letters": f.dead_letters,
             "lost_ids": f.lost_ids,
@@ -110,12 +141,19 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     url = resolve_broker_url(options.broker_url)
     refuse_unrunnable(scenario, url)
     state = options.state.ensure()
+    endpoint = options.endpoint
+    if endpoint is not None:  # before anything starts: a one-line error, nothing left behind
+        endpoint = prepare_endpoint(state, endpoint)
+    external = endpoint.org_number if endpoint is not None else None
     started = time.monotonic()
     run_dir = new_run_dir(state, scenario.name)
-    suppliers = make_suppliers(scenario.supplier_count, scenario.seed)
+    suppliers = run_suppliers(scenario, external)
     # Each run has a PKI of its own (run_dir/pki), so that a scenario may revoke,
-    # expire or rotate certificates without touching any other run.
-    run_state, pull_port = init_run_suppliers(run_dir, suppliers, pull_count=scenario.pull_count)
+    # expire or rotate certificates without touching any other run.  With an external
+    # supplier it starts from the state's CA and ICC certificate (run_setup says why).
+    run_state, pull_port = init_run_suppliers(
+        run_dir, suppliers, pull_count=scenario.pull_count, external=endpoint, state=state
+    )
     timings = {"prepare": time.monotonic() - started}
 
     broker: LocalBroker | None = None
@@ -140,6 +178,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         seed=scenario.seed,
         pull_port=pull_port if scenario.pull_count else None,
         worker_broker_urls=worker_urls,
+        stub_orgs=None if external is None else tuple(s.org_number for s in suppliers[1:]),
+        server_ca=None if external is None else run_state.pki / SERVER_CA,
     )
     chain = RunningChain(spec, broker, say, network)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
@@ -150,10 +190,11 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             _play(
                 scenario,
                 chain,
-                sellers=suppliers_of(scenario),
+                sellers=suppliers_of(scenario, external),
                 result=result,
                 say=say,
                 options=options,
+                external=external,
             )
         )
     except B2BSimError as exc:
@@ -168,8 +209,29 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         "broker_restarts": chain.broker_restarts,
         "broker_kills": chain.broker_kills,
     }
-    result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
-    result.expectations = _expectations(scenario, result.figures, run_dir)
+    if endpoint is None:
+        result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
+        result.expectations = _expectations(scenario, result.figures, run_dir)
+    else:
+        say(
+            "grading the external endpoint from its answers"
+            + (" and its read-back" * bool(endpoint.readback))
+        )
+        result.endpoint, result.figures = grade_run_endpoint(
+            state,
+            endpoint,
+            run_dir,
+            chain.events_files(),
+            chain.db,
+            icc_revoked_at_ms=chain.icc_revoked_at_ms,
+        )
+        graded = _expectations(scenario, result.figures, run_dir)
+        result.expectations = [
+            Expectation(*e)
+            for e in endpoint_expectations(
+                scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoint
+            )
+        ]
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
@@ -183,6 +245,7 @@ async def _play(
     result: RunResult,
     say: Say,
     options: RunOptions,
+    external: str | None = None,
 ) -> None:
     try:
         t0 = time.monotonic()
@@ -192,6 +255,9 @@ async def _play(
         async with asyncio.timeout(scenario.timeout):
             player = StepPlayer(scenario, chain, sellers, say)
             player.before_step = options.before_step
+            player.external = external
+            if external is not None:  # an endpoint remembers earlier runs: ids of this run's own
+                player.id_salt = f"{chain.spec.run_dir.name}:"
             await player.play()
         result.timings["steps"] = time.monotonic() - t0
     except TimeoutError:

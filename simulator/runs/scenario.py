@@ -207,6 +207,49 @@ Step = (
 )
 
 
+#: The scenario's supplier that ``b2bsim run --endpoint`` puts at an external endpoint.
+EXTERNAL_SUPPLIER = 1
+_STUB_ONLY = (
+    "it needs the reference stub's internals (its process or its faults file); the other "
+    "suppliers get it, the external endpoint does not"
+)
+
+
+def not_applicable_to_endpoint(step: Step) -> str | None:
+    """Why ``step`` does not apply to an external supplier, or None if it does.
+
+    The one place that says it: ICC- and broker-side faults (kill -9 of an ICC
+    worker and its redeliveries, reorder, duplicate, broker restarts and kills, a
+    network of brokers, bursts, poison messages, certificate changes and CRL
+    publications for the other suppliers) apply; supplier faults, attacks or
+    certificate changes aimed at the external supplier (its key and process are
+    not ours), and revoking the ICC's certificate (the supplier reads another
+    CRL), do not.
+    """
+    if isinstance(step, SupplierFault):
+        return f"`fault: {{supplier: {step.kind}}}`: {_STUB_ONLY}"
+    if isinstance(step, Attack) and step.supplier == EXTERNAL_SUPPLIER:
+        return (
+            f"`attack` on supplier {step.supplier}: the attacks are graded against the "
+            "reference stub; `b2bsim conformance` sends them to your endpoint"
+        )
+    if isinstance(step, PkiChange) and step.supplier == EXTERNAL_SUPPLIER:
+        return (
+            f"`pki: {{{step.action}: {step.supplier}}}`: the external supplier's key and "
+            "certificate are its own, not the run's"
+        )
+    if isinstance(step, PkiChange) and step.action == "revoke" and step.supplier == 0:
+        return (
+            "`pki: {revoke: icc}`: the run revokes its own copy of the ICC's certificate "
+            "and publishes RUN_DIR/pki/crl.pem, which the external supplier does not read "
+            "(it checks the CRL of its state directory, which a run never changes); our "
+            "stub's suppliers get it"
+        )
+    if isinstance(step, PkiChange) and step.other == EXTERNAL_SUPPLIER:
+        return f"`pki: {{swap: {step.supplier}, with: {step.other}}}`: that key is not the run's"
+    return None
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str

@@ -17,7 +17,7 @@ from ka_producer import Pacer, Producer, documents_for, publish_round
 from ka_producer.documents import DocumentFactory, Seller
 from simulator.runs.attacks import Attacker, record
 from simulator.runs.chain import RunningChain, rule_for
-from simulator.runs.reconcile import dead_lettered_ids, produced_ids
+from simulator.runs.reconcile import dead_lettered_ids, delivered_ids, produced_ids
 from simulator.runs.scenario import (
     Attack,
     Clock,
@@ -33,6 +33,7 @@ from simulator.runs.scenario import (
     Step,
     SupplierFault,
     Wait,
+    not_applicable_to_endpoint,
 )
 from simulator.runs.stub_records import latest_envelope, loaded_messages
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType, now_ms
@@ -59,6 +60,10 @@ class StepPlayer:
         self.background: list[asyncio.Task[None]] = []
         self.poisoned: set[str] = set()
         self.before_step: Callable[[int, Step], Awaitable[None]] | None = None
+        # The organisation number at an external endpoint (b2bsim run --endpoint), if any;
+        # and what KA's ids are salted with then (the endpoint remembers earlier runs).
+        self.external: str | None = None
+        self.id_salt = ""
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -82,6 +87,18 @@ class StepPlayer:
                 await self._wait(Wait(timeout=self.scenario.timeout))
 
     def _action(self, step: Step) -> Coroutine[Any, Any, None]:
+        reason = self._skipped(step)
+        if reason is not None:  # aimed at the external supplier: not ours to do
+            return self._not_applicable(reason)
+        return self._played(step)
+
+    def _skipped(self, step: Step) -> str | None:
+        """Why an attack or certificate change is not played (aimed at the external one)."""
+        if self.external is None or not isinstance(step, Attack | PkiChange):
+            return None
+        return not_applicable_to_endpoint(step)
+
+    def _played(self, step: Step) -> Coroutine[Any, Any, None]:
         if isinstance(step, Produce):
             return self._produce(step)
         if isinstance(step, Wait):
@@ -106,12 +123,20 @@ class StepPlayer:
             return self._pki(step)
         return self._supplier_fault(step)
 
+    async def _not_applicable(self, reason: str) -> None:
+        self.say(f"not applicable to the external endpoint, skipped: {reason}")
+
     async def _produce(self, step: Produce) -> None:
         pacer = Pacer(step.rate)
         rounds = step.chains or step.count
         for _ in range(rounds):
             self.produced += await publish_round(
-                self.ka, self.factory, self.sellers, doc_type=step.doc_type, pacer=pacer
+                self.ka,
+                self.factory,
+                self.sellers,
+                doc_type=step.doc_type,
+                pacer=pacer,
+                id_salt=self.id_salt,
             )
         await self.ka.flush()
         self.say(f"KA produced {self.produced} message(s)")
@@ -205,8 +230,13 @@ class StepPlayer:
         self.say(f"fault: {len(step.kinds)} poison message(s) on KA's queue")
 
     async def _loaded(self) -> set[str]:
+        """Messages loaded by the stub; and the external supplier's that it acknowledged
+        with a 2xx receipt (its own ledger is graded after the run, from its read-back)."""
         loaded = await asyncio.to_thread(loaded_messages, self.chain.db)
-        return {m for m, *_ in loaded}
+        ids = {m for m, *_ in loaded}
+        if self.external is not None:
+            ids |= delivered_ids(self.chain.events_files(), self.external)
+        return ids
 
     async def _wait(self, step: Wait) -> None:
         """Let background steps finish, then wait until all is loaded or dead-lettered."""

@@ -14,7 +14,10 @@ Shape (the common JUnit schema that Jenkins, GitLab and GitHub read)::
       </testsuite>
     </testsuites>
 
-No case is ever skipped: an expectation either held or it did not.
+An expectation either held or it did not; only in a run against an external
+supplier (``b2bsim run --endpoint``) is one ``<skipped>``, with its reason: **not
+applicable** (a step the external supplier did not get) or **not graded (no
+read-back)**, never passed.
 """
 
 from __future__ import annotations
@@ -56,17 +59,18 @@ def write_junit(results: Sequence[RunResult], path: Path) -> None:
 def junit_tree(results: Sequence[RunResult]) -> etree._Element:
     """The ``<testsuites>`` element of ``results``."""
     root = etree.Element("testsuites", name="b2bsim")
-    totals = {"tests": 0, "failures": 0, "time": 0.0}
+    totals = {"tests": 0, "failures": 0, "skipped": 0, "time": 0.0}
     for result in results:
         suite = _suite(result)
         root.append(suite)
         totals["tests"] += int(suite.get("tests", "0"))
         totals["failures"] += int(suite.get("failures", "0"))
+        totals["skipped"] += int(suite.get("skipped", "0"))
         totals["time"] += float(suite.get("time", "0"))
     root.set("tests", str(totals["tests"]))
     root.set("failures", str(totals["failures"]))
     root.set("errors", "0")
-    root.set("skipped", "0")
+    root.set("skipped", str(totals["skipped"]))
     root.set("time", f"{totals['time']:.3f}")
     return root
 
@@ -84,10 +88,13 @@ def _suite(result: RunResult) -> etree._Element:
     ):
         etree.SubElement(props, "property", name=key, value=_clean(value))
     classname = f"b2bsim.{name}"
-    failures = 0
+    failures = skipped = 0
     for e in result.expectations:
         case = etree.SubElement(suite, "testcase", classname=classname, name=e.name, time="0")
-        if not e.passed:
+        if e.status != "graded":
+            skipped += 1
+            etree.SubElement(case, "skipped", message=_clean(f"{e.status}: {e.reason}"))
+        elif not e.passed:
             failures += 1
             failure = etree.SubElement(
                 case,
@@ -95,7 +102,9 @@ def _suite(result: RunResult) -> etree._Element:
                 type="EXPECTATION",
                 message=_clean(f"expected {e.name} = {e.expected}, got {e.actual}"),
             )
-            failure.text = _clean(_expectation_detail(result, e.name, e.expected, e.actual))
+            failure.text = _clean(
+                e.reason or _expectation_detail(result, e.name, e.expected, e.actual)
+            )
     run = etree.SubElement(suite, "testcase", classname=classname, name="run", time=f"{total:.3f}")
     if result.error:
         failures += 1
@@ -111,7 +120,7 @@ def _suite(result: RunResult) -> etree._Element:
     suite.set("tests", str(len(result.expectations) + 1))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
-    suite.set("skipped", "0")
+    suite.set("skipped", str(skipped))
     suite.set("time", f"{total:.3f}")
     suite.set("timestamp", _timestamp(result))
     return suite

@@ -32,7 +32,7 @@ from pathlib import Path
 from lxml import etree, html
 
 from simulator.runs.reconcile import read_jsonl
-from simulator.runs.runner import RunResult
+from simulator.runs.runner import Expectation, RunResult
 from simulator.views.explain import (
     Explanation,
     dead_letter_explanations,
@@ -138,7 +138,9 @@ def render_index(
 
 def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
     """Each failed scenario: its failures explained, each with the command that re-runs it."""
-    failed = [(i, r) for i, r in enumerate(results) if not r.passed]
+    # What did not pass and is not merely not applicable (a step that does not apply
+    # to an external supplier is no failure).
+    failed = [(i, r) for i, r in enumerate(results) if r.verdict in ("failed", "not graded")]
     if not failed:
         return []
     out = [el("h2", "What went wrong and how to fix it", css_class("failed"), id="failed")]
@@ -149,7 +151,7 @@ def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
             el(
                 "h3",
                 el("a", r.scenario.name, href=f"#s-{i}"),
-                el("span", "FAILED", css_class("badge fail")),
+                el("span", r.verdict.upper(), css_class("badge " + _verdict_class(r))),
             ),
             css_class("failure"),
         )
@@ -163,16 +165,14 @@ def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
 
 
 def _failures(result: RunResult) -> list[tuple[str, Explanation]]:
-    """The run's error (the cause of the rest, when there is one), then the failed expectations."""
+    """The run's error (the cause of the rest, when there is one), then the failed
+    expectations, then those that could not be graded (never a pass), each with its reason."""
     items = [(result.error, explain_error(result.error))] if result.error else []
-    items += [
-        (
-            f"expected {e.name} = {e.expected}, got {e.actual}",
-            explain_expectation(e.name, e.expected, e.actual, result.figures.dead_letters),
-        )
-        for e in result.expectations
-        if not e.passed
-    ]
+    for e in result.expectations:
+        if e.status == "graded" and not e.passed:
+            items.append((f"expected {e.name} = {e.expected}, got {e.actual}", _expl(e, result)))
+        elif e.status == "not graded":
+            items.append((f"not graded: {e.name}", _not_graded(e)))
     return items
 
 
@@ -213,7 +213,7 @@ def _overview(results: Sequence[RunResult]) -> etree._Element:
             el(
                 "tr",
                 el("td", el("a", r.scenario.name, href=f"#s-{i}")),
-                verdict_cell(r.passed),
+                _verdict_cell(r.verdict),
                 *(
                     num_cell(v)
                     for v in (r.scenario.seed, f.produced, f.delivered, f.ingested, f.lost)
@@ -236,7 +236,7 @@ def _scenario(i: int, result: RunResult, timeline: Timeline, detail_rows: int) -
                 s.name,
                 el(
                     "span",
-                    "PASSED" if result.passed else "FAILED",
+                    result.verdict.upper(),
                     css_class("badge " + _verdict_class(result)),
                 ),
                 id=f"s-{i}",
@@ -267,6 +267,13 @@ def _scenario(i: int, result: RunResult, timeline: Timeline, detail_rows: int) -
     return block
 
 
+def _verdict_cell(verdict: str) -> etree._Element:
+    """pass, FAIL, or (against an external supplier) not applicable / not graded."""
+    if verdict in ("passed", "failed"):
+        return verdict_cell(verdict == "passed")
+    return el("td", verdict, css_class("na"))
+
+
 def _expectations(result: RunResult) -> etree._Element:
     rows = [el("tr", el("th", "expectation"), el("th", "expected", css_class("num")))]
     rows[0].extend([el("th", "actual", css_class("num")), el("th", "result")])
@@ -277,7 +284,7 @@ def _expectations(result: RunResult) -> etree._Element:
                 el("td", e.name),
                 num_cell(e.expected),
                 num_cell(e.actual),
-                verdict_cell(e.passed),
+                verdict_cell(e.passed) if e.status == "graded" else _verdict_cell(e.status),
             )
         )
     rows.append(
@@ -353,5 +360,25 @@ def _attacks(run_dir: Path) -> list[etree._Element]:
     return [el("h3", f"Attacks ({len(attacks)})"), el("table", *rows)]
 
 
+def _expl(e: Expectation, result: RunResult) -> Explanation:
+    if e.reason:  # a case of an external endpoint: its reason says it
+        return Explanation(
+            e.name,
+            e.reason,
+            "Graded from what the supplier's endpoint answered and loaded (docs/files.md).",
+            "See docs/testing-your-endpoint.md and docs/supplier.md for the rule it broke.",
+        )
+    return explain_expectation(e.name, e.expected, e.actual, result.figures.dead_letters)
+
+
+def _not_graded(e: Expectation) -> Explanation:
+    return Explanation(
+        e.name,
+        e.reason or "not graded",
+        "Only a read-back of what the supplier loaded can prove this; it is not a pass.",
+        "Implement GET /b2b/ledger (docs/openapi.yaml) and run with --readback URL.",
+    )
+
+
 def _verdict_class(result: RunResult) -> str:
-    return "pass" if result.passed else "fail"
+    return {"passed": "pass", "failed": "fail"}.get(result.verdict, "na")

@@ -25,9 +25,11 @@ from simulator.vocabulary.codes.errors import (
     DELIVERY_FAILED,
     DLQ_NOT_FOUND,
     DOCUMENT_CHAIN,
+    ENDPOINT_UNUSABLE,
     PKI,
     PORT_IN_USE,
     PULL_FAILED,
+    READBACK_INVALID,
     REGISTRY,
     RUN_TIMEOUT,
     SCENARIO,
@@ -327,3 +329,15 @@ class TargetUntrustedError(B2BSimError, ConnectionError):
     """The target's certificate does not chain to --target-ca (or fails its pin)."""
 
     code = TARGET_UNTRUSTED
+
+
+class EndpointError(ConfigError):
+    """``b2bsim run --endpoint``: the endpoint cannot be used (nothing started)."""
+
+    code = ENDPOINT_UNUSABLE
+
+
+class ReadbackError(ConfigError):
+    """The supplier's read-back (GET /b2b/ledger) answered garbage or could not be read."""
+
+    code = READBACK_INVALID

@@ -28,7 +28,11 @@ def test_a_pin_mismatch_is_dead_lettered_as_gave_up(doc: str) -> None:
 
 
 def test_refused_is_only_a_4xx() -> None:
-    """DELIVERY_REFUSED is a 4xx other than 408/429 and nothing about certificates."""
-    (refused,) = [row for code, row in rows("dlq.md") if code == "DELIVERY_REFUSED"]
+    """DELIVERY_REFUSED is a 4xx other than 408/429 and nothing about certificates.
+
+    The first row naming it is the table of why a dead letter arises; the table
+    of causes below it names the code again, by the problem code a 4xx carries.
+    """
+    refused = next(row for code, row in rows("dlq.md") if code == "DELIVERY_REFUSED")
     assert "4xx" in refused
     assert "certificate" not in refused

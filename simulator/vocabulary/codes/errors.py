@@ -31,6 +31,8 @@ BENCH_TIMEOUT: Final = "BENCH_TIMEOUT"
 DLQ_NOT_FOUND: Final = "DLQ_NOT_FOUND"
 TARGET_UNREACHABLE: Final = "TARGET_UNREACHABLE"
 TARGET_UNTRUSTED: Final = "TARGET_UNTRUSTED"
+ENDPOINT_UNUSABLE: Final = "ENDPOINT_UNUSABLE"
+READBACK_INVALID: Final = "READBACK_INVALID"
 
 #: code → its entry.  Stable: add, never rename.
 ERRORS: dict[str, CodeEntry] = table(
@@ -209,5 +211,30 @@ ERRORS: dict[str, CodeEntry] = table(
             "Pass the CA that issued your server certificate as --target-ca, or serve the "
             "certificate AF issued to you."
         ),
+    ),
+    CodeEntry(
+        ENDPOINT_UNUSABLE,
+        Kind.ERROR,
+        title="The external endpoint of a run cannot be used",
+        meaning=(
+            "b2bsim run --endpoint could not reach the endpoint over mutual TLS, or its "
+            "certificate does not chain to --endpoint-ca or match --endpoint-cert-sha256, or the "
+            "organisation number is not valid; nothing was started."
+        ),
+        fix=(
+            "Start the endpoint, check the URL, pass the CA that issued its certificate and its "
+            "current fingerprint, and a Luhn-valid organisation number."
+        ),
+    ),
+    CodeEntry(
+        READBACK_INVALID,
+        Kind.ERROR,
+        title="The supplier's read-back answered something else than its specification",
+        meaning=(
+            "GET /b2b/ledger (docs/openapi.yaml) did not answer 200 with JSON entries "
+            "{position, envelope_id, message_id, loaded_at_ms} and next, so what the supplier "
+            "loaded cannot be graded."
+        ),
+        fix="Implement the read-back as docs/openapi.yaml says, or run without --readback.",
     ),
 )

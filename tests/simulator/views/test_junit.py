@@ -181,3 +181,40 @@ class TestWriteJunit:
         for failure in root.iter("failure"):
             assert failure.get("message")
             assert failure.get("type")
+
+
+def test_an_external_endpoints_not_graded_and_not_applicable_cases_are_skipped(
+    tmp_path: Path,
+) -> None:
+    """Against an external endpoint: what is not graded or not applicable is <skipped>
+    with its reason, never passed; a failing case carries its own reason."""
+    res = result(
+        tmp_path,
+        "bridge-crash",
+        [
+            Expectation("produced", 3, 3),
+            Expectation("ingested", 3, 3, "not graded", "not graded (no read-back)"),
+            Expectation("step 4", 0, 0, "not applicable", "`fault: {supplier: down}`: stub only"),
+            Expectation("endpoint.redelivery_not_conflict", 0, 1, reason="redelivery-after-crash"),
+        ],
+    )
+    assert res.verdict == "failed"
+    suite = junit_tree([res])[0]
+    assert suite.get("skipped") == "2"
+    assert suite.get("failures") == "1"
+    skipped = [c.get("name") for c in suite.iter("testcase") if c.find("skipped") is not None]
+    assert skipped == ["ingested", "step 4"]
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert "no read-back" in str(cases["ingested"].find("skipped").get("message"))  # type: ignore[union-attr]
+    failure = cases["endpoint.redelivery_not_conflict"].find("failure")
+    assert failure is not None
+    assert failure.text == "redelivery-after-crash"
+
+
+def test_a_run_with_only_not_applicable_steps_is_not_applicable(tmp_path: Path) -> None:
+    na = Expectation("step 2", 0, 0, "not applicable", "attack on supplier 1")
+    res = result(tmp_path, "hostile-xml", [Expectation("lost", 0, 0), na])
+    assert res.verdict == "not applicable"
+    assert not res.passed
+    no_readback = Expectation("endpoint.out_of_order", 0, 0, "not graded", "no read-back")
+    assert result(tmp_path, "b", [no_readback]).verdict == "not graded (no read-back)"

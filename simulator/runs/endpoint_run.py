@@ -1,0 +1,141 @@
+"""A run with an external supplier: its figures, its expectations and the verdict.
+
+The runner (:mod:`simulator.runs.runner`) asks here, after the run, for the
+external supplier's grade (:mod:`simulator.runs.endpoint_grading`, from the
+ICC's events and the read-back) and for the reconciliation that is true for
+it; and turns the scenario's expectations into graded, **not graded (no
+read-back)** and **not applicable** ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from simulator.runs.endpoint import (
+    ExternalEndpoint,
+    LedgerEntry,
+    check_endpoint,
+    check_readback,
+    last_position,
+    read_ledger,
+)
+from simulator.runs.endpoint_grading import NO_READBACK, EndpointGrade, grade_endpoint
+from simulator.runs.reconcile import Reconciliation, icc_events, read_jsonl, reconcile
+from simulator.runs.scenario import Scenario, not_applicable_to_endpoint
+from simulator.vocabulary.errors import ReadbackError
+from simulator.vocabulary.state import StateDir
+
+__all__ = [
+    "GRADED",
+    "NOT_APPLICABLE",
+    "NOT_GRADED",
+    "endpoint_expectations",
+    "grade_run_endpoint",
+    "prepare_endpoint",
+    "verdict_of",
+]
+
+GRADED, NOT_GRADED, NOT_APPLICABLE = "graded", "not graded", "not applicable"
+#: Scenario figures the supplier's own ledger decides: graded only from a read-back.
+LEDGER_FIGURES = ("ingested", "double_ingested", "out_of_order")
+#: Figures that hold whatever steps did not apply (the rest assume every step ran).
+INVARIANTS = ("produced", "lost", "double_ingested", "out_of_order")
+
+#: (name, expected, actual, status, reason): an expectation, as the runner builds it.
+Row = tuple[str, int, int, str, str]
+
+
+def prepare_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEndpoint:
+    """Check the endpoint (and its read-back) before anything starts; the endpoint with
+    its pin, and the read-back's position from which this run's loads are graded.
+
+    EndpointError / ReadbackError (usage errors: exit 2) if it cannot be used.
+    """
+    endpoint = check_endpoint(state, endpoint)
+    if endpoint.readback is None:
+        return endpoint
+    check_readback(state, endpoint)
+    return replace(endpoint, readback_after=last_position(state, endpoint))
+
+
+def grade_run_endpoint(
+    state: StateDir,
+    endpoint: ExternalEndpoint,
+    run_dir: Path,
+    events_files: list[Path],
+    stub_db: Path,
+    *,
+    icc_revoked_at_ms: int | None,
+) -> tuple[EndpointGrade, Reconciliation]:
+    """The external supplier's grade, and the run's figures with its ledger in them."""
+    ledger: list[LedgerEntry] | None = None
+    error = None
+    if endpoint.readback is not None:
+        try:
+            ledger = read_ledger(state, endpoint)
+        except ReadbackError as exc:
+            error = str(exc)
+    produced_log = run_dir / "produced.jsonl"
+    grade = grade_endpoint(
+        endpoint.org_number,
+        read_jsonl(produced_log),
+        icc_events(events_files),
+        ledger,
+        readback_error=error,
+        icc_revoked_at_ms=icc_revoked_at_ms if endpoint.sees_run_crl else None,
+    )
+    order = None if ledger is None else [e.message_id for e in ledger]
+    figures = reconcile(produced_log, events_files, stub_db, (endpoint.org_number, order))
+    return grade, figures
+
+
+def endpoint_expectations(
+    scenario: Scenario, graded: Iterable[tuple[str, int, int]], grade: EndpointGrade
+) -> list[Row]:
+    """The scenario's expectations for a run with an external supplier, then its cases."""
+    skipped = [
+        (i, reason)
+        for i, step in enumerate(scenario.steps, 1)
+        if (reason := not_applicable_to_endpoint(step)) is not None
+    ]
+    no_readback = any(c.status == NOT_GRADED for c in grade.checks)
+    rows: list[Row] = []
+    for name, expected, actual in graded:
+        if skipped and name not in INVARIANTS:
+            rows.append(
+                (
+                    name,
+                    expected,
+                    actual,
+                    NOT_APPLICABLE,
+                    f"the scenario's figure assumes step {skipped[0][0]}, which did not apply "
+                    "to the external supplier",
+                )
+            )
+        elif no_readback and name in LEDGER_FIGURES:
+            rows.append((name, expected, actual, NOT_GRADED, NO_READBACK))
+        else:
+            rows.append((name, expected, actual, GRADED, ""))
+    for c in grade.checks:
+        rows.append((c.name, 0, c.failures, c.status, c.reason))
+    for i, reason in skipped:
+        rows.append((f"step {i}", 0, 0, NOT_APPLICABLE, reason))
+    return rows
+
+
+def verdict_of(error: str | None, expectations: Iterable[object]) -> str:
+    """passed; failed (an error, or a graded expectation that did not hold); not graded
+    (something only a read-back could prove); or not applicable (a step did not apply)."""
+    items = list(expectations)
+    if error is not None or any(
+        getattr(e, "status", GRADED) == GRADED and not getattr(e, "passed", False) for e in items
+    ):
+        return "failed"
+    statuses = {getattr(e, "status", GRADED) for e in items}
+    if NOT_GRADED in statuses:
+        return NO_READBACK
+    if NOT_APPLICABLE in statuses:
+        return NOT_APPLICABLE
+    return "passed"

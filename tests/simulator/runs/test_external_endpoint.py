@@ -1,0 +1,600 @@
+"""`b2bsim run --endpoint`: a scenario run against a supplier's own endpoint.
+
+The receivers here are written for the tests, independently of ``supplier_stub/``:
+a small aiohttp server over mutual TLS that verifies the envelope with
+signxml/lxml/cryptography directly, keeps its own ledger and serves the
+read-back (GET /b2b/ledger).  A correct one passes a small copy of
+``scenarios/bridge-crash.yaml``; broken ones fail, each naming its case.  The
+reference stub started by hand (``b2bsim serve supplier-stub``) passes too.
+
+To make sure a redelivery after an ICC crash really happens, the receivers
+store the first envelopes and then hold their answer for a while: the ICC
+worker is killed meanwhile, the broker hands the message to the restarted
+worker, which signs it again (new signature, new creation time) and re-sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from aiohttp import web
+from cryptography import x509
+from lxml import etree
+from signxml.verifier import XMLVerifier
+
+from simulator.cli import main
+from simulator.lab.pki import SupplierIdentity, init_pki
+from simulator.lab.ports import free_ports
+from simulator.runs.endpoint import ExternalEndpoint, check_endpoint, read_page
+from simulator.runs.endpoint_grading import grade_endpoint
+from simulator.runs.runner import RunOptions, RunResult, run_scenario
+from simulator.runs.scenario import KillIcc, Produce, Scenario, Sleep, Wait, load_scenario
+from simulator.vocabulary.state import StateDir
+
+REPO = Path(__file__).resolve().parents[3]
+BRIDGE_CRASH = REPO / "scenarios" / "bridge-crash.yaml"
+ORG = "5520000000"  # Luhn-valid; supplier 1 of the run
+SBD = "http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader"
+NS = {"sbd": SBD}
+#: The receivers hold the answer to this many first envelopes, this long (see above).
+HELD, HOLD_S = 3, 3.0
+
+
+def small_bridge_crash() -> Scenario:
+    """scenarios/bridge-crash.yaml, small: 2 suppliers, one ICC worker killed twice."""
+    big = load_scenario(BRIDGE_CRASH)
+    return dataclasses.replace(
+        big,
+        supplier_count=2,
+        icc_workers=1,
+        timeout=120,
+        steps=(
+            Produce(chains=3, rate=20, background=True),
+            Sleep(0.5),
+            KillIcc(times=2, every=HOLD_S),
+            Wait(timeout=60),
+        ),
+        expect={"produced": 18, "ingested": 18, "dead_lettered": 0},
+    )
+
+
+# --- a receiver of the tests' own ------------------------------------------------------
+
+
+class Receiver:
+    """A supplier endpoint over mutual TLS, with a ledger and its read-back.
+
+    ``mode``: ``correct``; ``conflict`` answers 409 to a re-signed re-send (same id,
+    other bytes); ``double`` loads every re-send again; ``disorder`` loads by
+    envelope id instead of in the order received.
+    """
+
+    def __init__(self, state: StateDir, mode: str = "correct") -> None:
+        self.mode = mode
+        self.icc_pem = state.icc_cert.read_bytes()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_cert_chain(state.supplier_cert(ORG), state.supplier_key(ORG))
+        ctx.load_verify_locations(cafile=state.ca_cert)
+        self.ctx = ctx
+        self.seen: dict[str, tuple[str, bytes]] = {}  # envelope id → (document digest, bytes)
+        self.ledger: list[tuple[str, str]] = []  # (envelope id, message id), as loaded
+        self.arrivals: list[str] = []
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}/b2b/envelopes"
+
+    @property
+    def readback(self) -> str:
+        return f"https://127.0.0.1:{self.port}/b2b/ledger"
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/b2b/envelopes", self._receive)
+        app.router.add_get("/b2b/ledger", self._ledger)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        (self.port,) = free_ports(1)
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ctx).start()
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        peer = request.transport.get_extra_info("peercert", None) if request.transport else None
+        if not peer:
+            return web.json_response({"code": "CLIENT_NOT_ICC"}, status=403)
+        body = await request.read()
+        if b"<!DOCTYPE" in body:
+            return web.json_response({"code": "XML_DOCTYPE"}, status=400)
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        root = etree.fromstring(body, parser)
+        icc = x509.load_pem_x509_certificate(self.icc_pem)
+        try:
+            XMLVerifier().verify(body, x509_cert=icc, expect_references=1)
+        except Exception:
+            return web.json_response({"code": "SIGNATURE_INVALID"}, status=403)
+        envelope_id = root.findtext(
+            ".//sbd:DocumentIdentification/sbd:InstanceIdentifier", namespaces=NS
+        )
+        scopes = {
+            s.findtext("sbd:Type", namespaces=NS): s.findtext(
+                "sbd:InstanceIdentifier", namespaces=NS
+            )
+            for s in root.iterfind(".//sbd:Scope", NS)
+        }
+        if scopes.get("ORG_NUMBER") != ORG:
+            return web.json_response({"code": "WRONG_ADDRESSEE"}, status=421)
+        document = root.find("sbd:StandardBusinessDocument", NS)[1]  # type: ignore[index]
+        digest = hashlib.sha256(etree.tostring(document, method="c14n", exclusive=True)).hexdigest()
+        assert envelope_id is not None
+        message_id = str(scopes.get("MESSAGE_ID"))
+        self.arrivals.append(envelope_id)
+        earlier = self.seen.get(envelope_id)
+        if earlier is not None:
+            if earlier[0] != digest or (self.mode == "conflict" and earlier[1] != body):
+                return web.json_response({"code": "ENVELOPE_CONFLICT"}, status=409)
+            if self.mode == "double":
+                self.ledger.append((envelope_id, message_id))
+            return web.json_response({"status": "duplicate", "envelope_id": envelope_id})
+        self.seen[envelope_id] = (digest, body)
+        self.ledger.append((envelope_id, message_id))
+        if len(self.seen) <= HELD:
+            await asyncio.sleep(HOLD_S)  # stored: now the ICC worker dies before the answer
+        return web.json_response({"status": "accepted", "envelope_id": envelope_id}, status=201)
+
+    async def _ledger(self, request: web.Request) -> web.Response:
+        after, limit = int(request.query.get("after", 0)), int(request.query.get("limit", 500))
+        rows = sorted(self.ledger) if self.mode == "disorder" else list(self.ledger)
+        entries = [
+            {
+                "position": i,
+                "envelope_id": e,
+                "message_id": m,
+                "loaded_at_ms": 1_700_000_000_000 + i,
+            }
+            for i, (e, m) in enumerate(rows, 1)
+            if i > after
+        ]
+        page = entries[:limit]
+        more = len(entries) > limit
+        return web.json_response({"entries": page, "next": page[-1]["position"] if more else None})
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ext_state(tmp_path: Path) -> StateDir:
+    """A state directory as AF gives it to a supplier: the test CA, the ICC, supplier ORG."""
+    state = StateDir(tmp_path / "state").ensure()
+    init_pki(state, [SupplierIdentity(ORG, "Leverantör Extern AB")])
+    return state
+
+
+def run_against(
+    receiver: Receiver, state: StateDir, broker_url: str, *, readback: bool = True
+) -> RunResult:
+    endpoint = ExternalEndpoint(
+        url=receiver.url,
+        ca=state.ca_cert,
+        org_number=ORG,
+        readback=receiver.readback if readback else None,
+    )
+    options = RunOptions(state=state, broker_url=broker_url, endpoint=endpoint)
+    return run_scenario(small_bridge_crash(), options)
+
+
+def failed(result: RunResult) -> dict[str, str]:
+    return {e.name: e.reason for e in result.expectations if e.status == "graded" and not e.passed}
+
+
+# --- runs -------------------------------------------------------------------------------
+
+
+@pytest.mark.broker
+@pytest.mark.integration
+class TestReceiversInTheChain:
+    def test_a_correct_receiver_passes_bridge_crash(
+        self, broker_url: str, ext_state: StateDir
+    ) -> None:
+        with Receiver(ext_state) as receiver:
+            result = run_against(receiver, ext_state, broker_url)
+        grade = result.endpoint
+        assert grade is not None
+        assert result.passed, (failed(result), result.error)
+        assert (len(grade.lost_ids), len(grade.double_ids)) == (0, 0)
+        assert grade.produced == 9
+        # Each message was accepted once; an answer lost with the killed worker came back,
+        # on the re-send, as a duplicate (accepted_once allows exactly that case).
+        assert grade.accepted <= 9
+        assert grade.accepted + grade.duplicates >= 9
+        # The kill -9 really re-sent a re-signed envelope, and it was a duplicate.
+        assert grade.duplicates >= 1
+        assert len(receiver.arrivals) > len(set(receiver.arrivals))
+        assert result.figures.lost == 0
+        assert result.figures.ingested == 18
+        latency = grade.to_json()["latency_ms"]
+        assert latency["p50"] is not None
+        assert latency["p99"] >= latency["p50"]
+        saved = json.loads((result.run_dir / "result.json").read_text())
+        assert saved["endpoint"]["lost"] == 0
+        assert saved["verdict"] == "passed"
+
+    def test_a_409_to_a_re_signed_redelivery_fails_its_case(
+        self, broker_url: str, ext_state: StateDir
+    ) -> None:
+        with Receiver(ext_state, "conflict") as receiver:
+            result = run_against(receiver, ext_state, broker_url)
+        failures = failed(result)
+        assert result.verdict == "failed"
+        assert "endpoint.redelivery_not_conflict" in failures
+        assert "redelivery-after-crash" in failures["endpoint.redelivery_not_conflict"]
+        assert "409" in failures["endpoint.redelivery_not_conflict"]
+
+    def test_loading_duplicates_twice_fails_its_case(
+        self, broker_url: str, ext_state: StateDir
+    ) -> None:
+        with Receiver(ext_state, "double") as receiver:
+            result = run_against(receiver, ext_state, broker_url)
+        failures = failed(result)
+        assert "endpoint.double_ingested" in failures
+        assert "loaded-once" in failures["endpoint.double_ingested"]
+        assert "endpoint.accepted_once" not in failures  # its answers were right
+
+    def test_loading_out_of_order_fails_its_case(
+        self, broker_url: str, ext_state: StateDir
+    ) -> None:
+        with Receiver(ext_state, "disorder") as receiver:
+            result = run_against(receiver, ext_state, broker_url)
+        failures = failed(result)
+        assert "endpoint.out_of_order" in failures
+        assert "in-order" in failures["endpoint.out_of_order"]
+        assert "endpoint.double_ingested" not in failures
+
+    def test_without_a_read_back_the_ledger_is_not_graded(
+        self, broker_url: str, ext_state: StateDir
+    ) -> None:
+        with Receiver(ext_state, "double") as receiver:  # would fail loaded-once, if seen
+            result = run_against(receiver, ext_state, broker_url, readback=False)
+        statuses = {e.name: (e.status, e.reason) for e in result.expectations}
+        assert statuses["endpoint.double_ingested"] == ("not graded", "not graded (no read-back)")
+        assert statuses["ingested"][0] == "not graded"
+        assert statuses["endpoint.accepted_once"][0] == "graded"
+        assert result.verdict == "not graded (no read-back)"
+        assert not result.passed
+
+
+@pytest.mark.broker
+@pytest.mark.integration
+def test_the_reference_stub_started_by_hand_passes(broker_url: str, tmp_path: Path) -> None:
+    """`b2bsim serve supplier-stub` as the endpoint, `b2bsim run … --readback`: passes."""
+    state = tmp_path / "af-state"
+    (base,) = free_ports(1)
+    cli = [sys.executable, "-m", "simulator.cli", "--state", str(state)]
+    subprocess.run(
+        [*cli, "pki", "init", "--suppliers", "1", "--base-port", str(base - 1)],
+        check=True,
+        capture_output=True,
+    )
+    stub = subprocess.Popen(
+        [*cli, "serve", "supplier-stub", "--db", str(tmp_path / "stub.sqlite")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert stub.stdout is not None
+        ready = json.loads(stub.stdout.readline())
+        url = ready["urls"][0]
+        scenario = tmp_path / "bridge-crash.yaml"
+        scenario.write_text(
+            BRIDGE_CRASH.read_text()
+            .replace("suppliers: {count: 20}", "suppliers: {count: 2}")
+            .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 20")
+            .replace("times: 10, every: 1.5", "times: 2, every: 1")
+            .replace("produced: 2040", "produced: 18")
+            .replace("ingested: 2040", "ingested: 18")
+        )
+        out = tmp_path / "result.json"
+        code = main(
+            [
+                "--state",
+                str(state),
+                "run",
+                str(scenario),
+                "--broker",
+                broker_url,
+                "--endpoint",
+                url,
+                "--endpoint-ca",
+                str(state / "pki" / "ca.pem"),
+                "--org-number",
+                ready_org(state),
+                "--readback",
+                url.replace("/envelopes", "/ledger"),
+                "--result-json",
+                str(out),
+            ]
+        )
+        result = json.loads(out.read_text())
+        assert code == 0, result["expectations"]
+        assert result["endpoint"]["lost"] == 0
+        assert result["endpoint"]["double_ingested"] == 0
+        assert result["endpoint"]["loaded"] == result["endpoint"]["produced"] == 9
+        # Its read-back answers what docs/openapi.yaml specifies, page by page.
+        endpoint = ExternalEndpoint(
+            url,
+            state / "pki" / "ca.pem",
+            ready_org(state),
+            readback=url.replace("envelopes", "ledger"),
+        )
+        page_schema = ledger_page_schema()
+        first = read_page(StateDir(state), check_endpoint(StateDir(state), endpoint), 0, 4)
+        jsonschema.Draft202012Validator(page_schema).validate(first)
+        assert [e["position"] for e in first["entries"]] == sorted(
+            e["position"] for e in first["entries"]
+        )
+        assert len(first["entries"]) == 4
+        assert first["next"] == first["entries"][-1]["position"]
+    finally:
+        stub.send_signal(signal.SIGTERM)
+        stub.wait(20)
+        if stub.stdout is not None:
+            stub.stdout.close()
+
+
+def ledger_page_schema() -> dict[str, Any]:
+    """The LedgerPage schema of docs/openapi.yaml, its references resolved."""
+    spec = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    schemas = spec["components"]["schemas"]
+    text = yaml.safe_dump({**schemas["LedgerPage"], "$defs": schemas})
+    return dict(yaml.safe_load(text.replace("#/components/schemas/", "#/$defs/")))
+
+
+def ready_org(state: Path) -> str:
+    registry = json.loads((state / "registry.json").read_text())
+    return str(registry["suppliers"][0]["org_number"])
+
+
+# --- bad input: a one-line error, exit 2, nothing started --------------------------------
+
+
+class TestBadInput:
+    def _run(self, state: StateDir, *extra: str) -> int:
+        return main(["--state", str(state.root), "run", str(BRIDGE_CRASH), *extra])
+
+    def test_a_non_luhn_org_number(
+        self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with Receiver(ext_state) as receiver:
+            code = self._run(
+                ext_state,
+                "--endpoint",
+                receiver.url,
+                "--endpoint-ca",
+                str(ext_state.ca_cert),
+                "--org-number",
+                "5520000001",
+            )
+        err = capsys.readouterr().err.strip()
+        assert code == 2
+        assert "not a valid organisation number" in err
+        assert len(err.splitlines()) == 1
+        assert not ext_state.runs.exists() or not any(ext_state.runs.iterdir())
+
+    def test_a_certificate_that_does_not_match_the_pin(
+        self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with Receiver(ext_state) as receiver:
+            code = self._run(
+                ext_state,
+                "--endpoint",
+                receiver.url,
+                "--endpoint-ca",
+                str(ext_state.ca_cert),
+                "--org-number",
+                ORG,
+                "--endpoint-cert-sha256",
+                "ab" * 32,
+            )
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "ENDPOINT_UNUSABLE" in err
+        assert "--endpoint-cert-sha256" in err
+
+    def test_an_untrusted_endpoint(
+        self, ext_state: StateDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        other = StateDir(tmp_path / "other").ensure()
+        init_pki(other, [])
+        with Receiver(ext_state) as receiver:
+            code = self._run(
+                ext_state,
+                "--endpoint",
+                receiver.url,
+                "--endpoint-ca",
+                str(other.ca_cert),
+                "--org-number",
+                ORG,
+            )
+        assert code == 2
+        assert "untrusted certificate" in capsys.readouterr().err
+
+    def test_an_unreachable_endpoint(
+        self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (port,) = free_ports(1)
+        code = self._run(
+            ext_state,
+            "--endpoint",
+            f"https://127.0.0.1:{port}/b2b/envelopes",
+            "--endpoint-ca",
+            str(ext_state.ca_cert),
+            "--org-number",
+            ORG,
+        )
+        assert code == 2
+        assert "cannot reach the endpoint" in capsys.readouterr().err
+
+    def test_a_read_back_that_answers_garbage(
+        self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with Receiver(ext_state) as receiver:
+            code = self._run(
+                ext_state,
+                "--endpoint",
+                receiver.url,
+                "--endpoint-ca",
+                str(ext_state.ca_cert),
+                "--org-number",
+                ORG,
+                "--readback",
+                receiver.url.replace("envelopes", "nothing"),
+            )
+        err = capsys.readouterr().err
+        assert code == 2
+        assert "READBACK_INVALID" in err
+
+
+# --- grading, on hand-written events -------------------------------------------------------
+
+
+def _produced(n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "message_id": f"m{i}",
+            "org_number": ORG,
+            "produced_at_ms": 1000 + i,
+            "sequence": i,
+            "message_type": "INKOPSORDER",
+            "correlation_id": f"c{i}",
+        }
+        for i in range(1, n + 1)
+    ]
+
+
+def _answer(
+    event: str, m: str, receipt: str | None, status: int = 200, at: int = 5000
+) -> dict[str, Any]:
+    return {
+        "event": event,
+        "message_id": m,
+        "org_number": ORG,
+        "status": status,
+        "receipt": receipt,
+        "latency_ms": 7,
+        "at_ms": at,
+    }
+
+
+class TestGrading:
+    def test_an_accepted_answer_lost_with_a_killed_worker_is_no_failure(self) -> None:
+        events = [
+            {"event": "consumed", "message_id": "m1", "org_number": ORG, "at_ms": 1},
+            {"event": "consumed", "message_id": "m1", "org_number": ORG, "at_ms": 2},
+            _answer("delivered", "m1", "duplicate"),
+        ]
+        grade = grade_endpoint(ORG, _produced(1), events, None)
+        checks = {c.name: c for c in grade.checks}
+        assert checks["endpoint.accepted_once"].passed
+
+    def test_a_duplicate_never_consumed_twice_fails_accepted_once(self) -> None:
+        grade = grade_endpoint(ORG, _produced(1), [_answer("delivered", "m1", "duplicate")], None)
+        check = next(c for c in grade.checks if c.name == "endpoint.accepted_once")
+        assert check.failures == 1
+        assert "before this run" in check.reason
+
+    def test_a_re_send_accepted_again_fails(self) -> None:
+        events = [
+            _answer("delivered", "m1", "accepted", 201),
+            _answer("duplicated", "m1", "accepted", 201),
+        ]
+        grade = grade_endpoint(ORG, _produced(1), events, None)
+        checks = {c.name: c for c in grade.checks}
+        assert checks["endpoint.resend_duplicate"].failures == 1
+        assert checks["endpoint.accepted_once"].failures == 1
+
+    def test_accepted_after_the_icc_was_revoked_fails(self) -> None:
+        events = [_answer("delivered", "m1", "accepted", 201, at=10_000)]
+        grade = grade_endpoint(ORG, _produced(1), events, None, icc_revoked_at_ms=5_000)
+        check = next(c for c in grade.checks if c.name == "endpoint.nothing_refused_accepted")
+        assert check.failures == 1
+        assert "revoked" in check.reason
+
+    def test_a_read_back_that_fails_mid_run_fails_the_ledger_cases(self) -> None:
+        events = [_answer("delivered", "m1", "accepted", 201)]
+        grade = grade_endpoint(
+            ORG, _produced(1), events, None, readback_error="garbage: no entries"
+        )
+        ledger = [c for c in grade.checks if c.name == "endpoint.out_of_order"]
+        assert ledger[0].status == "graded"
+        assert not ledger[0].passed
+        assert "garbage" in ledger[0].reason
+
+    def test_a_credit_before_its_invoice(self) -> None:
+        from simulator.runs.endpoint import LedgerEntry
+
+        produced = [
+            {
+                "message_id": "inv",
+                "org_number": ORG,
+                "produced_at_ms": 1,
+                "sequence": 1,
+                "message_type": "SJALVFAKTURA",
+                "correlation_id": "c",
+            },
+            {
+                "message_id": "cred",
+                "org_number": ORG,
+                "produced_at_ms": 2,
+                "sequence": 2,
+                "message_type": "KREDIT",
+                "correlation_id": "c",
+            },
+        ]
+        events = [_answer("delivered", m, "accepted", 201) for m in ("inv", "cred")]
+        ledger = [LedgerEntry(1, "e2", "cred", 1), LedgerEntry(2, "e1", "inv", 2)]
+        grade = grade_endpoint(ORG, produced, events, ledger)
+        checks = {c.name: c for c in grade.checks}
+        assert checks["endpoint.credit_before_invoice"].failures == 1
+        assert checks["endpoint.out_of_order"].failures == 1
+        assert checks["endpoint.lost"].passed
+        assert checks["endpoint.double_ingested"].passed
+
+
+def test_scenario_list_endpoint_says_what_applies(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenario", "list", "--endpoint", "--dir", str(REPO / "scenarios")]) == 0
+    out = capsys.readouterr().out
+    assert "bridge-crash: every step applies" in out
+    outage = out.split("supplier-outage:")[1].split("\n")
+    assert "1 step(s) not applicable" in outage[0]
+    assert "step 4: not applicable: `fault: {supplier: down}`" in outage[1]
+    assert "`pki: {revoke: icc}`" in out.split("cert-revoked:")[1].split("cert-rotation:")[0]
