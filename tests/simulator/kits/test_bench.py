@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
-from simulator.kits import bench
+from simulator.kits import bench, bench_chain
 from simulator.kits.bench_procs import cpu_seconds, machine_facts, peak_rss_mb, summarise
 from simulator.runs.chain import ChainSpec
 from simulator.vocabulary.state import StateDir
@@ -168,7 +168,7 @@ class TestBenchChainSpec:
                 url="stomp://127.0.0.1:1",
                 worker_urls=(),
                 identities=[],
-                docs=bench._Documents([], [], []),
+                docs=bench_chain.Documents([], [], []),
                 broker_pids={},
                 say=lambda _msg: None,
             )

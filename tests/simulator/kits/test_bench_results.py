@@ -44,6 +44,7 @@ GOOD = {"ingested": 100, "lost": 0, "double_ingested": 0, "out_of_order": 0, "de
 
 def test_ratio_and_summary_figures(tmp_path: Path) -> None:
     r = result(tmp_path, GOOD)
+    assert r.chain is not None
     assert r.chain.msgs_per_s == 50.0
     assert r.ratio == 0.25
     data = r.to_json()
