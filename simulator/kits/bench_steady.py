@@ -8,8 +8,9 @@ stub and ICC workers, on the bench's broker), so that what a message costs
 a supplier at that rate can be read hop by hop:
 
 1. **warm-up**, not measured: one message per supplier (and at least one
-   second's worth at R), as fast as KA publishes, until the ledger holds
-   them, so that every TLS connection is open and every lane started;
+   second's worth at R, up to 1000), as fast as KA publishes, until the
+   ledger holds them, so that every TLS connection is open and every lane
+   started;
 2. **measured period**: from then on KA publishes one message every 1/R s
    until D seconds have passed (at most R × D messages); CPU per process is
    read from the start of this period until the ledger holds its last
@@ -27,6 +28,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +51,14 @@ from simulator.runs.run_setup import init_run_suppliers
 from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.state import StateDir
 
-__all__ = ["SteadyPlace", "run_steady", "steady_message_bound", "warmup_count"]
+__all__ = [
+    "WARMUP_MOST",
+    "SteadyPlace",
+    "publish_paced",
+    "run_steady",
+    "steady_message_bound",
+    "warmup_count",
+]
 
 
 @dataclass(frozen=True)
@@ -63,9 +72,38 @@ class SteadyPlace:
     broker_pids: dict[str, int]
 
 
+#: The warm-up's "one second's worth" is at most this many messages.
+WARMUP_MOST = 1000
+
+
 def warmup_count(suppliers: int, rate: float) -> int:
-    """One message per supplier, and at least one second's worth at ``rate``."""
-    return max(suppliers, math.ceil(rate))
+    """One message per supplier, and at least one second's worth at ``rate`` (up to
+    :data:`WARMUP_MOST`)."""
+    return max(suppliers, min(math.ceil(rate), WARMUP_MOST))
+
+
+async def publish_paced(
+    publish: Callable[[int], Awaitable[str]], rate: float, duration: float, *, first: int = 0
+) -> tuple[set[str], float]:
+    """Publish messages ``first``, ``first + 1``, … one every 1/``rate`` s for ``duration``
+    s (at most rate × duration of them); returns their ids and the seconds it took.
+
+    The last message is due at the end of the duration: one interval's grace is
+    left for a late wake-up; beyond it KA has fallen behind, and only what it
+    managed counts, so the rate achieved (ids over seconds) is never the asked
+    one unless KA kept it.
+    """
+    planned = max(1, math.floor(rate * duration))
+    ids: set[str] = set()
+    pacer = Pacer(rate)
+    started = time.monotonic()
+    deadline = started + duration + 1 / rate
+    while len(ids) < planned:
+        await pacer.wait()
+        if time.monotonic() > deadline:
+            break
+        ids.add(await publish(first + len(ids)))
+    return ids, time.monotonic() - started
 
 
 def steady_message_bound(options: BenchOptions) -> int:
@@ -147,7 +185,6 @@ async def _measure(
 ) -> _Measured:
     spec = chain.spec
     warmup = warmup_count(options.suppliers, rate)
-    planned = max(1, math.floor(rate * options.steady_seconds))
     await chain.start()
     try:
         pids = chain_pids(chain, broker_pids)
@@ -175,18 +212,9 @@ async def _measure(
             say(f"steady: publishing at {rate:.1f} msg/s for {options.steady_seconds:g} s")
             meter = CpuMeter(pids)
             meter.ka_starts()
-            ids: set[str] = set()
-            pacer = Pacer(rate)
-            started = time.monotonic()
-            # The last message is due at the end of the duration: one interval's grace
-            # for a late wake-up; beyond it, KA fell behind, and what it managed counts.
-            deadline = started + options.steady_seconds + 1 / rate
-            while len(ids) < planned:
-                await pacer.wait()
-                if time.monotonic() > deadline:
-                    break
-                ids.add(await publish(warmup + len(ids)))
-            publish_seconds = time.monotonic() - started
+            ids, publish_seconds = await publish_paced(
+                publish, rate, options.steady_seconds, first=warmup
+            )
             await ka.flush()
             meter.ka_stops()
         say(f"steady: KA published {len(ids)} in {publish_seconds:.1f} s; waiting for the ledger")
