@@ -19,7 +19,13 @@ GOOD = {
     "out_of_order": 0,
     "dead_lettered": 0,
 }
-HOP = {"count": 100, "p50": 11.0, "p95": 22.0, "p99": 33.0, "max": 44.0}
+HOP: dict[str, float | int | None] = {
+    "count": 100,
+    "p50": 11.0,
+    "p95": 22.0,
+    "p99": 33.0,
+    "max": 44.0,
+}
 
 
 def printed(tmp_path: Path, capsys: pytest.CaptureFixture[str], published: int) -> str:
