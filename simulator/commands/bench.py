@@ -65,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--timeout",
         type=float,
         metavar="S",
-        help="seconds the chain may take to load everything (default 120 + N/20)",
+        help="seconds the chain may take to load everything (default 120 + N/20; "
+        "for the steady phase: after KA's last send, N its messages)",
     )
     p.add_argument(
         "--rate",
@@ -148,9 +149,8 @@ def _print_burst(console: Console, data: dict[str, Any], size: str, facts: str) 
         rate = f"{data['chain_msgs_per_s']:.0f}" if hop == "end_to_end" else ""
         top.add_row(f"chain: {hop}", rate, *_pcts(stats))
     console.print(top)
-    _print_procs(console, "per process (chain; baseline: bench process)", chain)
-    for name, cpu in data["baseline"]["cpu_s_per_1000"].items():
-        console.print(f"  baseline: {name}: {cpu:.3f} CPU s / 1000 msg")
+    baseline_cpu = {f"baseline: {n}": cpu for n, cpu in data["baseline"]["cpu_s_per_1000"].items()}
+    _print_procs(console, "per process (chain; baseline: bench process)", chain, baseline_cpu)
     f = chain["figures"]
     console.print(
         f"ratio chain/baseline = {data['ratio']:.3f}; produced {f['produced']}, "
@@ -183,13 +183,18 @@ def _print_steady(console: Console, steady: dict[str, Any], size: str, facts: st
     console.print(f"run directory: {steady['run_dir']}")
 
 
-def _print_procs(console: Console, title: str, phase: dict[str, Any]) -> None:
+def _print_procs(
+    console: Console, title: str, phase: dict[str, Any], more: dict[str, float] | None = None
+) -> None:
+    """CPU per 1000 messages and peak memory of each process; ``more``: CPU only."""
     procs = Table(title=title)
     for col in ("process", "CPU s / 1000 msg", "peak RSS MiB"):
         procs.add_column(col, justify="left" if col == "process" else "right")
     for name, cpu in phase["cpu_s_per_1000"].items():
         rss = phase["rss_mb"].get(name)
         procs.add_row(name, f"{cpu:.3f}", f"{rss:.0f}" if rss is not None else "")
+    for name, cpu in (more or {}).items():
+        procs.add_row(name, f"{cpu:.3f}", "")
     console.print(procs)
 
 
