@@ -1,8 +1,8 @@
 """``b2bsim bench``: the whole chain measured side by side with the bare broker.
 
-Two measurements in one invocation, on the same broker and with the same
-documents (self-billing invoices for S suppliers, generated once up front so
-that generating them is not measured):
+Two measurements of a burst in one invocation, on the same broker and with
+the same documents (self-billing invoices for S suppliers, generated once up
+front so that generating them is not measured):
 
 (a) **baseline** (:mod:`simulator.kits.bench_baseline`): persistent send with
     receipts as KA asks for them, consume with ``client-individual`` ack, on a
@@ -14,9 +14,14 @@ that generating them is not measured):
 The chain's figures come from the run's own files (docs/files.md) through
 :func:`simulator.views.timeline.build_timeline`; CPU and peak memory come from
 ``/proc`` (:mod:`simulator.kits.bench_procs`).  Reconciliation runs too, so a
-fast run that lost or reordered anything shows it.  The options and their
-checks are in :mod:`simulator.kits.bench_options`, the figures and their JSON
-in :mod:`simulator.kits.bench_results`; this module runs the bench.
+fast run that lost or reordered anything shows it.
+
+With ``--rate`` a steady phase (:mod:`simulator.kits.bench_steady`) runs
+after the burst (``--rate auto``: at half the burst's chain rate) or instead
+of it (``--rate R``).  The options and their checks are in
+:mod:`simulator.kits.bench_options`, the chain both phases drive in
+:mod:`simulator.kits.bench_chain`, the figures and their JSON in
+:mod:`simulator.kits.bench_results`; this module runs the bench.
 """
 
 from __future__ import annotations
@@ -24,29 +29,41 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
-import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from ka_producer import Producer, documents_for
-from ka_producer.documents import DocumentFactory, GeneratedDocument, seller_profile
-from simulator.kits.bench_baseline import Payload, run_baseline
-from simulator.kits.bench_options import BenchOptions, Say
-from simulator.kits.bench_procs import cpu_seconds, peak_rss_mb
-from simulator.kits.bench_results import BenchResult, ChainResult, chain_hops
+from ka_producer import Producer
+from simulator.kits.bench_baseline import BaselineResult, Payload, run_baseline
+from simulator.kits.bench_chain import (
+    CpuMeter,
+    Documents,
+    bench_chain_spec,
+    chain_pids,
+    make_documents,
+    peak_rss,
+    wait_delivered,
+    wait_loaded,
+)
+from simulator.kits.bench_options import BenchOptions, Rate, Say
+from simulator.kits.bench_results import (
+    BenchResult,
+    ChainResult,
+    SteadyRate,
+    SteadyResult,
+    chain_hops,
+)
+from simulator.kits.bench_steady import SteadyPlace, run_steady, steady_message_bound
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.lab.network import BrokerNetwork
 from simulator.lab.pki import SupplierIdentity
 from simulator.lab.suppliers import make_suppliers
-from simulator.runs.chain import ChainSpec, RunningChain
+from simulator.runs.chain import RunningChain
 from simulator.runs.reconcile import reconcile
 from simulator.runs.run_setup import init_run_suppliers, new_run_dir
-from simulator.runs.stub_records import ledger_count
-from simulator.vocabulary.errors import BenchTimeoutError, ComponentError
+from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import MessageMeta, MessageType
 from simulator.vocabulary.state import StateDir
 
@@ -58,43 +75,7 @@ log = logging.getLogger(__name__)
 # --- documents --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Documents:
-    """Per supplier (org number, name), a few self-invoices to cycle through."""
-
-    suppliers: list[tuple[str, str]]
-    pools: list[list[GeneratedDocument]]
-    bodies: list[list[str]]
-
-    def pick(self, i: int) -> tuple[str, GeneratedDocument, str]:
-        """Message ``i``: suppliers in turn (a month-end burst), their documents in turn."""
-        s = i % len(self.suppliers)
-        k = (i // len(self.suppliers)) % len(self.pools[s])
-        return self.suppliers[s][0], self.pools[s][k], self.bodies[s][k]
-
-    @property
-    def count(self) -> int:
-        return sum(len(p) for p in self.pools)
-
-    @property
-    def mean_bytes(self) -> float:
-        sizes = [len(d.xml) for pool in self.pools for d in pool]
-        return sum(sizes) / len(sizes)
-
-
-def _documents(suppliers: list[tuple[str, str]], distinct: int, seed: int) -> _Documents:
-    factory = DocumentFactory(seed)
-    sellers = [seller_profile(org, name) for org, name in suppliers]
-    rounds = max(1, math.ceil(distinct / len(sellers)))
-    pools: list[list[GeneratedDocument]] = [[] for _ in sellers]
-    for _ in range(rounds):
-        for pool, seller in zip(pools, sellers, strict=True):
-            pool.append(documents_for(factory, seller, doc_type="invoice")[0])
-    bodies = [[d.xml.decode("utf-8") for d in pool] for pool in pools]
-    return _Documents(suppliers, pools, bodies)
-
-
-def _baseline_payloads(docs: _Documents, count: int) -> list[Payload]:
+def _baseline_payloads(docs: Documents, count: int) -> list[Payload]:
     """The same bodies and the same KA headers the chain's messages carry."""
     out: list[Payload] = []
     sequences: dict[str, int] = {}
@@ -110,7 +91,8 @@ def _baseline_payloads(docs: _Documents, count: int) -> list[Payload]:
 
 
 def run_bench(options: BenchOptions) -> BenchResult:
-    """Measure the baseline, then the chain; always stops what it started."""
+    """Measure the burst (baseline, then chain), the steady phase, or both; always stops
+    what it started."""
     options.check()
     say = options.progress or (lambda _msg: None)
     url = resolve_broker_url(options.broker_url)
@@ -119,8 +101,9 @@ def run_bench(options: BenchOptions) -> BenchResult:
     t0 = time.monotonic()
     identities = make_suppliers(options.suppliers, options.seed)
     suppliers = [(s.org_number, s.name) for s in identities]
-    distinct = max(options.suppliers, min(options.messages, options.distinct))
-    docs = _documents(suppliers, distinct, options.seed)
+    most = options.burst_messages if options.burst else steady_message_bound(options)
+    distinct = max(options.suppliers, min(most, options.distinct))
+    docs = make_documents(suppliers, distinct, options.seed)
     timings["generate_documents"] = time.monotonic() - t0
     say(f"generated {docs.count} self-invoices for {len(suppliers)} suppliers")
 
@@ -129,37 +112,79 @@ def run_bench(options: BenchOptions) -> BenchResult:
         options, state=state, run_dir=run_dir, url=url, timings=timings, say=say
     )
     url = brokers.url
+    baseline: BaselineResult | None = None
+    chain: ChainResult | None = None
+    steady: SteadyResult | None = None
     try:
-        warmup = options.warmup if options.warmup is not None else min(1000, options.messages // 10)
-        say(f"baseline: {options.messages} messages over bare STOMP to {url} (warm-up {warmup})")
-        t0 = time.monotonic()
-        baseline = run_baseline(
-            url,
-            _baseline_payloads(docs, options.messages),
-            options.messages,
-            broker_pid=next(iter(brokers.pids.values()), None),
-            warmup=warmup,
-            timeout=options.chain_timeout,
-        )
-        timings["baseline"] = time.monotonic() - t0
-        say(f"baseline: {baseline.msgs_per_s:.0f} msg/s")
-        t0 = time.monotonic()
-        chain = _run_chain(
-            options,
-            state=state,
-            run_dir=run_dir,
-            url=url,
-            worker_urls=brokers.worker_urls,
-            identities=identities,
-            docs=docs,
-            broker_pids=brokers.pids,
-            say=say,
-        )
-        timings["chain"] = time.monotonic() - t0
-        say(f"chain: {chain.msgs_per_s:.0f} msg/s")
+        if options.burst:
+            baseline = _run_baseline(
+                options, url, docs=docs, broker_pids=brokers.pids, timings=timings, say=say
+            )
+            t0 = time.monotonic()
+            chain = _run_chain(
+                options,
+                state=state,
+                run_dir=run_dir,
+                url=url,
+                worker_urls=brokers.worker_urls,
+                identities=identities,
+                docs=docs,
+                broker_pids=brokers.pids,
+                say=say,
+            )
+            timings["chain"] = time.monotonic() - t0
+            say(f"chain: {chain.msgs_per_s:.0f} msg/s")
+        if options.rate is not None:
+            t0 = time.monotonic()
+            steady = run_steady(
+                options,
+                _steady_rate(options.rate, chain),
+                SteadyPlace(state, run_dir / "steady", url, brokers.worker_urls, brokers.pids),
+                identities=identities,
+                docs=docs,
+                say=say,
+            )
+            timings["steady"] = time.monotonic() - t0
     finally:
         brokers.stop()
-    return BenchResult(options, url, docs.count, docs.mean_bytes, baseline, chain, timings)
+    return BenchResult(
+        options, url, docs.count, docs.mean_bytes, baseline, chain, timings, steady=steady
+    )
+
+
+def _steady_rate(rate: Rate, chain: ChainResult | None) -> SteadyRate:
+    """The steady phase's rate: as asked, or half the burst's peak (``auto``)."""
+    if rate != "auto":
+        return SteadyRate(rate)
+    if chain is None or chain.msgs_per_s <= 0:  # pragma: no cover - check() makes a burst
+        raise ConfigError("--rate auto found no peak", hint="give --rate R (msg/s)")
+    return SteadyRate(chain.msgs_per_s / 2, peak=chain.msgs_per_s)
+
+
+def _run_baseline(
+    options: BenchOptions,
+    url: str,
+    *,
+    docs: Documents,
+    broker_pids: dict[str, int],
+    timings: dict[str, float],
+    say: Say,
+) -> BaselineResult:
+    n = options.burst_messages
+    warmup = options.warmup if options.warmup is not None else min(1000, n // 10)
+    say(f"baseline: {n} messages over bare STOMP to {url} (warm-up {warmup})")
+    t0 = time.monotonic()
+    baseline = run_baseline(
+        url,
+        _baseline_payloads(docs, n),
+        n,
+        broker_pid=next(iter(broker_pids.values()), None),
+        warmup=warmup,
+        timeout=options.chain_timeout,
+    )
+    timings["baseline"] = time.monotonic() - t0
+    say(f"baseline: {baseline.msgs_per_s:.0f} msg/s")
+    return baseline
 
 
 @dataclass
@@ -236,32 +261,28 @@ def _run_chain(
     url: str,
     worker_urls: tuple[str, ...],
     identities: list[SupplierIdentity],
-    docs: _Documents,
+    docs: Documents,
     broker_pids: dict[str, int],
     say: Say,
 ) -> ChainResult:
     t0 = time.monotonic()
     run_state, _ = init_run_suppliers(run_dir, identities)
     say(f"chain: PKI and registry for {len(identities)} suppliers in {time.monotonic() - t0:.1f} s")
-    spec = ChainSpec(
-        state=run_state,
-        broker_dir=state.broker,
+    spec = bench_chain_spec(
+        options,
+        run_state=run_state,
+        state=state,
         run_dir=run_dir,
-        broker_url=url,
+        url=url,
+        worker_urls=worker_urls,
         queue=f"/queue/af.ka.outbound.bench-{run_dir.name}",
-        workers=options.worker_count,
-        validate=False,  # the bench measures the chain, not the document rules
-        seed=options.seed,
-        worker_broker_urls=worker_urls,
     )
-    if options.gap_timeout is not None:
-        spec = replace(spec, gap_timeout=options.gap_timeout)
     chain = RunningChain(spec, None, say)
     measured = asyncio.run(_measure(options, chain, docs, broker_pids, say))
     figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db).figures()
     seconds, hops = chain_hops(run_dir)
     result = ChainResult(
-        messages=options.messages,
+        messages=options.burst_messages,
         seconds=seconds,
         produce_seconds=measured.produce_seconds,
         hops_ms=hops,
@@ -284,28 +305,23 @@ class _Measured:
 async def _measure(
     options: BenchOptions,
     chain: RunningChain,
-    docs: _Documents,
+    docs: Documents,
     broker_pids: dict[str, int],
     say: Say,
 ) -> _Measured:
     spec = chain.spec
+    n = options.burst_messages
     await chain.start()
     try:
-        pids = {"ka (bench process)": os.getpid()}
-        if chain.stub is not None:
-            pids["supplier-stub"] = chain.stub.proc.pid
-        for i, worker in enumerate(chain.workers):
-            if worker is not None:
-                pids[f"icc-{i + 1}"] = worker.proc.pid
-        pids.update(broker_pids)
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        ka_cpu0 = time.process_time()
+        pids = chain_pids(chain, broker_pids)
+        meter = CpuMeter(pids)
+        meter.ka_starts()
         started = time.monotonic()
-        say(f"chain: publishing {options.messages} messages")
+        say(f"chain: publishing {n} messages")
         async with Producer(
             spec.broker_url, queue=spec.queue, produced_log=spec.run_dir / "produced.jsonl"
         ) as ka:
-            for i in range(options.messages):
+            for i in range(n):
                 org, doc, _ = docs.pick(i)
                 await ka.publish(
                     MessageType.SJALVFAKTURA,
@@ -315,46 +331,11 @@ async def _measure(
                     message_id=str(uuid.uuid4()),
                 )
         produce_seconds = time.monotonic() - started
-        ka_cpu = time.process_time() - ka_cpu0
-        say(
-            f"chain: KA published {options.messages} in {produce_seconds:.1f} s; "
-            "waiting for the ledger"
-        )
-        await _wait_loaded(chain, options.messages, started + options.chain_timeout)
-        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        cpu = {
-            name: (a - b)
-            for name, b in before.items()
-            if b is not None and (a := after[name]) is not None
-        }
-        cpu["ka (bench process)"] = ka_cpu  # the producing only, not the waiting
-        rss = {name: mb for name, pid in pids.items() if (mb := peak_rss_mb(pid)) is not None}
-        return _Measured(produce_seconds, cpu, rss)
+        meter.ka_stops()
+        say(f"chain: KA published {n} in {produce_seconds:.1f} s; waiting for the ledger")
+        await wait_loaded(chain, n, started + options.chain_timeout)
+        measured = _Measured(produce_seconds, meter.used(), peak_rss(pids))
+        await wait_delivered(chain, n)
+        return measured
     finally:
         await chain.stop()
-
-
-async def _wait_loaded(chain: RunningChain, expected: int, deadline: float) -> None:
-    """Return once the stub's ledger holds ``expected`` rows; a dead component fails at once."""
-    last = -1
-    next_report = time.monotonic() + 10
-    while True:
-        loaded = await asyncio.to_thread(ledger_count, chain.db)
-        if loaded >= expected:
-            return
-        for component in [chain.stub, *chain.workers]:
-            if component is not None and not component.running:
-                raise ComponentError(
-                    f"{component.name} exited during the bench ({loaded} of {expected} loaded)",
-                    hint=f"read {component.log}",
-                )
-        now = time.monotonic()
-        if now > deadline:
-            raise BenchTimeoutError(
-                f"the chain loaded {loaded} of {expected} messages before the timeout",
-                hint=f"raise --timeout, or read the logs in {chain.spec.run_dir}",
-            )
-        if now >= next_report and loaded != last:
-            chain.say(f"chain: {loaded} of {expected} loaded")
-            last, next_report = loaded, now + 10
-        await asyncio.sleep(0.25)

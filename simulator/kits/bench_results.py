@@ -6,17 +6,26 @@ The chain's latencies come from the run's own files (docs/files.md) through
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from simulator.kits.bench_baseline import BaselineResult
-from simulator.kits.bench_options import BenchOptions
+from simulator.kits.bench_options import RATE_KEPT, BenchOptions
 from simulator.kits.bench_procs import machine_facts, summarise
 from simulator.views.timeline import build_timeline
 
-__all__ = ["CHAIN_HOPS", "BenchResult", "ChainResult", "chain_hops"]
+__all__ = [
+    "CHAIN_HOPS",
+    "BenchResult",
+    "ChainResult",
+    "SteadyRate",
+    "SteadyResult",
+    "chain_hops",
+    "figures_correct",
+]
 
 #: Hop name → (from stamp, to stamp) of :class:`simulator.views.timeline.MessageTimeline`.
 CHAIN_HOPS: dict[str, tuple[str, str]] = {
@@ -60,38 +69,119 @@ class ChainResult:
         }
 
 
+def figures_correct(figures: dict[str, int], expected: int) -> bool:
+    """Every one of ``expected`` messages loaded once, in order; nothing lost or dead-lettered."""
+    keys = ("lost", "double_ingested", "out_of_order", "dead_lettered")
+    return figures.get("ingested") == expected and all(figures.get(k, 0) == 0 for k in keys)
+
+
+@dataclass(frozen=True)
+class SteadyRate:
+    """The rate a steady phase asks of KA (msg/s); ``peak``: found by a burst (``auto``)."""
+
+    rate: float
+    peak: float | None = None
+
+
+@dataclass
+class SteadyResult:
+    """What the steady phase measured, over the messages after its warm-up."""
+
+    rate: SteadyRate
+    duration_s: float  # as asked
+    messages: int  # published in the measured period
+    warmup_messages: int  # published and loaded before it, not measured
+    publish_seconds: float  # the measured period: its start → KA's last send
+    seconds: float  # its first send → its last ledger load
+    hops_ms: dict[str, dict[str, float | int | None]]
+    cpu_seconds: dict[str, float]  # per process, during the measured period
+    rss_mb: dict[str, float]
+    figures: dict[str, int]  # reconciliation over warm-up and measured messages
+    run_dir: Path
+
+    @property
+    def achieved_rate(self) -> float:
+        """The rate KA published at (never the asked one)."""
+        return self.messages / self.publish_seconds if self.publish_seconds > 0 else 0.0
+
+    @property
+    def rate_kept(self) -> bool:
+        return self.achieved_rate >= RATE_KEPT * self.rate.rate
+
+    @property
+    def loaded_rate(self) -> float:
+        """Messages over first send → last load: below the achieved rate, the chain lags."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def correct(self) -> bool:
+        return figures_correct(self.figures, self.messages + self.warmup_messages)
+
+    def to_json(self) -> dict[str, Any]:
+        e2e = self.hops_ms.get("end_to_end", {})
+        return {
+            "rate": round(self.rate.rate, 2),
+            "rate_auto": self.rate.peak is not None,
+            "peak_msgs_per_s": None if self.rate.peak is None else round(self.rate.peak, 1),
+            "achieved_rate": round(self.achieved_rate, 2),
+            "rate_kept": self.rate_kept,
+            "loaded_rate": round(self.loaded_rate, 2),
+            "duration_s": self.duration_s,
+            "publish_seconds": round(self.publish_seconds, 3),
+            "messages": self.messages,
+            "warmup_messages": self.warmup_messages,
+            **{f"{k}_ms": e2e.get(k) for k in ("p50", "p95", "p99", "max")},
+            "latency_ms": self.hops_ms,
+            "cpu_s_per_1000": {
+                name: round(cpu * 1000 / self.messages, 3) for name, cpu in self.cpu_seconds.items()
+            },
+            "rss_mb": {name: round(mb, 1) for name, mb in self.rss_mb.items()},
+            "figures": self.figures,
+            "correct": self.correct,
+            "run_dir": str(self.run_dir),
+        }
+
+
 @dataclass
 class BenchResult:
     options: BenchOptions
     broker_url: str
     distinct: int
     document_bytes: float  # mean size of the documents sent
-    baseline: BaselineResult
-    chain: ChainResult
+    baseline: BaselineResult | None  # None: no burst (``--rate R``)
+    chain: ChainResult | None
     timings: dict[str, float] = field(default_factory=dict)
+    steady: SteadyResult | None = None  # None: no steady phase (no ``--rate``)
 
     @property
-    def ratio(self) -> float:
+    def ratio(self) -> float | None:
+        if self.baseline is None or self.chain is None:
+            return None
         base = self.baseline.msgs_per_s
         return self.chain.msgs_per_s / base if base > 0 else 0.0
 
     @property
     def correct(self) -> bool:
-        f = self.chain.figures
-        keys = ("lost", "double_ingested", "out_of_order", "dead_lettered")
-        return f.get("ingested") == self.chain.messages and all(f.get(k, 0) == 0 for k in keys)
+        """Every phase that ran carried every message once, in order."""
+        chain_ok = self.chain is None or figures_correct(self.chain.figures, self.chain.messages)
+        return chain_ok and (self.steady is None or self.steady.correct)
 
     def to_json(self) -> dict[str, Any]:
         o = self.options
-        e2e = self.chain.hops_ms.get("end_to_end", {})
-        return {
-            "baseline_msgs_per_s": round(self.baseline.msgs_per_s, 1),
-            "chain_msgs_per_s": round(self.chain.msgs_per_s, 1),
-            "ratio": round(self.ratio, 3),
-            "p99_ms": e2e.get("p99"),
-            "rss_mb": round(max(self.chain.rss_mb.values(), default=0.0), 1),
+        rss = [mb for phase in (self.chain, self.steady) if phase for mb in phase.rss_mb.values()]
+        data: dict[str, Any] = {}
+        if self.baseline is not None and self.chain is not None:
+            ratio = self.ratio
+            data |= {
+                "baseline_msgs_per_s": round(self.baseline.msgs_per_s, 1),
+                "chain_msgs_per_s": round(self.chain.msgs_per_s, 1),
+                "ratio": None if ratio is None else round(ratio, 3),
+                "p99_ms": self.chain.hops_ms.get("end_to_end", {}).get("p99"),
+            }
+        data |= {
+            "rss_mb": round(max(rss, default=0.0), 1),
             "correct": self.correct,
-            "messages": o.messages,
+            "messages": o.burst_messages if self.chain is not None else None,
             "suppliers": o.suppliers,
             "workers": o.worker_count,
             "brokers": o.brokers,
@@ -102,14 +192,22 @@ class BenchResult:
             "machine": machine_facts(),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
-            "baseline": self.baseline.to_json(),
-            "chain": self.chain.to_json(),
         }
+        if self.baseline is not None and self.chain is not None:
+            data |= {"baseline": self.baseline.to_json(), "chain": self.chain.to_json()}
+        if self.steady is not None:
+            data["steady"] = self.steady.to_json()
+        return data
 
 
-def chain_hops(run_dir: Path) -> tuple[float, dict[str, dict[str, float | int | None]]]:
-    """Seconds from the first send to the last load, and each hop's percentiles (ms)."""
+def chain_hops(
+    run_dir: Path, only: Collection[str] | None = None
+) -> tuple[float, dict[str, dict[str, float | int | None]]]:
+    """Seconds from the first send to the last load, and each hop's percentiles (ms), over
+    every message of the run or ``only`` those with these message ids."""
     messages = build_timeline(run_dir).messages
+    if only is not None:
+        messages = [m for m in messages if m.message_id in only]
     hops: dict[str, dict[str, float | int | None]] = {}
     for name, (start, end) in CHAIN_HOPS.items():
         values = [

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from simulator.cli import main
-from simulator.kits import bench
+from simulator.kits import bench, bench_chain
 from simulator.kits.bench_procs import cpu_seconds, machine_facts, peak_rss_mb, summarise
 from simulator.runs.chain import ChainSpec
 from simulator.vocabulary.state import StateDir
@@ -135,6 +135,55 @@ class TestBenchOptions:
         assert code == 2
         assert "--" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        ("extra", "says"),
+        [
+            (["--rate", "0"], "--rate 0 is not positive"),
+            (["--rate", "-5"], "--rate -5 is not positive"),
+            (["--rate", "nan"], "--rate nan is not positive"),
+            (["--rate", "inf"], "--rate inf is not positive"),
+            (["--rate", "10", "--duration", "0"], "--duration 0 is not positive"),
+            (["--rate", "auto", "--duration", "-1"], "--duration -1 is not positive"),
+            (["--duration", "5"], "--duration is the length of a steady phase"),
+            (["--rate", "10", "--messages", "500"], "--messages is a burst's"),
+            (["--rate", "0.1", "--duration", "5"], "publishes no message"),
+        ],
+    )
+    def test_bad_steady_options_are_one_line_usage_errors(
+        self, extra: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A rate or duration that is not positive, or --rate beside options it makes
+        meaningless: one line, exit 2, before any broker is touched."""
+        code = main(
+            ["--state", str(tmp_path / "s"), "bench", "--broker", "stomp://127.0.0.1:1", *extra]
+        )
+        assert code == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err
+        assert "\n" not in err
+
+    def test_a_rate_that_is_no_number_is_refused_by_the_parser(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--rate takes a number or auto, nothing else."""
+        with pytest.raises(SystemExit) as info:
+            main(["--state", str(tmp_path / "s"), "bench", "--rate", "fast"])
+        assert info.value.code == 2
+        assert "neither a number of msg/s nor auto" in capsys.readouterr().err
+
+    def test_steady_options_that_make_sense_pass(self, tmp_path: Path) -> None:
+        """--rate R alone, with --duration, and --rate auto beside --messages are accepted."""
+        state = StateDir(tmp_path)
+        for options in (
+            bench.BenchOptions(state, messages=None, suppliers=3, rate=20.0),
+            bench.BenchOptions(state, messages=None, suppliers=3, rate=0.5, duration=2),
+            bench.BenchOptions(state, messages=60, suppliers=3, rate="auto", duration=3),
+        ):
+            options.check()
+        assert bench.BenchOptions(state, None, 3, rate=20.0).burst is False
+        assert bench.BenchOptions(state, None, 3, rate="auto").burst is True
+        assert bench.BenchOptions(state, None, 3).burst_messages == 20000
+
     def test_fewer_workers_than_brokers_is_refused(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -168,7 +217,7 @@ class TestBenchChainSpec:
                 url="stomp://127.0.0.1:1",
                 worker_urls=(),
                 identities=[],
-                docs=bench._Documents([], [], []),
+                docs=bench_chain.Documents([], [], []),
                 broker_pids={},
                 say=lambda _msg: None,
             )
