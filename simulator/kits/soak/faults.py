@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from icc_bridge import write_delivery_faults
-from simulator.kits.soak.chain import SoakChain
+from simulator.kits.soak.chain import SoakChain, Supervised
 from simulator.kits.soak.schedule import FaultEvent
 from simulator.lab.fault_proxy import FaultProxy, ProxyMode
 from simulator.vocabulary.errors import B2BSimError, ComponentError
@@ -45,6 +45,8 @@ Say = Callable[[str], None]
 #: ``stub-disk-full`` fault fails with a clear error instead of writing a rule the
 #: stub would refuse (a refused faults file drops every other rule with it).
 STUB_HAS_DISK_FULL = False
+#: Seconds a fault waits for its process to run (it may be coming back from another).
+RUNNING_WAIT_S = 60.0
 
 
 class Injector:
@@ -111,7 +113,7 @@ class Injector:
             await self._stub_rule(e)
 
     # --- each kind -------------------------------------------------------------------
-    def _supervised(self, e: FaultEvent) -> Any:
+    def _supervised(self, e: FaultEvent) -> Supervised:
         c = self.chain
         if e.target == "supplier-stub":
             return c.stub
@@ -119,10 +121,19 @@ class Injector:
             return c.ka
         return c.worker(e.target)
 
+    async def _running(self, s: Supervised) -> None:
+        """Wait (bounded) until ``s`` runs: a fault strikes a running process."""
+        deadline = time.monotonic() + RUNNING_WAIT_S
+        while s.pid is None or s.held:
+            if time.monotonic() > deadline:
+                raise ComponentError(
+                    f"{s.name} was not running for {RUNNING_WAIT_S:g} s", hint=f"read {s.name}.log"
+                )
+            await asyncio.sleep(0.5)
+
     async def _process(self, e: FaultEvent) -> None:
         s = self._supervised(e)
-        if s.pid is None:
-            raise ComponentError(f"{s.name} is not running", hint="it is being restarted")
+        await self._running(s)
         s.held = True
         try:
             if e.kind.startswith("freeze-"):
@@ -161,6 +172,7 @@ class Injector:
     async def _clock(self, e: FaultEvent) -> None:
         s = self._supervised(e)
         skew = int(e.params["skew_ms"])
+        await self._running(s)
         s.held = True
         try:
             await self.chain.halt(s)
