@@ -49,6 +49,10 @@ Say = Callable[[str], None]
 STUB_HOST = "127.0.0.2"
 #: Seconds a component may take to say it is ready.
 READY_TIMEOUT = 90.0
+#: Seconds between two tries to start a component that refused to.
+RESTART_PAUSE_S = 2.0
+#: Seconds a fault keeps trying to start again what it stopped.
+RESTART_WITHIN_S = 60.0
 
 
 @dataclass
@@ -322,13 +326,21 @@ class SoakChain:
                     self.say(f"{s.name} exited by itself (code {code}); restarting it")
                 await self.try_restart(s)
 
-    async def try_restart(self, s: Supervised, env: Mapping[str, str] | None = None) -> bool:
-        """Start ``s`` again; on failure leave it to the watchdog (True: it runs)."""
-        try:
-            await self.restart(s, env)
-        except B2BSimError as exc:
-            s.needs_start = True
-            self.say(f"{s.name} did not come back yet: {exc.one_line().splitlines()[0]}")
-            return False
-        s.needs_start = False
-        return True
+    async def try_restart(
+        self, s: Supervised, env: Mapping[str, str] | None = None, *, within: float = 0.0
+    ) -> bool:
+        """Start ``s`` again, trying for ``within`` s (a component refuses to start while
+        its broker link is down); on failure leave it to the watchdog (True: it runs)."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                await self.restart(s, env)
+            except B2BSimError as exc:
+                s.needs_start = True
+                self.say(f"{s.name} did not come back yet: {exc.one_line().splitlines()[0]}")
+                if time.monotonic() >= deadline:
+                    return False
+                await asyncio.sleep(RESTART_PAUSE_S)
+                continue
+            s.needs_start = False
+            return True

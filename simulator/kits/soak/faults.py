@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from icc_bridge import write_delivery_faults
-from simulator.kits.soak.chain import SoakChain, Supervised
+from simulator.kits.soak.chain import RESTART_WITHIN_S, SoakChain, Supervised
 from simulator.kits.soak.schedule import FaultEvent
 from simulator.lab.fault_proxy import FaultProxy, ProxyMode
 from simulator.vocabulary.errors import B2BSimError, ComponentError
@@ -149,7 +149,7 @@ class Injector:
                 await self.chain.kill(s)
             self._logged(e, pid=pid)
             await asyncio.sleep(e.seconds)
-            await self.chain.try_restart(s)
+            await self.chain.try_restart(s, within=RESTART_WITHIN_S)
         finally:
             s.held = False
 
@@ -176,14 +176,16 @@ class Injector:
         s.held = True
         try:
             await self.chain.halt(s)
-            if not await self.chain.try_restart(s, {CLOCK_SKEW_ENV: str(skew)}):
+            if not await self.chain.try_restart(
+                s, {CLOCK_SKEW_ENV: str(skew)}, within=RESTART_WITHIN_S
+            ):
                 raise ComponentError(
                     f"{s.name} did not start with a skewed clock", hint=f"read {s.name}.log"
                 )
             self._logged(e)
             await asyncio.sleep(e.seconds)
             await self.chain.halt(s)
-            await self.chain.try_restart(s)
+            await self.chain.try_restart(s, within=RESTART_WITHIN_S)
         finally:
             s.held = False
 
