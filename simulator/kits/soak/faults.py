@@ -170,24 +170,28 @@ class Injector:
         self.say(f"broker back on {info.url} in {info.startup_seconds:.1f} s")
 
     async def _clock(self, e: FaultEvent) -> None:
-        s = self._supervised(e)
-        skew = int(e.params["skew_ms"])
-        await self._running(s)
-        s.held = True
+        """Every ICC worker restarted with its clock ``skew_ms`` off, then restarted true."""
+        workers = self.chain.workers
+        skewed = {CLOCK_SKEW_ENV: str(int(e.params["skew_ms"]))}
+        for s in workers:
+            await self._running(s)
+        for s in workers:
+            s.held = True
         try:
-            await self.chain.halt(s)
-            if not await self.chain.try_restart(
-                s, {CLOCK_SKEW_ENV: str(skew)}, within=RESTART_WITHIN_S
-            ):
-                raise ComponentError(
-                    f"{s.name} did not start with a skewed clock", hint=f"read {s.name}.log"
-                )
+            for s in workers:
+                await self.chain.halt(s)
+            for s in workers:
+                if not await self.chain.try_restart(s, skewed, within=RESTART_WITHIN_S):
+                    raise ComponentError(
+                        f"{s.name} did not start with a skewed clock", hint=f"read {s.name}.log"
+                    )
             self._logged(e)
             await asyncio.sleep(e.seconds)
-            await self.chain.halt(s)
-            await self.chain.try_restart(s, within=RESTART_WITHIN_S)
         finally:
-            s.held = False
+            for s in workers:
+                await self.chain.halt(s)
+                await self.chain.try_restart(s, within=RESTART_WITHIN_S)
+                s.held = False
 
     async def _icc_fault(self, e: FaultEvent) -> None:
         name = e.kind.removeprefix("icc-")

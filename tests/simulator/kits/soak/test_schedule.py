@@ -69,6 +69,11 @@ def test_freezes_outlast_the_timeouts_and_skews_are_on_each_side_of_the_limit() 
             assert abs(e.params["skew_ms"]) > STUB_MAX_SKEW_S * 1000
 
 
-def test_icc_faults_name_a_worker_of_the_soak() -> None:
-    targets = {e.target for e in build_schedule(1, 30, workers=3).events if e.lane == "icc"}
-    assert targets == {"icc-1", "icc-2", "icc-3"}
+def test_icc_faults_name_a_worker_of_the_soak_and_a_skew_strikes_them_all() -> None:
+    events = [e for e in build_schedule(1, 30, workers=3).events if e.lane == "icc"]
+    assert {e.target for e in events if not e.kind.startswith("clock")} == {
+        "icc-1",
+        "icc-2",
+        "icc-3",
+    }
+    assert {e.target for e in events if e.kind.startswith("clock")} == {"icc"}
