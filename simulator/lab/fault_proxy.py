@@ -10,7 +10,10 @@ chain runs (docs/reliability.md):
   TCP reset (RST);
 - ``blackhole``: accept new connections and never forward or answer
   (half-open); open connections stop forwarding too.  The client finds out
-  only through its own timeouts or heart-beats.
+  only through its own timeouts or heart-beats.  A connection that lost bytes
+  to the black hole never forwards again (TCP never drops bytes from the
+  middle of a live stream): it is reset when the black hole ends, as a peer's
+  retransmissions would time out.
 
 A proxy listens on one address and forwards to one target; :meth:`FaultProxy.retarget`
 points it elsewhere (a broker that came back on another port).  Everything it
@@ -53,6 +56,7 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    swallowed: bool = False  # it lost bytes to a black hole: it never forwards again
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -128,8 +132,8 @@ class FaultProxy:
                 hint=f"give 1 to {MAX_DELAY_MS} ms",
             )
         self.mode, self.delay_ms = mode, delay_ms if mode is ProxyMode.DELAY else 0
-        if mode is ProxyMode.RESET:
-            for link in list(self._links):
+        for link in list(self._links):
+            if mode is ProxyMode.RESET or (mode is not ProxyMode.BLACKHOLE and link.swallowed):
                 self._close(link, reset=True)
         log.info("%s now %s%s", self.name, mode, f" {delay_ms} ms" if delay_ms else "")
 
@@ -148,6 +152,7 @@ class FaultProxy:
         self._links.add(link)
         try:
             if self.mode is ProxyMode.BLACKHOLE:
+                link.swallowed = True
                 await self._swallow(reader)
                 return
             try:
@@ -159,8 +164,8 @@ class FaultProxy:
                 return
             link.upstream = up_writer
             link.tasks = [
-                asyncio.create_task(self._pipe(reader, up_writer)),
-                asyncio.create_task(self._pipe(up_reader, writer)),
+                asyncio.create_task(self._pipe(link, reader, up_writer)),
+                asyncio.create_task(self._pipe(link, up_reader, writer)),
             ]
             await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
             self._close(link, reset=False)
@@ -176,12 +181,15 @@ class FaultProxy:
             while await reader.read(CHUNK):
                 pass
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Copy one direction until EOF, in the proxy's current mode."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(CHUNK):
-                if self.mode is ProxyMode.BLACKHOLE:
-                    continue  # dropped: the link is half-open now
+                if self.mode is ProxyMode.BLACKHOLE or link.swallowed:
+                    link.swallowed = True  # dropped: the link is half-open for good
+                    continue
                 if self.mode is ProxyMode.DELAY and self.delay_ms:
                     await asyncio.sleep(self.delay_ms / 1000)
                 if writer.is_closing():

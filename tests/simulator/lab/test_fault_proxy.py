@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -103,6 +104,27 @@ async def test_blackhole_silences_an_open_connection(proxy: FaultProxy) -> None:
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(reader.read(1), 0.5)
     writer.close()
+
+
+async def test_a_black_holed_connection_never_resumes_it_is_reset(proxy: FaultProxy) -> None:
+    """Bytes lost to the black hole are never followed by later bytes on the same
+    connection (a stream with a hole would be no TCP): it is reset when the hole ends."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"a")
+    assert await reader.readexactly(1) == b"a"
+    proxy.set_mode(ProxyMode.BLACKHOLE)
+    writer.write(b"lost")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    proxy.set_mode(ProxyMode.PASS)
+    with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+        writer.write(b"later")
+        await writer.drain()
+    # never the later bytes without the lost ones: the connection is gone
+    with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+        await asyncio.wait_for(reader.readexactly(1), 2)
+    writer.close()
+    assert await _roundtrip(proxy.port) == b"hello"  # a new connection passes
 
 
 async def test_an_unreachable_target_is_a_reset(proxy: FaultProxy) -> None:
