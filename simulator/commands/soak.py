@@ -76,8 +76,11 @@ def summary(result: SoakResult) -> str:
     ]
     if result.missing_kinds:
         lines.append(f"  kinds never injected: {', '.join(result.missing_kinds)}")
-    for failed in result.failed_injections[:10]:
-        lines.append(f"  fault {failed['kind']} failed: {failed['error']}")
+    failures: dict[str, list[str]] = {}
+    for failed in result.failed_injections:
+        failures.setdefault(failed["kind"], []).append(failed["error"])
+    for kind, errors in failures.items():
+        lines.append(f"  fault {kind} failed {len(errors)} time(s): {errors[0]}")
     for name, exits in result.component_exits.items():
         lines.append(f"  {name} exited by itself {len(exits)} time(s); see {exits[0]['log']}")
     if result.error:

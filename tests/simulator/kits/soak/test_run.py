@@ -88,6 +88,8 @@ def test_a_one_minute_soak_strikes_with_every_fault_and_keeps_every_invariant(
             "1",
             "--seed",
             "1",
+            "--drain-timeout",
+            "120",
             "--result-json",
             str(out),
             "--report",
