@@ -68,8 +68,13 @@ KINDS: dict[str, KindSpec] = {
 LANES: tuple[str, ...] = tuple(dict.fromkeys(spec.lane for spec in KINDS.values()))
 #: Seconds of steady load before the first fault.
 WARMUP_S = 5.0
-#: Pause on a lane between two faults (s): seeded within this range.
+#: Pause on a lane between two faults of its first pass (s): seeded within this range.
 GAP_S = (2.0, 10.0)
+#: After the first pass, a lane rests this long (s, seeded) plus the last fault's own
+#: length between two faults: at most half of a lane's time is under a fault, so the
+#: chain has healthy spells in which to catch up (a broker frozen three quarters of the
+#: time would measure only the freezes).
+REST_S = (10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,7 @@ def build_schedule(seed: int, minutes: float, *, workers: int = 2) -> Schedule:
                 break
             target = _target(kind, lane, workers, rng)
             events.append(FaultEvent(round(t, 1), kind, target, seconds, _params(kind, rng)))
-            t += seconds + rng.uniform(*GAP_S)
+            rest = rng.uniform(*GAP_S) if n < len(kinds) else rng.uniform(*REST_S) + seconds
+            t += seconds + rest
     events.sort(key=lambda e: (e.at_s, e.kind))
     return Schedule(seed, minutes, tuple(events))

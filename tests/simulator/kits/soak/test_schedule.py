@@ -77,3 +77,16 @@ def test_icc_faults_name_a_worker_of_the_soak_and_a_skew_strikes_them_all() -> N
         "icc-3",
     }
     assert {e.target for e in events if e.kind.startswith("clock")} == {"icc"}
+
+
+def test_a_lane_rests_at_least_as_long_as_it_strikes_after_its_first_pass() -> None:
+    """No lane is under a fault most of the time: the chain gets healthy spells."""
+    schedule = build_schedule(1, 30)
+    for lane in LANES:
+        events = [e for e in schedule.events if e.lane == lane]
+        first_pass = len({k for k, spec in KINDS.items() if spec.lane == lane})
+        later = events[first_pass:]
+        assert later, lane
+        struck = sum(e.seconds for e in later)
+        span = later[-1].end_s - later[0].at_s
+        assert struck <= 0.55 * span, (lane, struck, span)
