@@ -68,8 +68,8 @@ def summary(result: SoakResult) -> str:
     injected = sum(result.faults.values())
     lines = [
         f"soak seed {d['seed']}, {d['minutes']:g} min: {'PASSED' if d['passed'] else 'FAILED'}",
-        f"  faults injected: {injected} of {len(result.faults)} kinds "
-        f"({len(result.faults) - len(result.missing_kinds)} kinds struck)",
+        f"  {injected} faults injected, of {len(result.faults) - len(result.missing_kinds)} "
+        f"of the {len(result.faults)} kinds",
         f"  produced {d['produced']}, lost {d['lost']}, double_ingested {d['double_ingested']}, "
         f"out_of_order {d['out_of_order']}, unexplained {d['unexplained']}",
         f"  dead-lettered by reason: {d['dead_lettered'] or 'none'}",
