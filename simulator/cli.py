@@ -31,6 +31,7 @@ COMMANDS = [
     "conformance",
     "scenario",
     "bench",
+    "soak",
     "ui",
     "fault",
     "documents",

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,18 @@ class Component:
 
     @classmethod
     async def start(
-        cls, name: str, state: Path, args: list[str], log: Path, *, timeout: float = 90.0
+        cls,
+        name: str,
+        state: Path,
+        args: list[str],
+        log: Path,
+        *,
+        timeout: float = 90.0,
+        env: Mapping[str, str] | None = None,
     ) -> Component:
-        """Start ``b2bsim --state STATE serve NAME ARGS`` and wait for its ready line."""
+        """Start ``b2bsim --state STATE serve NAME ARGS`` and wait for its ready line.
+
+        ``env`` adds to (or overrides) this process's environment for the child."""
         argv = [sys.executable, "-m", "simulator.cli", "--state", str(state), "serve", name, *args]
         with log.open("ab") as err:
             proc = await asyncio.create_subprocess_exec(
@@ -40,6 +51,7 @@ class Component:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
                 preexec_fn=die_with_parent(),
+                env={**os.environ, **env} if env else None,
             )
         component = cls(name, proc, log)
         try:

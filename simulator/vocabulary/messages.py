@@ -8,13 +8,15 @@ this one place.
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from simulator.vocabulary.errors import EnvelopeError, UnknownMessageTypeError
+from simulator.vocabulary.errors import ConfigError, EnvelopeError, UnknownMessageTypeError
 from simulator.vocabulary.identifiers import is_valid_org_number
 
 #: The queue KA publishes to and the ICC consumes from.
@@ -168,6 +170,26 @@ def _required(headers: Mapping[str, str], name: str) -> str:
     return value
 
 
+#: Shift this process's clock by this many milliseconds (a component with a skewed
+#: clock: ``b2bsim soak`` starts one so, docs/reliability.md).  Read once per process.
+CLOCK_SKEW_ENV = "B2BSIM_CLOCK_SKEW_MS"
+
+
+@functools.cache
+def clock_skew_ms() -> int:
+    """This process's injected clock skew in ms (``$B2BSIM_CLOCK_SKEW_MS``; 0 unset)."""
+    raw = os.environ.get(CLOCK_SKEW_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"${CLOCK_SKEW_ENV} is {raw!r}, not a whole number of milliseconds",
+            hint="set it to e.g. 60000 or -60000, or unset it",
+        ) from None
+
+
 def now_ms() -> int:
-    """The current UTC time as epoch milliseconds."""
-    return time.time_ns() // 1_000_000
+    """The current UTC time as epoch milliseconds (shifted by an injected clock skew)."""
+    return time.time_ns() // 1_000_000 + clock_skew_ms()

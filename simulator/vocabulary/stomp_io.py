@@ -169,7 +169,7 @@ class StompConnection:
                 asyncio.to_thread(self._conn.connect, wait=True, headers={"client-id": _cid()}),
                 timeout,
             )
-        except (stomp.exception.ConnectFailedException, OSError, TimeoutError) as exc:
+        except (stomp.exception.StompException, OSError, TimeoutError) as exc:
             raise BrokerUnreachableError(
                 f"no STOMP broker answers at {self.where} ({type(exc).__name__})",
                 hint="start one with `b2bsim broker start` or pass --broker stomp://HOST:PORT",

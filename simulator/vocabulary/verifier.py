@@ -22,7 +22,7 @@ import binascii
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -50,6 +50,7 @@ from simulator.vocabulary.errors import (
     UntrustedSignerError,
     WeakAlgorithmError,
 )
+from simulator.vocabulary.messages import clock_skew_ms
 from simulator.vocabulary.signing import pem_certificate
 from simulator.vocabulary.timestamps import format_timestamp
 from simulator.vocabulary.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
@@ -204,7 +205,7 @@ class EnvelopeVerifier:
     ) -> None:
         self._ca = pem_certificate(ca_cert_pem, "CA")
         self._accept_signer = accept_signer
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock or _skewed_now
         if max_skew is not None and not (math.isfinite(max_skew) and max_skew > 0):
             raise ConfigError(
                 f"max_skew {max_skew!r} is not a positive number of seconds",
@@ -393,3 +394,8 @@ class EnvelopeVerifier:
             )
         signed: etree._Element = result.signed_xml
         return signed
+
+
+def _skewed_now() -> datetime:
+    """Now, shifted by this process's injected clock skew (``$B2BSIM_CLOCK_SKEW_MS``)."""
+    return datetime.now(UTC) + timedelta(milliseconds=clock_skew_ms())

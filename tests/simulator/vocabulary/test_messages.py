@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.vocabulary.errors import EnvelopeError, UnknownMessageTypeError
+from simulator.vocabulary.errors import ConfigError, EnvelopeError, UnknownMessageTypeError
 from simulator.vocabulary.identifiers import org_number_from_index
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType
 
@@ -49,3 +49,33 @@ class TestMessageMeta:
         headers[Header.ORG_NUMBER] = "5560360794"
         with pytest.raises(EnvelopeError, match="not a Swedish organisation number"):
             MessageMeta.from_headers(headers)
+
+
+def test_an_injected_clock_skew_shifts_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$B2BSIM_CLOCK_SKEW_MS moves this process's clock: what a skewed component stamps."""
+    import time
+
+    from simulator.vocabulary import messages
+
+    monkeypatch.setenv(messages.CLOCK_SKEW_ENV, "-3600000")
+    messages.clock_skew_ms.cache_clear()
+    try:
+        skewed = messages.now_ms()
+        assert abs(skewed - (time.time_ns() // 1_000_000 - 3_600_000)) < 1000
+    finally:
+        monkeypatch.delenv(messages.CLOCK_SKEW_ENV)
+        messages.clock_skew_ms.cache_clear()
+    assert abs(messages.now_ms() - time.time_ns() // 1_000_000) < 1000
+
+
+def test_a_malformed_clock_skew_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from simulator.vocabulary import messages
+
+    monkeypatch.setenv(messages.CLOCK_SKEW_ENV, "ten minutes")
+    messages.clock_skew_ms.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match="B2BSIM_CLOCK_SKEW_MS"):
+            messages.now_ms()
+    finally:
+        monkeypatch.delenv(messages.CLOCK_SKEW_ENV)
+        messages.clock_skew_ms.cache_clear()

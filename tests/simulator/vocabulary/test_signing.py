@@ -827,6 +827,26 @@ class TestOpenFreshness:
         with pytest.raises(SignatureTamperedError):
             verifier.open(data)
 
+    def test_an_injected_clock_skew_moves_the_window(
+        self, pki: Pki, signer: EnvelopeSigner, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A receiver whose clock is skewed ($B2BSIM_CLOCK_SKEW_MS) past max_skew refuses
+        an envelope made now; unskewed, the same envelope opens."""
+        from simulator.vocabulary import messages
+
+        data = signer.sign(_fresh_envelope(dt.datetime.now(dt.UTC)))
+        monkeypatch.setenv(messages.CLOCK_SKEW_ENV, str(700_000))
+        messages.clock_skew_ms.cache_clear()
+        try:
+            skewed = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, max_skew=600)
+            with pytest.raises(EnvelopeStaleError, match="ago"):
+                skewed.open(data)
+        finally:
+            monkeypatch.delenv(messages.CLOCK_SKEW_ENV)
+            messages.clock_skew_ms.cache_clear()
+        true = EnvelopeVerifier(pki.ca.cert_pem, accept_signer=is_icc, max_skew=600)
+        assert true.open(data).created_at_ms > 0
+
     @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
     def test_bad_max_skew(self, pki: Pki, bad: float) -> None:
         """A max_skew that is not a positive finite number is a ConfigError."""
