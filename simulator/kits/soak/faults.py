@@ -33,18 +33,13 @@ from simulator.kits.soak.schedule import FaultEvent
 from simulator.lab.fault_proxy import FaultProxy, ProxyMode
 from simulator.vocabulary.errors import B2BSimError, ComponentError
 from simulator.vocabulary.messages import CLOCK_SKEW_ENV, now_ms
-from supplier_stub import write_faults
+from supplier_stub import DISK_FULL, write_faults
 
-__all__ = ["STUB_HAS_DISK_FULL", "Injector"]
+__all__ = ["Injector"]
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
-#: Whether the supplier stub's faults file knows the ``disk-full`` kind (SQLite's
-#: ``max_page_count``).  It is being added beside this soak; until it is merged, a
-#: ``stub-disk-full`` fault fails with a clear error instead of writing a rule the
-#: stub would refuse (a refused faults file drops every other rule with it).
-STUB_HAS_DISK_FULL = False
 #: Seconds a fault waits for its process to run (it may be coming back from another).
 RUNNING_WAIT_S = 60.0
 
@@ -223,13 +218,7 @@ class Injector:
             }
         if e.kind == "supplier-reset":
             return {"kind": "reset", "probability": p["probability"], **until}
-        if not STUB_HAS_DISK_FULL:
-            raise ComponentError(
-                "the supplier stub has no disk-full fault yet (supplier_stub/faults.py)",
-                hint="merge the stub's disk-full fault kind, then set STUB_HAS_DISK_FULL "
-                "in simulator/kits/soak/faults.py",
-            )
-        return {"kind": "disk-full"}
+        return {"kind": DISK_FULL}  # the stub's database refuses to grow while it is there
 
     async def _stub_rule(self, e: FaultEvent) -> None:
         rule = self._rule(e)

@@ -9,7 +9,7 @@ from typing import Any
 from lxml import html
 
 from simulator.kits.soak.run import SoakResult
-from simulator.views.report import el
+from simulator.views.report_html import el
 
 __all__ = ["write_soak_report"]
 

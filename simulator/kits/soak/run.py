@@ -14,21 +14,21 @@ what it started.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
+from simulator.kits.invariants import check_invariants
 from simulator.kits.soak.chain import ChainOptions, SoakChain
 from simulator.kits.soak.faults import Injector
 from simulator.kits.soak.schedule import ICC_REQUEST_TIMEOUT, KINDS, Schedule, build_schedule
 from simulator.lab.suppliers import make_suppliers
 from simulator.runs.reconcile import reconcile
-from simulator.runs.runner import init_run_suppliers, new_run_dir
+from simulator.runs.run_setup import init_run_suppliers, new_run_dir
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import KA_QUEUE
 from simulator.vocabulary.state import StateDir
@@ -42,22 +42,6 @@ OVERRUN_S = 60.0
 #: The supplier's gap timeout in a soak (s): long enough that a fault's delay does not
 #: look like a gap, short enough that a dead-lettered predecessor does not stall the drain.
 GAP_TIMEOUT_S = 30.0
-#: The module of the invariant checker, found when the soak checks (it is a kit of its own).
-CHECKER = "simulator.kits.invariants"
-
-
-class InvariantReport(Protocol):
-    """What the soak reads of :func:`simulator.kits.invariants.check_invariants`' report."""
-
-    lost: int
-    double_ingested: int
-    out_of_order: int
-    unexplained: int
-    dead_lettered: dict[str, int]
-    violations: list[Any]
-    passed: bool
-
-    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -250,22 +234,11 @@ def _check(chain: SoakChain, result: SoakResult, say: Say) -> None:
     for d in rec.dead_letters:
         by_reason[d.get("code") or "?"] += 1
     result.figures = {**rec.figures(), "dead_lettered": dict(by_reason), "unexplained": None}
-    try:
-        module = importlib.import_module(CHECKER)
-    except ModuleNotFoundError:
-        result.error = (
-            f"the invariant checker ({CHECKER}) is not installed; the figures above are the "
-            "reconciliation's only"
-        )
-        return
-    report = cast(
-        InvariantReport,
-        module.check_invariants(
-            chain.o.run_dir,
-            broker_url=chain.broker_url,
-            queue=chain.o.queue,
-            faults_log=chain.o.run_dir / "faults.jsonl",
-        ),
+    report = check_invariants(
+        chain.o.run_dir,
+        broker_url=chain.broker_url,
+        queue=chain.o.queue,
+        faults_log=chain.o.run_dir / "faults.jsonl",
     )
     result.invariants = report.to_json()
     violations = result.invariants.get("violations", [])
