@@ -18,6 +18,7 @@ from pathlib import Path
 
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.lab.pki import require_crl
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER, read_broker_file
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import KA_QUEUE
 from simulator.vocabulary.retry import RetryPolicy
@@ -34,7 +35,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     comp = p.add_subparsers(dest="component", metavar="COMPONENT", required=True)
 
     b = comp.add_parser("broker", help="the embedded ActiveMQ broker, in the foreground")
-    b.add_argument("--port", type=int, help="STOMP port on 127.0.0.1 (default: a free one)")
+    b.add_argument(
+        "--port",
+        type=int,
+        help="STOMP port on 127.0.0.1 (default: the last one if free, else a free one)",
+    )
     b.set_defaults(func=_serve_broker)
 
     s = comp.add_parser("supplier-stub", help="the reference supplier endpoint(s)")
@@ -130,31 +135,66 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     k.add_argument(
         "--rate", type=float, default=0.0, help="messages per second (0: as fast as possible)"
     )
-    k.add_argument("--log", type=Path, help="append the produced log (JSON lines) here")
+    k.add_argument("--log", type=Path, help="append KA's record (produced.jsonl) here")
+    k.add_argument(
+        "--outbox",
+        type=Path,
+        metavar="FILE",
+        help="KA's SQLite outbox and sequences, kept across restarts "
+        "(default: STATE/ka-outbox.sqlite)",
+    )
     k.set_defaults(func=_serve_producer)
 
 
 def _broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--broker",
-        help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the "
-        "embedded broker of the state directory)",
+        help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the embedded broker of the "
+        "state directory, followed to its new address if it restarts elsewhere)",
+    )
+    p.add_argument(
+        "--broker-file",
+        type=Path,
+        metavar="FILE",
+        help="follow the broker this broker.json names (default without --broker: "
+        "STATE/broker/broker.json)",
+    )
+    p.add_argument(
+        "--broker-give-up",
+        type=float,
+        default=GIVE_UP_AFTER,
+        metavar="S",
+        help=f"seconds to look for a lost broker before exiting (default {GIVE_UP_AFTER:g})",
     )
     p.add_argument("--queue", default=KA_QUEUE, help=f"KA's queue (default: {KA_QUEUE})")
 
 
-def broker_url_for(args: argparse.Namespace, state: StateDir) -> str:
-    """--broker, $B2BSIM_BROKER, or the running embedded broker of ``state``."""
+def broker_url_for(args: argparse.Namespace, state: StateDir) -> tuple[str, Path | None]:
+    """The broker to start with and the broker.json to follow (None: a fixed URL).
+
+    --broker or $B2BSIM_BROKER name a fixed broker; --broker-file a broker.json
+    to follow; neither: the running embedded broker of ``state``, followed.
+    """
+    follow: Path | None = getattr(args, "broker_file", None)
+    if follow is not None:
+        url = read_broker_file(follow)
+        if url is None:
+            raise ConfigError(
+                f"{follow} names no broker (missing, unreadable or without a url)",
+                hint="start the broker (`b2bsim broker start`), or pass --broker stomp://HOST:PORT",
+            )
+        return url, follow
     url = resolve_broker_url(args.broker)
     if url:
-        return url
-    status = LocalBroker(state.broker).status()
+        return url, None
+    broker = LocalBroker(state.broker)
+    status = broker.status()
     if not status.running or not status.url:
         raise ConfigError(
             "no broker given and the embedded broker is not running",
             hint="run `b2bsim broker start`, or pass --broker stomp://HOST:PORT",
         )
-    return status.url
+    return status.url, broker.info_file
 
 
 def _run_until_signal(name: str, main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
@@ -250,8 +290,11 @@ def _serve_icc(args: argparse.Namespace) -> int:
     from icc_bridge import Bridge, BridgeConfig
 
     state = StateDir.resolve(args.state)
+    broker_url, broker_file = broker_url_for(args, state)
     config = BridgeConfig(
-        broker_url=broker_url_for(args, state),
+        broker_url=broker_url,
+        broker_file=broker_file,
+        broker_give_up=args.broker_give_up,
         registry=args.registry or state.registry,
         ca_cert=state.ca_cert,
         icc_cert=state.icc_cert,
@@ -318,12 +361,15 @@ def _serve_producer(args: argparse.Namespace) -> int:
 
     state = StateDir.resolve(args.state)
     registry = Registry.load(args.registry or state.registry)
-    url = broker_url_for(args, state)
+    url, broker_file = broker_url_for(args, state)
 
     async def main(stop: asyncio.Event) -> None:
         await produce_chains(
             url,
             [(s.org_number, s.name) for s in registry],
+            outbox=args.outbox or state.root / "ka-outbox.sqlite",
+            broker_file=broker_file,
+            give_up=args.broker_give_up,
             queue=args.queue,
             seed=args.seed,
             chains=args.chains,

@@ -121,6 +121,7 @@ class RunResult:
             "faults": self.faults,
             "dead_letters": f.dead_letters,
             "lost_ids": f.lost_ids,
+            "unsent_ids": f.unsent_ids,
             "run_dir": str(self.run_dir),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "rerun": f"b2bsim run {self.scenario.path}",
@@ -312,7 +313,11 @@ class _Player:
         spec = self.chain.spec
         produced_log = spec.run_dir / "produced.jsonl"
         async with Producer(
-            spec.broker_url, queue=spec.queue, produced_log=produced_log, clock=self.clock
+            spec.broker_url,
+            queue=spec.queue,
+            produced_log=produced_log,
+            outbox=spec.run_dir / "ka-outbox.sqlite",
+            clock=self.clock,
         ) as ka:
             self.ka = ka
             for index, step in enumerate(self.scenario.steps):
