@@ -55,6 +55,7 @@ from simulator.runs.scenario import (
     SupplierFault,
     Wait,
 )
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER
 from simulator.vocabulary.errors import B2BSimError, ConfigError, RunTimeoutError
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
@@ -164,6 +165,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         seed=scenario.seed,
         pull_port=pull_port if scenario.pull_count else None,
         worker_broker_urls=worker_urls,
+        broker_give_up=broker_give_up(scenario),
     )
     chain = RunningChain(spec, broker, say, network)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
@@ -197,6 +199,12 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def broker_give_up(scenario: Scenario) -> float:
+    """How long KA and the ICC look for a lost broker: past the longest planned outage."""
+    downs = [s.down for s in scenario.steps if isinstance(s, KillBroker | RestartBroker)]
+    return max([GIVE_UP_AFTER, *(down + GIVE_UP_AFTER for down in downs)])
 
 
 def _refuse_unrunnable(scenario: Scenario, url: str | None) -> None:
@@ -318,6 +326,7 @@ class _Player:
             produced_log=produced_log,
             outbox=spec.run_dir / "ka-outbox.sqlite",
             clock=self.clock,
+            give_up=spec.broker_give_up or GIVE_UP_AFTER,
         ) as ka:
             self.ka = ka
             for index, step in enumerate(self.scenario.steps):
