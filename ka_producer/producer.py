@@ -75,7 +75,7 @@ class Producer:
         self._store = KaOutbox(outbox, produced_log)
         self._sequences: dict[str, int] = {}
         self._known: dict[str, MessageMeta] = {}
-        self._conn = StompConnection.from_url(broker_url)
+        self._conn = StompConnection.from_url(self._broker.current())
         self._waiting: list[Outgoing] = []  # published, not yet recorded
         self._unconfirmed: list[Outgoing] = []  # recorded and sent, not yet confirmed
         self._wake = asyncio.Event()
@@ -94,7 +94,6 @@ class Producer:
     async def __aenter__(self) -> Producer:
         restored = await self._store.open()
         try:
-            self._conn = StompConnection.from_url(self._broker.current())
             await self._conn.connect()
         except BaseException:
             await self._store.close()

@@ -147,12 +147,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _broker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--broker",
         help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the embedded broker of the "
         "state directory, followed to its new address if it restarts elsewhere)",
     )
-    p.add_argument(
+    where.add_argument(
         "--broker-file",
         type=Path,
         metavar="FILE",

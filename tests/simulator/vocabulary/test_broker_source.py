@@ -61,7 +61,7 @@ async def test_reconnect_gives_up_after_the_bound_naming_what_it_tried(tmp_path:
     info = _broker_json(tmp_path / "broker.json", "stomp://127.0.0.1:1001")
     source = BrokerSource("stomp://127.0.0.1:1000", follow=info)
 
-    async def attempt(url: str) -> None:
+    async def attempt(url: str) -> str:
         raise BrokerUnreachableError("down")
 
     begun = time.monotonic()
@@ -79,7 +79,7 @@ async def test_reconnect_gives_up_after_the_bound_naming_what_it_tried(tmp_path:
 async def test_reconnect_stops_when_asked() -> None:
     stop = asyncio.Event()
 
-    async def attempt(url: str) -> None:
+    async def attempt(url: str) -> str:
         stop.set()
         raise BrokerUnreachableError("down")
 
