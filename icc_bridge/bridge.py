@@ -128,12 +128,13 @@ class Bridge:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Deliver until ``stop`` is set, reconnecting if the broker goes away.
 
-        The first connection must succeed (a wrong address is an error at
-        once); after that a lost broker is retried with backoff for
-        ``broker_give_up`` seconds, at the address ``broker_file`` names now
-        if it is set (simulator/vocabulary/broker_source.py), then the bridge
-        stops with :class:`BrokerUnreachableError`.  ``ready`` is set once the
-        bridge consumes.
+        The first connection to a fixed address must succeed (a wrong address
+        is an error at once).  A followed broker (``broker_file``, re-read
+        before each attempt: simulator/vocabulary/broker_source.py) is waited
+        for at the start too, and any lost broker is retried with backoff for
+        ``broker_give_up`` seconds; then the bridge stops with
+        :class:`BrokerUnreachableError`.  ``ready`` is set once the bridge
+        consumes.
         """
         if self.config.events_log is not None:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
@@ -141,7 +142,18 @@ class Bridge:
         try:
             if self._outbox is not None:
                 await self._outbox.open()
-            conn: StompConnection | None = await self._subscribe(self._broker.current())
+            conn: StompConnection | None
+            if self._broker.follow is None:  # a fixed address: wrong is an error at once
+                conn = await self._subscribe(self._broker.current())
+            else:  # the state directory's broker may be (re)starting: wait for it
+                conn = await reconnect(
+                    self._broker,
+                    self._subscribe,
+                    who="the ICC",
+                    give_up=self.config.broker_give_up,
+                    stop=stop,
+                    first_delay=0.0,
+                )
             if ready is not None:
                 ready.set()
             while conn is not None:

@@ -94,7 +94,7 @@ class Producer:
     async def __aenter__(self) -> Producer:
         restored = await self._store.open()
         try:
-            await self._conn.connect()
+            await self._connect_first()
         except BaseException:
             await self._store.close()
             raise
@@ -105,6 +105,23 @@ class Producer:
             self._enqueue(restored.unsent)
         self._writer = asyncio.create_task(self._write_loop(), name="ka-writer")
         return self
+
+    async def _connect_first(self) -> None:
+        """Connect; a broker KA follows may be (re)starting: it is waited for, up to give_up."""
+        if self._broker.follow is None:
+            await self._conn.connect()
+            return
+
+        async def attempt(url: str) -> StompConnection:
+            conn = StompConnection.from_url(url)
+            await conn.connect()
+            return conn
+
+        conn = await reconnect(
+            self._broker, attempt, who="KA", give_up=self._give_up, first_delay=0.0
+        )
+        assert conn is not None  # no stop event: reconnect returns or raises
+        self._conn = conn
 
     async def __aexit__(
         self,

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -18,11 +19,17 @@ from pathlib import Path
 
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.lab.pki import require_crl
-from simulator.vocabulary.broker_source import GIVE_UP_AFTER, read_broker_file
+from simulator.vocabulary.broker_source import (
+    GIVE_UP_AFTER,
+    read_broker_file,
+    wait_for_broker_file,
+)
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import KA_QUEUE
 from simulator.vocabulary.retry import RetryPolicy
 from simulator.vocabulary.state import StateDir
+
+log = logging.getLogger(__name__)
 
 #: A directory: run each served component under cProfile, statistics written there.
 PROFILE_DIR_ENV = "B2BSIM_PROFILE_DIR"
@@ -170,15 +177,23 @@ def _broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--queue", default=KA_QUEUE, help=f"KA's queue (default: {KA_QUEUE})")
 
 
-def broker_url_for(args: argparse.Namespace, state: StateDir) -> tuple[str, Path | None]:
+def broker_url_for(
+    args: argparse.Namespace, state: StateDir, *, wait: bool = False
+) -> tuple[str, Path | None]:
     """The broker to start with and the broker.json to follow (None: a fixed URL).
 
     --broker or $B2BSIM_BROKER name a fixed broker; --broker-file a broker.json
     to follow; neither: the running embedded broker of ``state``, followed.
+    With ``wait`` an embedded broker that is down but has a broker.json (killed,
+    or being restarted) will do, and a --broker-file that names no broker yet is
+    waited for: the component waits for its broker, for its give-up time.
     """
     follow: Path | None = getattr(args, "broker_file", None)
     if follow is not None:
         url = read_broker_file(follow)
+        if url is None and wait:
+            log.warning("%s names no broker: waiting for it", follow)
+            url = wait_for_broker_file(follow, args.broker_give_up)
         if url is None:
             raise ConfigError(
                 f"{follow} names no broker (missing, unreadable or without a url)",
@@ -190,6 +205,10 @@ def broker_url_for(args: argparse.Namespace, state: StateDir) -> tuple[str, Path
         return url, None
     broker = LocalBroker(state.broker)
     status = broker.status()
+    info = broker.info()
+    if wait and not status.running and info is not None:
+        log.warning("the state directory's broker (%s) is down: waiting for it", info.url)
+        return info.url, broker.info_file
     if not status.running or not status.url:
         raise ConfigError(
             "no broker given and the embedded broker is not running",
@@ -291,7 +310,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
     from icc_bridge import Bridge, BridgeConfig
 
     state = StateDir.resolve(args.state)
-    broker_url, broker_file = broker_url_for(args, state)
+    broker_url, broker_file = broker_url_for(args, state, wait=True)
     config = BridgeConfig(
         broker_url=broker_url,
         broker_file=broker_file,
@@ -362,7 +381,7 @@ def _serve_producer(args: argparse.Namespace) -> int:
 
     state = StateDir.resolve(args.state)
     registry = Registry.load(args.registry or state.registry)
-    url, broker_file = broker_url_for(args, state)
+    url, broker_file = broker_url_for(args, state, wait=True)
 
     async def main(stop: asyncio.Event) -> None:
         await produce_chains(

@@ -30,7 +30,15 @@ from typing import TypeVar
 from simulator.vocabulary.broker_url import broker_addresses
 from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError
 
-__all__ = ["GIVE_UP_AFTER", "RETRY_INITIAL", "RETRY_MAX", "BrokerSource", "reconnect"]
+__all__ = [
+    "GIVE_UP_AFTER",
+    "RETRY_INITIAL",
+    "RETRY_MAX",
+    "BrokerSource",
+    "read_broker_file",
+    "reconnect",
+    "wait_for_broker_file",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,20 @@ def read_broker_file(path: Path) -> str | None:
         broker_addresses(url)
     except (OSError, ValueError, KeyError, TypeError, B2BSimError):
         return None
+    return url
+
+
+def wait_for_broker_file(path: Path, give_up: float = GIVE_UP_AFTER) -> str:
+    """The URL ``path`` names, waiting up to ``give_up`` s for it to name one (a broker
+    that is being started writes it once it answers)."""
+    deadline = time.monotonic() + give_up
+    while (url := read_broker_file(path)) is None:
+        if time.monotonic() >= deadline:
+            raise BrokerUnreachableError(
+                f"{path} named no broker for {give_up:g} s (missing, unreadable or without a url)",
+                hint="start the broker (`b2bsim broker start`), or pass --broker stomp://HOST:PORT",
+            )
+        time.sleep(0.5)
     return url
 
 

@@ -9,6 +9,8 @@ error line naming every address they tried.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -172,3 +174,38 @@ async def test_ka_gives_up_after_the_bounded_time(tmp_path: Path, broker: LocalB
         _gave_up(ka.log, "KA", first.port, moved)
     finally:
         await ka.stop()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("broker_json", ["left behind", "removed"])
+async def test_ka_started_while_the_broker_is_down_waits_for_it(
+    tmp_path: Path, broker: LocalBroker, broker_json: str
+) -> None:
+    """Started while the followed broker is down (its broker.json left behind by a
+    kill -9, or removed), KA waits instead of failing, and publishes once the broker
+    is back elsewhere."""
+    first = broker.start()
+    spec = _spec(tmp_path, broker, first.url)
+    if broker_json == "removed":
+        await asyncio.to_thread(kill_jvm, broker)
+    else:
+        os.kill(first.pid, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            while broker.status().running:  # noqa: ASYNC110 - (its exit status collected)
+                await asyncio.sleep(0.05)
+        assert broker.info_file.exists()
+    args = _ka_args(spec, broker, "--chains", "0", "--rate", "20")
+    starting = asyncio.create_task(
+        Component.start("producer", spec.state.root, args, spec.run_dir / "ka.log")
+    )
+    await asyncio.sleep(3)
+    assert not starting.done()  # waiting, not failed
+    await _kill_and_move(broker, first.port)
+    ka = await asyncio.wait_for(starting, 60)
+    try:
+        record_file = spec.run_dir / "produced.jsonl"
+        async with asyncio.timeout(60):
+            while len(read_record(record_file).sent) < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+    finally:
+        assert await ka.stop() == 0

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from simulator.vocabulary.broker_source import BrokerSource, read_broker_file, reconnect
+from simulator.vocabulary.broker_source import (
+    BrokerSource,
+    read_broker_file,
+    reconnect,
+    wait_for_broker_file,
+)
 from simulator.vocabulary.errors import BrokerUnreachableError
 
 
@@ -84,3 +89,13 @@ async def test_reconnect_stops_when_asked() -> None:
         raise BrokerUnreachableError("down")
 
     assert await reconnect(BrokerSource("stomp://h:1"), attempt, who="KA", stop=stop) is None
+
+
+def test_waiting_for_a_broker_file_is_bounded(tmp_path: Path) -> None:
+    """A broker.json that never names a broker is an error after the bound, naming it."""
+    missing = tmp_path / "broker.json"
+    with pytest.raises(BrokerUnreachableError, match=r"named no broker for 0\.6 s") as caught:
+        wait_for_broker_file(missing, give_up=0.6)
+    assert str(missing) in caught.value.one_line()
+    _broker_json(missing, "stomp://127.0.0.1:1003")
+    assert wait_for_broker_file(missing, give_up=0.6) == "stomp://127.0.0.1:1003"
