@@ -150,6 +150,10 @@ class Producer:
         if self._failed is not None:
             raise self._failed
 
+    def has_recorded(self, message_id: str) -> bool:
+        """Whether KA has recorded ``message_id`` (in this outbox, before a restart too)."""
+        return message_id in self._known
+
     async def send_raw(self, headers: dict[str, str], body: str) -> None:
         """Send a message exactly as given, unrecorded (fault injection: poison messages)."""
         await self._put(Outgoing(headers.get("b2b-message-id", ""), dict(headers), body))
