@@ -32,10 +32,11 @@ from typing import IO
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER, BrokerSource, reconnect
 from simulator.vocabulary.broker_url import parse_broker_url
 from simulator.vocabulary.codes.dead_letters import DELIVERY_GAVE_UP, DELIVERY_REFUSED
 from simulator.vocabulary.envelope import Envelope
-from simulator.vocabulary.errors import B2BSimError, BrokerUnreachableError, ConfigError
+from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import (
     DLQ_AT,
     DLQ_CODE,
@@ -57,9 +58,9 @@ log = logging.getLogger(__name__)
 #: the same envelope id and the supplier can recognise the duplicate.
 ENVELOPE_NAMESPACE = uuid.UUID("6f0d3c62-1f6e-4c43-9d1c-6b2b5e0a7a11")
 
-#: Backoff between attempts to reconnect to a lost broker, in seconds.
-RECONNECT_INITIAL = 0.5
-RECONNECT_MAX = 10.0
+
+#: Seconds between attempts to write a pull supplier's envelope to a failing outbox.
+OUTBOX_RETRY = 1.0
 
 
 @functools.lru_cache(maxsize=4096)  # asked when consumed and again when delivered
@@ -86,6 +87,8 @@ class BridgeConfig:
     crl: Path | None = None  # the AF test CA's CRL: a revoked supplier gets nothing
     outbox: Path | None = None  # where pull suppliers' envelopes wait (icc_bridge/outbox.py)
     server_ca: Path | None = None  # trust pushed-to servers issued by these CAs (default ca_cert)
+    broker_file: Path | None = None  # follow the broker this broker.json names (on reconnect)
+    broker_give_up: float = GIVE_UP_AFTER  # seconds to look for a lost broker, then stop
 
 
 class Bridge:
@@ -98,7 +101,7 @@ class Bridge:
         self._registry_watch.changed()  # the registry just loaded is the current one
         self._signer = EnvelopeSigner(config.icc_key.read_bytes(), config.icc_cert.read_bytes())
         parse_broker_url(config.broker_url)  # a clear error now, not at connect
-        self._broker_url = config.broker_url
+        self._broker = BrokerSource(config.broker_url, follow=config.broker_file)
         self._conn: StompConnection | None = None
         self._push = PushClient(
             ca_cert=config.server_ca or config.ca_cert,
@@ -126,9 +129,13 @@ class Bridge:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         """Deliver until ``stop`` is set, reconnecting if the broker goes away.
 
-        The first connection must succeed (a wrong address is an error at
-        once); after that a lost broker is retried with backoff, forever.
-        ``ready`` is set once the bridge consumes.
+        The first connection to a fixed address must succeed (a wrong address
+        is an error at once).  A followed broker (``broker_file``, re-read
+        before each attempt: simulator/vocabulary/broker_source.py) is waited
+        for at the start too, and any lost broker is retried with backoff for
+        ``broker_give_up`` seconds; then the bridge stops with
+        :class:`BrokerUnreachableError`.  ``ready`` is set once the bridge
+        consumes.
         """
         if self.config.events_log is not None:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
@@ -136,26 +143,32 @@ class Bridge:
         try:
             if self._outbox is not None:
                 await self._outbox.open()
-            conn = await self._subscribe()
+            conn: StompConnection | None
+            if self._broker.follow is None:  # a fixed address: wrong is an error at once
+                conn = await self._subscribe(self._broker.current())
+            else:  # the state directory's broker may be (re)starting: wait for it
+                conn = await reconnect(
+                    self._broker,
+                    self._subscribe,
+                    who="the ICC",
+                    give_up=self.config.broker_give_up,
+                    stop=stop,
+                    first_delay=0.0,
+                )
             if ready is not None:
                 ready.set()
-            delay = RECONNECT_INITIAL
-            while True:
+            while conn is not None:
                 await self._session(conn, stop)
                 if stop.is_set():
                     return
-                while not stop.is_set():
-                    log.warning("broker connection lost; reconnecting in %.1f s", delay)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay)
-                    try:
-                        conn = await self._subscribe()
-                        delay = RECONNECT_INITIAL
-                        break
-                    except BrokerUnreachableError:
-                        delay = min(delay * 2, RECONNECT_MAX)
-                if stop.is_set():
-                    return
+                log.warning("broker connection lost; reconnecting")
+                conn = await reconnect(
+                    self._broker,
+                    self._subscribe,
+                    who="the ICC",
+                    give_up=self.config.broker_give_up,
+                    stop=stop,
+                )
         finally:
             await self._push.close()
             if self._outbox is not None:
@@ -163,11 +176,11 @@ class Bridge:
             if self._events is not None:
                 self._events.close()
 
-    async def _subscribe(self) -> StompConnection:
-        conn = StompConnection.from_url(self._broker_url)
+    async def _subscribe(self, url: str) -> StompConnection:
+        conn = StompConnection.from_url(url)
         await conn.connect()
         await conn.subscribe(self.config.queue, prefetch=self.config.prefetch)
-        log.info("icc bridge consuming %s", self.config.queue)
+        log.info("icc bridge consuming %s at %s", self.config.queue, conn.where)
         return conn
 
     async def _session(self, conn: StompConnection, stop: asyncio.Event) -> None:
@@ -327,7 +340,7 @@ class Bridge:
                 break
             except (sqlite3.Error, OSError) as exc:  # the lane waits: order holds
                 log.error("outbox write failed envelope_id=%s: %s; retrying", envelope_id, exc)
-                await asyncio.sleep(RECONNECT_MAX / 10)
+                await asyncio.sleep(OUTBOX_RETRY)
         await self._ack(frame)
         self._event("outboxed", meta, envelope_id, detail="held" if new else "already held")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ka_producer.documents import DocumentFactory, GeneratedDocument, Seller, seller_profile
 from ka_producer.producer import Producer
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER
 from simulator.vocabulary.messages import KA_QUEUE
 
 #: Namespace of the message and correlation ids KA derives from document ids.
@@ -64,6 +65,8 @@ async def publish_round(
 
     ``id_salt`` goes into every message and correlation id: a run against an
     endpoint that remembers earlier runs gives its messages ids of their own.
+    A document whose message KA has already recorded (before a restart, with the
+    same seed) is skipped at once, without waiting for the pacer.
     """
     published = 0
     for seller in sellers:
@@ -71,6 +74,9 @@ async def publish_round(
         # Ids follow from the documents, so the same seed gives the same ids.
         correlation_id = str(uuid.uuid5(ID_NAMESPACE, f"chain:{id_salt}{docs[0].document_id}"))
         for doc in docs:
+            message_id = str(uuid.uuid5(ID_NAMESPACE, f"message:{id_salt}{doc.document_id}"))
+            if producer.has_recorded(message_id):
+                continue  # published before KA restarted: not again, and not paced
             if pacer is not None:
                 await pacer.wait()
             await producer.publish(
@@ -79,7 +85,7 @@ async def publish_round(
                 doc.xml,
                 document_id=doc.document_id,
                 correlation_id=correlation_id,
-                message_id=str(uuid.uuid5(ID_NAMESPACE, f"message:{id_salt}{doc.document_id}")),
+                message_id=message_id,
             )
             published += 1
     return published
@@ -94,19 +100,30 @@ async def produce_chains(
     chains: int = 1,
     rate: float = 0.0,
     produced_log: Path | None = None,
+    outbox: Path | None = None,
+    broker_file: Path | None = None,
+    give_up: float = GIVE_UP_AFTER,
     stop: asyncio.Event | None = None,
     on_connected: Callable[[], None] | None = None,
 ) -> int:
     """Publish ``chains`` chains per supplier (0: until ``stop``); returns the count.
 
     ``on_connected`` is called once the broker has accepted the connection,
-    before the first publication.
+    before the first publication.  ``outbox``, ``broker_file`` and
+    ``give_up`` are the :class:`Producer`'s.
     """
     factory = DocumentFactory(seed)
     sellers = [seller_profile(org, name) for org, name in suppliers]
     pacer = Pacer(rate)
     total = 0
-    async with Producer(broker_url, queue=queue, produced_log=produced_log) as producer:
+    async with Producer(
+        broker_url,
+        queue=queue,
+        produced_log=produced_log,
+        outbox=outbox,
+        broker_file=broker_file,
+        give_up=give_up,
+    ) as producer:
         if on_connected is not None:
             on_connected()
         done = 0

@@ -29,7 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     start = actions.add_parser("start", help="start the broker in the background")
     _network_option(start)
     start.add_argument(
-        "--port", type=_port, default=None, help="STOMP port on 127.0.0.1 (default: a free one)"
+        "--port",
+        type=_port,
+        default=None,
+        help="STOMP port on 127.0.0.1 (default: the last one if free, else a free one)",
     )
     start.add_argument(
         "--timeout",

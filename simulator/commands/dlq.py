@@ -68,7 +68,7 @@ def _options(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen dlq action."""
-    url = broker_url_for(args, StateDir.resolve(args.state))
+    url, _ = broker_url_for(args, StateDir.resolve(args.state))
     dlq = DeadLetterQueue(url, args.queue)
     if args.action == "list":
         letters = _with(dlq, dlq.letters)

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import cProfile
 import json
+import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -19,10 +20,13 @@ from pathlib import Path
 from simulator.commands.args import broker_url_for
 from simulator.lab.broker import LocalBroker
 from simulator.lab.pki import require_crl
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.messages import KA_QUEUE
 from simulator.vocabulary.retry import RetryPolicy
 from simulator.vocabulary.state import StateDir
+
+log = logging.getLogger(__name__)
 
 #: A directory: run each served component under cProfile, statistics written there.
 PROFILE_DIR_ENV = "B2BSIM_PROFILE_DIR"
@@ -35,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     comp = p.add_subparsers(dest="component", metavar="COMPONENT", required=True)
 
     b = comp.add_parser("broker", help="the embedded ActiveMQ broker, in the foreground")
-    b.add_argument("--port", type=int, help="STOMP port on 127.0.0.1 (default: a free one)")
+    b.add_argument(
+        "--port",
+        type=int,
+        help="STOMP port on 127.0.0.1 (default: the last one if free, else a free one)",
+    )
     b.set_defaults(func=_serve_broker)
 
     s = comp.add_parser("supplier-stub", help="the reference supplier endpoint(s)")
@@ -145,15 +153,37 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     k.add_argument(
         "--rate", type=float, default=0.0, help="messages per second (0: as fast as possible)"
     )
-    k.add_argument("--log", type=Path, help="append the produced log (JSON lines) here")
+    k.add_argument("--log", type=Path, help="append KA's record (produced.jsonl) here")
+    k.add_argument(
+        "--outbox",
+        type=Path,
+        metavar="FILE",
+        help="KA's SQLite outbox and sequences, kept across restarts "
+        "(default: STATE/ka-outbox.sqlite)",
+    )
     k.set_defaults(func=_serve_producer)
 
 
 def _broker_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
         "--broker",
-        help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the "
-        "embedded broker of the state directory)",
+        help="stomp://HOST:PORT (default: $B2BSIM_BROKER, else the embedded broker of the "
+        "state directory, followed to its new address if it restarts elsewhere)",
+    )
+    where.add_argument(
+        "--broker-file",
+        type=Path,
+        metavar="FILE",
+        help="follow the broker this broker.json names (default without --broker: "
+        "STATE/broker/broker.json)",
+    )
+    p.add_argument(
+        "--broker-give-up",
+        type=float,
+        default=GIVE_UP_AFTER,
+        metavar="S",
+        help=f"seconds to look for a lost broker before exiting (default {GIVE_UP_AFTER:g})",
     )
     p.add_argument("--queue", default=KA_QUEUE, help=f"KA's queue (default: {KA_QUEUE})")
 
@@ -251,8 +281,11 @@ def _serve_icc(args: argparse.Namespace) -> int:
     from icc_bridge import Bridge, BridgeConfig
 
     state = StateDir.resolve(args.state)
+    broker_url, broker_file = broker_url_for(args, state, wait=True)
     config = BridgeConfig(
-        broker_url=broker_url_for(args, state),
+        broker_url=broker_url,
+        broker_file=broker_file,
+        broker_give_up=args.broker_give_up,
         registry=args.registry or state.registry,
         ca_cert=state.ca_cert,
         icc_cert=state.icc_cert,
@@ -320,12 +353,15 @@ def _serve_producer(args: argparse.Namespace) -> int:
 
     state = StateDir.resolve(args.state)
     registry = Registry.load(args.registry or state.registry)
-    url = broker_url_for(args, state)
+    url, broker_file = broker_url_for(args, state, wait=True)
 
     async def main(stop: asyncio.Event) -> None:
         await produce_chains(
             url,
             [(s.org_number, s.name) for s in registry],
+            outbox=args.outbox or state.root / "ka-outbox.sqlite",
+            broker_file=broker_file,
+            give_up=args.broker_give_up,
             queue=args.queue,
             seed=args.seed,
             chains=args.chains,

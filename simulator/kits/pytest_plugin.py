@@ -229,7 +229,10 @@ class B2BSimChain:
         self._thread.start()
         self._call(self.components.start(), timeout=180)
         self._producer = Producer(
-            self.broker_url, queue=spec.queue, produced_log=self.run_dir / "produced.jsonl"
+            self.broker_url,
+            queue=spec.queue,
+            produced_log=self.run_dir / "produced.jsonl",
+            outbox=self.run_dir / "ka-outbox.sqlite",
         )
         self._call(self._producer.__aenter__(), timeout=60)
         if self.endpoint is not None:
@@ -301,14 +304,14 @@ class B2BSimChain:
         supplier pointed at another endpoint, delivered there (a 2xx answer).
         Raises :class:`~simulator.vocabulary.errors.RunTimeoutError` after ``timeout`` s.
         """
-        from simulator.runs.reconcile import dead_lettered_ids, icc_events, read_jsonl
+        from simulator.runs.reconcile import dead_lettered_ids, icc_events, produced_records
         from simulator.runs.stub_records import loaded_messages
 
         assert self.components is not None, "start() first"
         elsewhere = self._elsewhere()
         deadline = time.monotonic() + timeout
         while True:
-            produced = read_jsonl(self.run_dir / "produced.jsonl")
+            produced = produced_records(self.run_dir / "produced.jsonl")
             events = self.components.events_files()
             settled = {m for m, *_ in loaded_messages(self.components.db)} | dead_lettered_ids(
                 events

@@ -9,6 +9,7 @@ live under one directory (``StateDir.broker``)::
     tmp/                   the JVM's java.io.tmpdir
     broker.log             stdout and stderr of the JVM
     broker.json            pid, port, url, started_at of the running JVM
+    last-port              the port of the last start: a start without a port takes it again if free
     start.lock             held by the process starting the broker (one start at a time)
 
 The generated configuration is :mod:`simulator.lab.broker_config`.  A broker
@@ -104,6 +105,18 @@ def _free_port() -> int:
     return free_ports(1, LOCAL_HOST)[0]
 
 
+def _preferred_port(last: int | None) -> int:
+    """``last`` if it is free again (clients that remember it find the broker), else any."""
+    if last is not None and 0 < last < 65536:
+        try:
+            _check_port_free(last)
+        except PortInUseError:
+            log.info("the broker's last port %d is taken: picking another", last)
+        else:
+            return last
+    return _free_port()
+
+
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # The JVM binds with SO_REUSEADDR too, so only a live listener counts.
@@ -169,6 +182,20 @@ class LocalBroker:
     @property
     def lock_file(self) -> Path:
         return self.base / "start.lock"
+
+    @property
+    def last_port_file(self) -> Path:
+        return self.base / "last-port"
+
+    def _last_port(self) -> int | None:
+        """The port of the last broker of this base: its broker.json, else last-port."""
+        info = self.info()
+        if info is not None:
+            return info.port
+        try:
+            return int(self.last_port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     # --- state --------------------------------------------------------------------
     def info(self) -> BrokerInfo | None:
@@ -250,11 +277,12 @@ class LocalBroker:
 
     def _start_new(self, timeout: float) -> BrokerInfo:
         """Start a JVM for this base (the caller holds the start lock)."""
+        before = self._last_port()
         self._clean_up_stale()
         home = self.home or find_activemq_home()
         if self.port is not None:
             _check_port_free(self.port)
-        port = self.port if self.port is not None else _free_port()
+        port = self.port if self.port is not None else _preferred_port(before)
         self._write_config(port)
         begun = time.monotonic()
         pid = self._launch(home)
@@ -276,6 +304,7 @@ class LocalBroker:
             startup_seconds=round(time.monotonic() - begun, 2),
         )
         self.info_file.write_text(json.dumps(asdict(info), indent=2) + "\n")
+        self.last_port_file.write_text(f"{port}\n")
         log.info("broker started: %s (pid %d)", url, pid)
         return info
 

@@ -66,6 +66,10 @@ class ChainSpec:
     # CAs in ``server_ca`` (the pin in the registry still decides).
     stub_orgs: tuple[str, ...] | None = None
     server_ca: Path | None = None
+    # Workers follow the embedded broker (its broker.json in broker_dir) wherever it
+    # restarts, instead of a fixed --broker URL (docs/messages.md).
+    follow_broker: bool = False
+    broker_give_up: float | None = None  # workers' --broker-give-up (None: their default)
 
     def worker_broker_url(self, i: int) -> str:
         """The broker ICC worker ``i`` (from 0) consumes from."""
@@ -150,8 +154,13 @@ class RunningChain:
     async def start_worker(self, i: int) -> None:
         s = self.spec
         retry = s.retry or RetryPolicy()
+        broker: dict[str, object] = (
+            {"--broker-file": s.broker_dir / "broker.json"}
+            if s.follow_broker
+            else {"--broker": s.worker_broker_url(i)}
+        )
         options = {
-            "--broker": s.worker_broker_url(i),
+            **broker,
             "--queue": s.queue,
             "--registry": s.run_dir / "registry.json",
             "--events": s.run_dir / f"icc-{i + 1}.jsonl",
@@ -163,6 +172,8 @@ class RunningChain:
             "--outbox": s.run_dir / "icc-outbox.sqlite",
             "--faults": self.icc_faults_file,
         }
+        if s.broker_give_up is not None:
+            options["--broker-give-up"] = s.broker_give_up
         if i == 0 and s.pull_port is not None:
             options["--pull-port"] = s.pull_port
         if s.server_ca is not None:

@@ -31,6 +31,8 @@ class Reconciliation:
     redelivered: int = 0  # arrivals the supplier answered as duplicates
     out_of_order: int = 0  # ledger rows loaded after a later message of the same supplier
     lost_ids: list[str] = field(default_factory=list)
+    # lost because KA recorded them but the broker never confirmed them (KA died before)
+    unsent_ids: list[str] = field(default_factory=list)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
 
     def figures(self) -> dict[str, int]:
@@ -66,8 +68,48 @@ def out_of_order_rows(loaded: list[tuple[str, str, int, int]]) -> int:
     return count
 
 
+@dataclass
+class KaRecord:
+    """KA's record (``produced.jsonl``, docs/files.md): each message KA recorded,
+    by id (its first ``recorded`` line), and the ids the broker confirmed.
+
+    A line without ``state`` is of the older format, written after the SEND:
+    recorded and sent.
+    """
+
+    recorded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sent: set[str] = field(default_factory=set)
+
+    @property
+    def unconfirmed(self) -> set[str]:
+        """Recorded, but the broker never confirmed them (yet)."""
+        return set(self.recorded) - self.sent
+
+
+def read_record(produced_log: Path) -> KaRecord:
+    """KA's record of ``produced_log`` (a missing file is empty)."""
+    record = KaRecord()
+    for line in read_jsonl(produced_log):
+        message_id = line.get("message_id")
+        if not isinstance(message_id, str):
+            continue
+        state = line.get("state")
+        if state == "sent":
+            record.sent.add(message_id)
+            continue
+        record.recorded.setdefault(message_id, line)
+        if state is None:  # the older format: written once sent
+            record.sent.add(message_id)
+    return record
+
+
+def produced_records(produced_log: Path) -> list[dict[str, Any]]:
+    """Each message KA recorded, once, in the order of the record."""
+    return list(read_record(produced_log).recorded.values())
+
+
 def produced_ids(produced_log: Path) -> set[str]:
-    return {str(r["message_id"]) for r in read_jsonl(produced_log)}
+    return set(read_record(produced_log).recorded)
 
 
 def icc_events(logs: Iterable[Path]) -> list[dict[str, Any]]:
@@ -105,8 +147,9 @@ def reconcile(
     not the stub's; without a read-back (None) what it acknowledged with a 2xx
     counts as loaded, once.
     """
-    rows = read_jsonl(produced_log)
-    produced = {str(r["message_id"]) for r in rows}
+    record = read_record(produced_log)
+    rows = list(record.recorded.values())
+    produced = set(record.recorded)
     events = icc_events(icc_logs)
     delivered = {e["message_id"] for e in events if e.get("event") == "delivered"}
     dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}
@@ -142,6 +185,7 @@ def reconcile(
         redelivered=redelivered,
         out_of_order=out_of_order,
         lost_ids=lost[:100],
+        unsent_ids=sorted(set(lost) & record.unconfirmed)[:100],
         dead_letters=[
             {"message_id": m, "code": e.get("code", ""), "reason": e.get("detail", "")}
             for m, e in sorted(dead.items())

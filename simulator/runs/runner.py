@@ -44,8 +44,9 @@ from simulator.runs.run_setup import (
     start_network,
     suppliers_of,
 )
-from simulator.runs.scenario import ZERO_BY_DEFAULT, Scenario, Step
+from simulator.runs.scenario import ZERO_BY_DEFAULT, KillBroker, RestartBroker, Scenario, Step
 from simulator.runs.steps import StepPlayer
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER
 from simulator.vocabulary.errors import B2BSimError, RunTimeoutError
 from simulator.vocabulary.state import StateDir
 
@@ -129,6 +130,7 @@ class RunResult:
             "faults": self.faults,
             "dead_letters": f.dead_letters,
             "lost_ids": f.lost_ids,
+            "unsent_ids": f.unsent_ids,
             "run_dir": str(self.run_dir),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "rerun": f"b2bsim run {self.scenario.path}",
@@ -180,6 +182,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         worker_broker_urls=worker_urls,
         stub_orgs=None if external is None else tuple(s.org_number for s in suppliers[1:]),
         server_ca=None if external is None else run_state.pki / SERVER_CA,
+        broker_give_up=broker_give_up(scenario),
     )
     chain = RunningChain(spec, broker, say, network)
     result = RunResult(scenario, run_dir, Reconciliation(), timings=timings)
@@ -235,6 +238,12 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def broker_give_up(scenario: Scenario) -> float:
+    """How long KA and the ICC look for a lost broker: past the longest planned outage."""
+    downs = [s.down for s in scenario.steps if isinstance(s, KillBroker | RestartBroker)]
+    return float(max([GIVE_UP_AFTER, *(down + GIVE_UP_AFTER for down in downs)]))
 
 
 async def _play(

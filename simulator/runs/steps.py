@@ -36,6 +36,7 @@ from simulator.runs.scenario import (
     not_applicable_to_endpoint,
 )
 from simulator.runs.stub_records import latest_envelope, loaded_messages
+from simulator.vocabulary.broker_source import GIVE_UP_AFTER
 from simulator.vocabulary.messages import Header, MessageMeta, MessageType, now_ms
 from simulator.vocabulary.registry import Registry
 
@@ -72,7 +73,12 @@ class StepPlayer:
         spec = self.chain.spec
         produced_log = spec.run_dir / "produced.jsonl"
         async with Producer(
-            spec.broker_url, queue=spec.queue, produced_log=produced_log, clock=self.clock
+            spec.broker_url,
+            queue=spec.queue,
+            produced_log=produced_log,
+            outbox=spec.run_dir / "ka-outbox.sqlite",
+            clock=self.clock,
+            give_up=spec.broker_give_up or GIVE_UP_AFTER,
         ) as ka:
             self.ka = ka
             for index, step in enumerate(self.scenario.steps):

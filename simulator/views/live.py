@@ -111,7 +111,8 @@ class RunTailer:
             return []
         events: list[LiveEvent] = []
         for r in self._produced_log.read():
-            events.append(self._on_produced(r))
+            if r.get("state") != "sent":  # KA's record also says when the broker confirmed
+                events.append(self._on_produced(r))
         for path in sorted(self.run_dir.glob("icc*.jsonl")):
             tail = self._icc.setdefault(path, JsonlTail(path))
             events.extend(e for r in tail.read() if (e := self._on_icc(r)) is not None)

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from simulator.runs.reconcile import read_jsonl
+from simulator.runs.reconcile import produced_records, read_jsonl
 from simulator.runs.stub_records import STUB_DB, envelope_of, ledger_stamps, timeline_envelopes
 
 N = TypeVar("N", int, float)
@@ -232,7 +232,7 @@ def build_timeline(run_dir: Path) -> Timeline:
             m = messages[message_id] = MessageTimeline(message_id)
         return m
 
-    for r in read_jsonl(run_dir / "produced.jsonl"):
+    for r in produced_records(run_dir / "produced.jsonl"):
         m = get(str(r.get("message_id", "")))
         m.message_type = str(r.get("message_type", ""))
         m.org_number = str(r.get("org_number", ""))

@@ -19,12 +19,12 @@ class TestBrokerUrlFor:
     def test_the_given_broker_first(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(BROKER_ENV, "stomp://127.0.0.1:61999")
         args = argparse.Namespace(broker="stomp://127.0.0.1:61613")
-        assert broker_url_for(args, StateDir(tmp_path)) == "stomp://127.0.0.1:61613"
+        assert broker_url_for(args, StateDir(tmp_path)) == ("stomp://127.0.0.1:61613", None)
 
     def test_then_the_environment(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(BROKER_ENV, "stomp://127.0.0.1:61999")
         args = argparse.Namespace(broker=None)
-        assert broker_url_for(args, StateDir(tmp_path)) == "stomp://127.0.0.1:61999"
+        assert broker_url_for(args, StateDir(tmp_path)) == ("stomp://127.0.0.1:61999", None)
 
     def test_a_bad_url_is_refused(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(BROKER_ENV, raising=False)

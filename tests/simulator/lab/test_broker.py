@@ -347,6 +347,43 @@ class TestLocalBrokerLifecycle:
             broker.stop()
         assert _gone(third.pid)
 
+    def test_restart_after_kill_prefers_the_old_port(self, tmp_path: Path) -> None:
+        """A start without a port, after a kill -9 (stale broker.json) and after a clean
+        stop (no broker.json), takes the port the broker had, so clients find it again."""
+        killed = LocalBroker(tmp_path, die_with_parent=True)
+        first = killed.start()
+        os.kill(first.pid, signal.SIGKILL)
+        assert _gone(first.pid)
+        assert killed.status().running is False  # (and its exit status collected)
+        broker = LocalBroker(tmp_path, die_with_parent=True)
+        try:
+            second = broker.start()
+            assert second.pid != first.pid
+            assert second.port == first.port
+        finally:
+            broker.stop()
+        assert not broker.info_file.exists()
+        try:
+            assert broker.start().port == first.port
+        finally:
+            broker.stop()
+
+    def test_restart_takes_another_port_when_the_old_one_is_taken(self, tmp_path: Path) -> None:
+        """The old port is only a preference: taken by someone else, another is chosen."""
+        broker = LocalBroker(tmp_path, die_with_parent=True)
+        first = broker.start()
+        broker.stop()
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+            squatter.bind(("127.0.0.1", first.port))
+            squatter.listen(1)
+            try:
+                second = broker.start()
+                assert second.port != first.port
+                assert broker.status().answering is True
+            finally:
+                broker.stop()
+
     def test_dies_with_parent(self, tmp_path: Path) -> None:
         """With die_with_parent the JVM is killed when the process that started it dies."""
         code = textwrap.dedent(
