@@ -1,5 +1,5 @@
-"""``b2bsim soak --minutes 1 --seed 1`` end to end: the real broker, every component as its
-own process, every fault kind, then the invariants (about 2-3 minutes)."""
+"""``b2bsim soak --minutes 3 --seed 1`` end to end, as issue 18 asks of CI: the real broker,
+every component as its own process, every fault kind, then the invariants (about 4-5 minutes)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from simulator.kits.soak.schedule import KINDS, build_schedule
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(330)
-def test_a_one_minute_soak_strikes_with_every_fault_and_keeps_every_invariant(
+@pytest.mark.timeout(660)
+def test_a_three_minute_soak_strikes_with_every_fault_and_keeps_every_invariant(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "result.json"
@@ -26,7 +26,7 @@ def test_a_one_minute_soak_strikes_with_every_fault_and_keeps_every_invariant(
             str(tmp_path / "state"),
             "soak",
             "--minutes",
-            "1",
+            "3",
             "--seed",
             "1",
             "--drain-timeout",
@@ -39,8 +39,8 @@ def test_a_one_minute_soak_strikes_with_every_fault_and_keeps_every_invariant(
     )
     result = json.loads(out.read_text())
     printed = capsys.readouterr()
-    assert build_schedule(1, 1).text() in printed.err  # the schedule, printed at the start
-    assert result["schedule"] == build_schedule(1, 1).to_json()
+    assert build_schedule(1, 3).text() in printed.err  # the schedule, printed at the start
+    assert result["schedule"] == build_schedule(1, 3).to_json()
     faults_log = Path(result["run_dir"]) / "faults.jsonl"
     logged = [json.loads(line) for line in faults_log.read_text().splitlines()]
     assert all(set(r) == {"at_ms", "kind", "target", "params"} for r in logged)
