@@ -31,7 +31,6 @@ import json
 import logging
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -322,14 +321,7 @@ async def _measure(
             spec.broker_url, queue=spec.queue, produced_log=spec.run_dir / "produced.jsonl"
         ) as ka:
             for i in range(n):
-                org, doc, _ = docs.pick(i)
-                await ka.publish(
-                    MessageType.SJALVFAKTURA,
-                    org,
-                    doc.xml,
-                    document_id=doc.document_id,
-                    message_id=str(uuid.uuid4()),
-                )
+                await docs.publish(ka, i)
         produce_seconds = time.monotonic() - started
         meter.ka_stops()
         say(f"chain: KA published {n} in {produce_seconds:.1f} s; waiting for the ledger")

@@ -11,10 +11,11 @@ import asyncio
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ka_producer import documents_for
+from ka_producer import Producer, documents_for
 from ka_producer.documents import DocumentFactory, GeneratedDocument, seller_profile
 from simulator.kits.bench_options import BenchOptions
 from simulator.kits.bench_procs import cpu_seconds, peak_rss_mb
@@ -22,6 +23,7 @@ from simulator.runs.chain import ChainSpec, RunningChain
 from simulator.runs.reconcile import read_jsonl
 from simulator.runs.stub_records import ledger_count
 from simulator.vocabulary.errors import BenchTimeoutError, ComponentError
+from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.state import StateDir
 
 __all__ = [
@@ -56,6 +58,19 @@ class Documents:
         s = i % len(self.suppliers)
         k = (i // len(self.suppliers)) % len(self.pools[s])
         return self.suppliers[s][0], self.pools[s][k], self.bodies[s][k]
+
+    async def publish(self, ka: Producer, i: int) -> str:
+        """Publish message ``i`` (a self-invoice, :meth:`pick`) with a new id; returns the id."""
+        org, doc, _ = self.pick(i)
+        message_id = str(uuid.uuid4())
+        await ka.publish(
+            MessageType.SJALVFAKTURA,
+            org,
+            doc.xml,
+            document_id=doc.document_id,
+            message_id=message_id,
+        )
+        return message_id
 
     @property
     def count(self) -> int:

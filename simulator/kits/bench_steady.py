@@ -27,7 +27,6 @@ import asyncio
 import json
 import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,6 @@ from simulator.lab.pki import SupplierIdentity
 from simulator.runs.chain import RunningChain
 from simulator.runs.reconcile import reconcile
 from simulator.runs.run_setup import init_run_suppliers
-from simulator.vocabulary.messages import MessageType
 from simulator.vocabulary.state import StateDir
 
 __all__ = [
@@ -193,16 +191,7 @@ async def _measure(
         ) as ka:
 
             async def publish(i: int) -> str:
-                org, doc, _ = docs.pick(i)
-                message_id = str(uuid.uuid4())
-                await ka.publish(
-                    MessageType.SJALVFAKTURA,
-                    org,
-                    doc.xml,
-                    document_id=doc.document_id,
-                    message_id=message_id,
-                )
-                return message_id
+                return await docs.publish(ka, i)
 
             say(f"steady: warm-up, {warmup} messages")
             for i in range(warmup):
