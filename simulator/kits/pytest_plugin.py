@@ -8,56 +8,70 @@ test can ask for:
 ``b2bsim_broker``
     (session) the STOMP URL of a real broker: ``$B2BSIM_BROKER``, or an
     embedded ActiveMQ started for the session and stopped at its end;
+``b2bsim_external``
+    (session) the supplier's own endpoint, already running, and the state
+    directory AF gave that supplier (:class:`~simulator.kits.plugin_config.ExternalSupplier`),
+    from ``--b2bsim-endpoint …`` or the ini keys; None without;
 ``b2bsim_chain``
-    a running chain (:class:`B2BSimChain`): test PKI, registry, supplier stub
-    and one ICC worker, with ``produce()``, ``wait()`` and ``reconcile()``;
+    a running chain (:class:`~simulator.kits.plugin_chain.B2BSimChain`): test
+    PKI, registry, supplier stub and an ICC worker, with ``produce()``,
+    ``wait()``, ``reconcile()``, the fault calls (``kill_icc()``, …) and, with
+    an external supplier, ``grade()``;
 ``b2bsim_run``
     a function that runs a scenario file and returns its
-    :class:`~simulator.runs.runner.RunResult`.
+    :class:`~simulator.runs.runner.RunResult` (supplier 1 at the external
+    endpoint, if one is configured).
 
 Options: ``--b2bsim-suppliers N`` (suppliers of ``b2bsim_chain``, default 3)
-and ``--b2bsim-endpoint URL`` (deliver the first supplier's envelopes to this
-endpoint instead of the stub).  docs/testing-your-endpoint.md shows how.
+and the external endpoint's (:mod:`simulator.kits.plugin_config`); the marker
+``@pytest.mark.b2bsim(own_broker=True, suppliers=N, workers=N)`` for one
+test's chain.  docs/testing-your-endpoint.md shows how.
 
-Heavy modules are imported inside the fixtures, so the plugin costs nothing
+Heavy modules are imported inside the fixtures, so the plugin costs little
 in a pytest run that does not use it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import replace
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import pytest
 
-from simulator.vocabulary.errors import B2BSimError, RunTimeoutError
+from simulator.kits.plugin_chain import DEFAULT_SUPPLIERS, B2BSimChain, say_as
+from simulator.kits.plugin_config import (
+    ExternalSupplier,
+    add_endpoint_options,
+    check_external,
+    external_from_config,
+    plugin_words,
+)
+from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.state import StateDir
 
 if TYPE_CHECKING:
-    from ka_producer import Producer
-    from ka_producer.documents import DocumentFactory
-    from simulator.lab.pki import SupplierIdentity
-    from simulator.runs.chain import RunningChain
-    from simulator.runs.reconcile import Reconciliation
+    from simulator.lab.broker import LocalBroker
     from simulator.runs.runner import RunResult
     from simulator.runs.scenario import Scenario
-    from simulator.vocabulary.registry import Registry
 
-__all__ = ["B2BSimChain", "RunScenario"]
+__all__ = ["B2BSimChain", "ExternalSupplier", "RunScenario"]
 
 log = logging.getLogger("b2bsim.pytest")
-T = TypeVar("T")
 
 #: ``b2bsim_run(path_or_scenario, rules=None) -> RunResult``
 RunScenario = Callable[..., "RunResult"]
-DEFAULT_SUPPLIERS = 3
+#: The configured external supplier (checked once tests need it), per session.
+EXTERNAL = pytest.StashKey[ExternalSupplier | None]()
+#: Fixtures that put the external supplier in a chain or a run.
+USES_EXTERNAL = ("b2bsim_chain", "b2bsim_run", "b2bsim_external")
+MARKER = (
+    "b2bsim(own_broker=False, suppliers=None, workers=1): b2bsim_chain of this test; "
+    "own_broker starts a broker of its own, which restart_broker() and kill_broker() may stop"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -67,14 +81,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=int,
         default=DEFAULT_SUPPLIERS,
         metavar="N",
-        help=f"suppliers in the registry of b2bsim_chain (default {DEFAULT_SUPPLIERS})",
+        help=f"suppliers in the registry of b2bsim_chain (default {DEFAULT_SUPPLIERS}); "
+        "with --b2bsim-endpoint, supplier 1 is yours",
     )
-    group.addoption(
-        "--b2bsim-endpoint",
-        metavar="URL",
-        help="b2bsim_chain delivers the first supplier's envelopes to this https URL "
-        "(your own endpoint) instead of the supplier stub",
+    add_endpoint_options(group, parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER)
+    if not getattr(config.option, "help", False):
+        config.stash[EXTERNAL] = external_from_config(config)  # UsageError if wrong
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before any test runs: an external endpoint that some test needs must be usable."""
+    external = config.stash.get(EXTERNAL, None)
+    uses = any(
+        name in getattr(item, "fixturenames", ()) for item in items for name in USES_EXTERNAL
     )
+    if external is None or not uses:
+        return
+    try:
+        config.stash[EXTERNAL] = check_external(external)
+    except B2BSimError as exc:
+        raise pytest.UsageError(f"b2bsim: {plugin_words(exc.one_line())}") from None
 
 
 @pytest.fixture
@@ -108,21 +139,46 @@ def b2bsim_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def b2bsim_external(pytestconfig: pytest.Config) -> ExternalSupplier | None:
+    """The supplier's own endpoint and AF's state directory for it, or None (the stub).
+
+    From ``--b2bsim-endpoint URL --b2bsim-state DIR --b2bsim-org-number N``
+    (or the ini keys); override this fixture in a conftest.py to give one from code:
+    ``ExternalSupplier(StateDir(DIR), ExternalEndpoint(url, ca, org, readback=…))``.
+    """
+    return pytestconfig.stash.get(EXTERNAL, None)
+
+
 @pytest.fixture
-def b2bsim_run(b2bsim_state: StateDir, b2bsim_broker: str) -> RunScenario:
+def b2bsim_run(
+    b2bsim_state: StateDir, b2bsim_broker: str, b2bsim_external: ExternalSupplier | None
+) -> RunScenario:
     """A function that runs a scenario (a file or a loaded Scenario) and returns its RunResult.
 
+    With an external supplier, supplier 1 of the scenario is its endpoint, as
+    with ``b2bsim run --endpoint``: the test's state directory starts from a copy
+    of the PKI of the state directory AF gave the supplier.
     Call it from a plain ``def`` test: a run has an event loop of its own.
     """
     from simulator.runs.runner import RunOptions, run_scenario
     from simulator.runs.scenario import Scenario, load_scenario
+
+    endpoint = None
+    if b2bsim_external is not None:
+        shutil.copytree(b2bsim_external.state.pki, b2bsim_state.pki, dirs_exist_ok=True)
+        endpoint = b2bsim_external.endpoint
 
     def run(scenario: str | os.PathLike[str] | Scenario, *, rules: str | None = None) -> RunResult:
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(Path(scenario))
         # A scenario that restarts the broker needs one of its own, in the state directory.
         url = None if loaded.needs_embedded_broker else b2bsim_broker
         options = RunOptions(
-            state=b2bsim_state, broker_url=url, rules=rules, progress=_say(loaded.name)
+            state=b2bsim_state,
+            broker_url=url,
+            rules=rules,
+            progress=say_as(loaded.name),
+            endpoint=endpoint,
         )
         return run_scenario(loaded, options)
 
@@ -131,23 +187,43 @@ def b2bsim_run(b2bsim_state: StateDir, b2bsim_broker: str) -> RunScenario:
 
 @pytest.fixture
 def b2bsim_chain(
-    request: pytest.FixtureRequest, b2bsim_state: StateDir, b2bsim_broker: str
+    request: pytest.FixtureRequest,
+    b2bsim_state: StateDir,
+    b2bsim_broker: str,
+    b2bsim_external: ExternalSupplier | None,
 ) -> Iterator[B2BSimChain]:
-    """A running chain: PKI, registry, supplier stub and one ICC worker; stopped afterwards."""
-    config = request.config
+    """A running chain: PKI, registry, supplier stub and an ICC worker; stopped afterwards.
+
+    Supplier 1 is the external endpoint, if one is configured; the marker
+    ``@pytest.mark.b2bsim(own_broker=True, suppliers=N, workers=N)`` shapes it.
+    """
+    marker = request.node.get_closest_marker("b2bsim")
+    wanted = dict(marker.kwargs) if marker is not None else {}
+    unknown = set(wanted) - {"own_broker", "suppliers", "workers"}
+    if unknown:
+        pytest.fail(
+            f"@pytest.mark.b2bsim does not know {', '.join(sorted(unknown))}: it takes "
+            "own_broker, suppliers and workers",
+            pytrace=False,
+        )
+    broker = _own_broker(b2bsim_state) if wanted.get("own_broker") else None
     chain = B2BSimChain(
         b2bsim_state,
-        b2bsim_broker,
-        suppliers=config.getoption("--b2bsim-suppliers"),
-        endpoint=config.getoption("--b2bsim-endpoint"),
+        b2bsim_broker if broker is None else _url_of(broker),
+        suppliers=int(wanted.get("suppliers") or request.config.getoption("--b2bsim-suppliers")),
+        workers=int(wanted.get("workers", 1)),
+        external=b2bsim_external,
+        broker=broker,
     )
     try:
         chain.start()
     except B2BSimError as exc:
         chain.stop()
-        pytest.fail(f"cannot start the chain: {exc.one_line()}", pytrace=False)
+        _stop(broker)
+        pytest.fail(f"cannot start the chain: {plugin_words(exc.one_line())}", pytrace=False)
     except BaseException:
         chain.stop()  # nothing is left running, whatever went wrong
+        _stop(broker)
         raise
     try:
         yield chain
@@ -155,240 +231,25 @@ def b2bsim_chain(
         chain.stop()
 
 
-def _say(name: str) -> Callable[[str], None]:
-    def say(msg: str) -> None:
-        log.info("[%s] %s", name, msg)
+def _own_broker(state: StateDir) -> LocalBroker:
+    """A broker of the test's own (in its state directory), for the broker faults."""
+    from simulator.lab.broker import LocalBroker
 
-    return say
+    broker = LocalBroker(state.broker, die_with_parent=True)
+    try:
+        broker.start(timeout=90)
+    except B2BSimError as exc:
+        broker.stop(grace=5)
+        pytest.fail(f"cannot start the chain's own broker: {exc.one_line()}", pytrace=False)
+    return broker
 
 
-class B2BSimChain:
-    """A chain that runs beside a test: KA's producer, the ICC and the supplier stub.
+def _url_of(broker: LocalBroker) -> str:
+    info = broker.info()
+    assert info is not None, "started"
+    return info.url
 
-    Its methods are plain (blocking) calls, so a supplier's tests need no
-    asyncio: the chain's event loop runs on a thread of its own, which also
-    owns the child processes (they die with it).
-    """
 
-    def __init__(
-        self,
-        state: StateDir,
-        broker_url: str,
-        *,
-        suppliers: int = DEFAULT_SUPPLIERS,
-        seed: int = 1,
-        endpoint: str | None = None,
-    ) -> None:
-        if suppliers < 1:
-            from simulator.vocabulary.errors import ConfigError
-
-            raise ConfigError(
-                f"a chain needs at least one supplier, not {suppliers}",
-                hint="pass --b2bsim-suppliers N with N ≥ 1",
-            )
-        self.state, self.broker_url, self.seed = state, broker_url, seed
-        self.supplier_count, self.endpoint = suppliers, endpoint
-        self.suppliers: list[SupplierIdentity] = []
-        self.run_dir = Path()
-        self.pki = state
-        self.components: RunningChain | None = None
-        self._producer: Producer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._factory: DocumentFactory | None = None
-        self._ports: list[int] = []
-
-    # --- life cycle -------------------------------------------------------------
-    def start(self) -> None:
-        """Write the PKI and registry, start the stub and an ICC worker, connect KA."""
-        from ka_producer import Producer
-        from simulator.lab.pki import init_pki
-        from simulator.lab.ports import free_ports
-        from simulator.lab.suppliers import make_suppliers
-        from simulator.runs.chain import ChainSpec, RunningChain
-        from simulator.runs.run_setup import new_run_dir
-
-        self.run_dir = new_run_dir(self.state, "pytest")
-        self.pki = StateDir(self.run_dir)  # the run's own PKI, as `b2bsim run` makes it
-        self.suppliers = make_suppliers(self.supplier_count, self.seed)
-        init_pki(self.pki, self.suppliers)
-        self._write_registry(free_ports(len(self.suppliers)))
-        spec = ChainSpec(
-            state=self.pki,
-            broker_dir=self.state.broker,
-            run_dir=self.run_dir,
-            broker_url=self.broker_url,
-            queue=f"/queue/af.ka.outbound.run-{self.run_dir.name}",
-            seed=self.seed,
-        )
-        self.components = RunningChain(spec, None, _say("chain"))
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="b2bsim-chain", daemon=True
-        )
-        self._thread.start()
-        self._call(self.components.start(), timeout=180)
-        self._producer = Producer(
-            self.broker_url,
-            queue=spec.queue,
-            produced_log=self.run_dir / "produced.jsonl",
-            outbox=self.run_dir / "ka-outbox.sqlite",
-        )
-        self._call(self._producer.__aenter__(), timeout=60)
-        if self.endpoint is not None:
-            self.point_at(self.suppliers[0].org_number, self.endpoint)
-
-    def stop(self) -> None:
-        """Disconnect KA, stop the stub and the ICC, end the loop's thread.  Idempotent."""
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            if self._producer is not None:
-                producer, self._producer = self._producer, None
-                self._call(producer.__aexit__(None, None, None), timeout=30)
-            if self.components is not None:
-                self._call(self.components.stop(), timeout=60)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
-
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
-        """Run ``coro`` on the chain's loop and wait for its result."""
-        if self._loop is None:
-            coro.close()
-            from simulator.vocabulary.errors import ConfigError
-
-            raise ConfigError("the chain is not running", hint="call start() first")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    # --- what a test does -----------------------------------------------------------
-    def produce(
-        self, chains: int = 1, *, doc_type: str | None = None, count: int = 0, rate: float = 0
-    ) -> int:
-        """KA publishes, for every supplier, ``chains`` chains (or ``count`` of ``doc_type``).
-
-        Returns how many messages were published.
-        """
-        from ka_producer import Pacer, publish_round
-        from ka_producer.documents import DocumentFactory, seller_profile
-
-        producer = self._producer
-        if producer is None:
-            from simulator.vocabulary.errors import ConfigError
-
-            raise ConfigError("the chain is not running", hint="call start() first")
-        if self._factory is None:
-            self._factory = DocumentFactory(self.seed)  # one per chain: ids never repeat
-        factory = self._factory
-        sellers = [seller_profile(s.org_number, s.name) for s in self.suppliers]
-        rounds = count if doc_type is not None else chains
-
-        async def publish() -> int:
-            pacer, total = Pacer(rate), 0
-            for _ in range(rounds):
-                total += await publish_round(
-                    producer, factory, sellers, doc_type=doc_type, pacer=pacer
-                )
-            await producer.flush()
-            return total
-
-        return self._call(publish(), timeout=600)
-
-    def wait(self, timeout: float = 60) -> Reconciliation:
-        """Wait until every message produced is settled; return the reconciliation.
-
-        Settled: loaded into the stub's ledger, dead-lettered, or, for a
-        supplier pointed at another endpoint, delivered there (a 2xx answer).
-        Raises :class:`~simulator.vocabulary.errors.RunTimeoutError` after ``timeout`` s.
-        """
-        from simulator.runs.reconcile import dead_lettered_ids, icc_events, produced_records
-        from simulator.runs.stub_records import loaded_messages
-
-        assert self.components is not None, "start() first"
-        elsewhere = self._elsewhere()
-        deadline = time.monotonic() + timeout
-        while True:
-            produced = produced_records(self.run_dir / "produced.jsonl")
-            events = self.components.events_files()
-            settled = {m for m, *_ in loaded_messages(self.components.db)} | dead_lettered_ids(
-                events
-            )
-            if elsewhere:
-                settled |= {
-                    str(e.get("message_id"))
-                    for e in icc_events(events)
-                    if e.get("event") == "delivered"
-                }
-            waiting = [r for r in produced if str(r["message_id"]) not in settled]
-            if not waiting:
-                return self.reconcile()
-            if time.monotonic() > deadline:
-                raise RunTimeoutError(
-                    f"{len(waiting)} of {len(produced)} message(s) not settled after {timeout:g} s",
-                    hint=f"see the component logs in {self.run_dir}",
-                )
-            time.sleep(0.2)
-
-    def reconcile(self) -> Reconciliation:
-        """The run's figures now: produced, delivered, ingested, lost, … (docs/files.md)."""
-        from simulator.runs.reconcile import reconcile
-
-        assert self.components is not None, "start() first"
-        return reconcile(
-            self.run_dir / "produced.jsonl", self.components.events_files(), self.components.db
-        )
-
-    # --- the registry ------------------------------------------------------------------
-    @property
-    def registry_file(self) -> Path:
-        return self.run_dir / "registry.json"
-
-    @property
-    def registry(self) -> Registry:
-        """The registry the ICC reads now (organisation number → URL, certificate, mode)."""
-        from simulator.vocabulary.registry import Registry
-
-        return Registry.load(self.registry_file)
-
-    def point_at(self, org_number: str, url: str, *, cert: Path | None = None) -> None:
-        """Deliver ``org_number``'s envelopes to ``url`` from the next message on.
-
-        The ICC pins the endpoint's server certificate: by default the test
-        PKI's certificate of that supplier (``pki.supplier_cert(org)``, with
-        ``pki.supplier_key(org)``), or ``cert``, which must be issued by the
-        test CA (``pki.ca_cert``).
-        """
-        from simulator.lab.pki import cert_sha256
-        from simulator.vocabulary.registry import Registry
-
-        registry = self.registry
-        entry = registry.lookup(org_number)
-        pin = cert_sha256(cert) if cert is not None else entry.cert_sha256
-        moved = replace(entry, url=url, cert_sha256=pin)
-        Registry(moved if e.org_number == org_number else e for e in registry).save(
-            self.registry_file
-        )
-        log.info("supplier %s now delivered to %s", org_number, url)
-
-    def _elsewhere(self) -> set[str]:
-        stub = {f"https://127.0.0.1:{port}/" for port in self._ports}
-        return {e.org_number for e in self.registry if not e.url.startswith(tuple(stub))}
-
-    def _write_registry(self, ports: list[int]) -> None:
-        from simulator.lab.pki import cert_sha256
-        from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
-
-        self._ports = ports
-        Registry(
-            SupplierEntry(
-                org_number=s.org_number,
-                name=s.name,
-                url=f"https://127.0.0.1:{port}/b2b/envelopes",
-                cert_sha256=cert_sha256(self.pki.supplier_cert(s.org_number)),
-                delivery_mode=DeliveryMode.PUSH,
-            )
-            for s, port in zip(self.suppliers, ports, strict=True)
-        ).save(self.registry_file)
+def _stop(broker: LocalBroker | None) -> None:
+    if broker is not None:
+        broker.stop()

@@ -92,6 +92,13 @@ class StepPlayer:
             if self.background or not isinstance(self.scenario.steps[-1], Wait):
                 await self._wait(Wait(timeout=self.scenario.timeout))
 
+    async def play_step(self, step: Step) -> None:
+        """Play one step now, as :meth:`play` does (``self.ka`` set; not in the background).
+
+        The pytest plugin's fault calls (simulator/kits/plugin_faults.py) come here.
+        """
+        await self._action(step)
+
     def _action(self, step: Step) -> Coroutine[Any, Any, None]:
         reason = self._skipped(step)
         if reason is not None:  # aimed at the external supplier: not ours to do
