@@ -190,12 +190,14 @@ class B2BSimChain(FaultCalls):
             if self.components is not None:
                 self._call(self.components.stop(), timeout=60)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
-            loop.close()
-            self._loop = self._thread = None
-            if self.components is not None and self.components.broker is not None:
-                self.components.broker.stop()  # the last one, after any restart
+            try:
+                if self.components is not None and self.components.broker is not None:
+                    self.components.broker.stop()  # the chain's own, the last after restarts
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=10)
+                loop.close()
+                self._loop = self._thread = None
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """Run ``coro`` on the chain's loop and wait for its result."""
@@ -251,7 +253,13 @@ class B2BSimChain(FaultCalls):
         deadline = time.monotonic() + timeout
         pending, self._background = self._background, []
         for task in pending:
-            task.result(max(0.1, deadline - time.monotonic()))
+            try:
+                task.result(max(0.1, deadline - time.monotonic()))
+            except concurrent.futures.TimeoutError:
+                raise RunTimeoutError(
+                    f"a fault in the background did not end within {timeout:g} s",
+                    hint=f"see the component logs in {self.run_dir}",
+                ) from None
         elsewhere = self._elsewhere()
         while True:
             produced = produced_records(self.run_dir / "produced.jsonl")

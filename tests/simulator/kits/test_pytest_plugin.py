@@ -265,10 +265,12 @@ class TestExternalEndpoint:
                 b2bsim_chain.restart_broker(down=1.0)
                 b2bsim_chain.duplicate()
                 assert b2bsim_chain.produce(chains=1) == 3
+                b2bsim_chain.restart_broker(down=1.0, background=True)  # wait() waits for it
+                assert b2bsim_chain.produce(chains=1, rate=5) == 3
                 figures = b2bsim_chain.wait(timeout=120)
-                assert (figures.ingested, figures.lost, figures.double_ingested) == (6, 0, 0)
+                assert (figures.ingested, figures.lost, figures.double_ingested) == (9, 0, 0)
                 assert figures.redelivered >= 1  # the ICC's duplicates reached the stub
-                assert b2bsim_chain.components.broker_restarts == 1
+                assert b2bsim_chain.components.broker_restarts == 2
             """
         )
         result = supplier_tests.runpytest_subprocess("-p", "no:cacheprovider")
