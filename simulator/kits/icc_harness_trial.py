@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ka_producer.documents import DocumentFactory, seller_profile
-from simulator.kits.icc_harness import IccHarness
+from simulator.kits.icc_harness import IccHarness, Reply
 from simulator.kits.icc_harness_grading import Published
 from simulator.lab.certbuilder import (
     build_certificate,
@@ -130,8 +131,11 @@ class Trial:
     def ca_pem(self) -> bytes:
         return self.target.state.ca_cert.read_bytes()
 
-    async def publish(self, count: int = 1) -> list[str]:
-        """Put ``count`` purchase orders for the supplier on KA's queue, as KA does; their ids."""
+    async def publish(self, count: int = 1, *, replies: Sequence[Reply] = ()) -> list[str]:
+        """Put ``count`` purchase orders for the supplier on KA's queue, as KA does; their ids.
+
+        Each message's attempts are answered by ``replies`` (scripted before it is sent).
+        """
         ids: list[str] = []
         for _ in range(count):
             doc = self._factory.order(self._seller)
@@ -140,6 +144,7 @@ class Trial:
                 doc.message_type, self.target.org_number, self._sequence, produced_at_ms=now_ms()
             )
             self.published[meta.message_id] = Published(meta, doc.xml)
+            self.harness.script(meta.message_id, *replies)
             await self.conn.send(
                 self.target.queue, doc.xml.decode("utf-8"), meta.headers(), receipt=True
             )
