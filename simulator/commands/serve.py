@@ -280,6 +280,7 @@ def _serve_stub(args: argparse.Namespace) -> int:
 def _serve_icc(args: argparse.Namespace) -> int:
     from icc_bridge import Bridge, BridgeConfig, read_test_switches
 
+    switches = read_test_switches(os.environ)  # TEST ONLY (docs/icc.md); refused first
     state = StateDir.resolve(args.state)
     broker_url, broker_file = broker_url_for(args, state, wait=True)
     config = BridgeConfig(
@@ -304,7 +305,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
         ),
         outbox=args.outbox or state.root / "icc-outbox.sqlite",
         server_ca=args.server_ca,
-        test_switches=read_test_switches(os.environ),  # TEST ONLY (docs/icc.md)
+        test_switches=switches,
     )
     bridge = Bridge(config)
     pull_api = None
