@@ -92,6 +92,11 @@ def run_icc(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"the ICC's registry must hold: {json.dumps(entry)}", flush=True)
+        print(
+            f"the ICC must trust {target.state.ca_cert} for server certificates and present "
+            "its client certificate from that CA",
+            flush=True,
+        )
 
     def progress(result: CaseResult) -> None:
         line = f"{result.grade.value.upper()} {result.case_id}: {result.title} — {result.reason}"

@@ -148,6 +148,7 @@ class IccHarness:
             )
         except OSError as exc:
             await self._runner.cleanup()
+            self._runner = None
             raise ConfigError(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
                 hint="choose a free port on an address of this machine with --listen HOST:PORT",

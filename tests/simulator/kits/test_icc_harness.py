@@ -69,7 +69,9 @@ async def grade_our_icc(
         "--events", str(tmp / "icc.jsonl"),
     ]  # fmt: skip
     icc = await Component.start("icc", state.root, args, tmp / "icc.log", env=env)
+    broken = sorted(k for k in env or {} if k.startswith("B2BSIM_ICC_TEST_NO_"))
     try:
+        assert icc.ready.get("test_only_broken", []) == broken  # it says that it is broken
         return await run_icc_conformance(target)
     finally:
         await icc.stop()
