@@ -5,10 +5,14 @@ bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
 ``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md).
 Faults for tests and teaching: :func:`write_delivery_faults` writes the
 fault file a running ICC reads (docs/files.md), :func:`read_delivery_faults`
-reads it back.
+reads it back.  TEST ONLY, never in production: :func:`read_test_switches`
+reads the switches that break pinning or retries on purpose
+(icc_bridge/broken_on_purpose.py), for proving that ``b2bsim conformance
+--icc`` catches a broken ICC.
 """
 
 from icc_bridge.bridge import Bridge, BridgeConfig, envelope_id_for
+from icc_bridge.broken_on_purpose import IccTestSwitches, read_test_switches
 from icc_bridge.faults import read_delivery_faults, write_delivery_faults
 from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
@@ -17,11 +21,13 @@ from simulator.vocabulary.retry import RetryPolicy
 __all__ = [
     "Bridge",
     "BridgeConfig",
+    "IccTestSwitches",
     "Outbox",
     "PullApi",
     "PullApiConfig",
     "RetryPolicy",
     "envelope_id_for",
     "read_delivery_faults",
+    "read_test_switches",
     "write_delivery_faults",
 ]

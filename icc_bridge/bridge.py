@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from icc_bridge.broken_on_purpose import IccTestSwitches
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox
@@ -89,6 +91,8 @@ class BridgeConfig:
     server_ca: Path | None = None  # trust pushed-to servers issued by these CAs (default ca_cert)
     broker_file: Path | None = None  # follow the broker this broker.json names (on reconnect)
     broker_give_up: float = GIVE_UP_AFTER  # seconds to look for a lost broker, then stop
+    #: TEST ONLY, never in production: pinning or retries off (icc_bridge/broken_on_purpose.py)
+    test_switches: IccTestSwitches = field(default_factory=IccTestSwitches)
 
 
 class Bridge:
@@ -109,7 +113,13 @@ class Bridge:
             icc_key=config.icc_key,
             timeout=config.request_timeout,
             crl=config.crl,
+            pin=not config.test_switches.no_pin,
         )
+        if config.test_switches.names:
+            log.warning(
+                "TEST ONLY, broken on purpose: %s; never run this ICC in production",
+                ", ".join(config.test_switches.names),
+            )
         self._dlq = dead_letter_queue(config.queue)
         self._faults = DeliveryFaults(config.faults)
         self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
@@ -269,6 +279,8 @@ class Bridge:
             await self._hold_for_pull(frame, meta, envelope.envelope_id, signed)
             return
         policy = supplier.retry or self.config.retry
+        if self.config.test_switches.no_retry:  # TEST ONLY: broken on purpose
+            policy = dataclasses.replace(policy, max_attempts=1)
         attempt: Attempt | None = None
         first = time.monotonic()
         for number in range(1, policy.max_attempts + 1):

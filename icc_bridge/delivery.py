@@ -7,6 +7,11 @@ the envelope reaches a server that presents another certificate.  With a CRL
 (``PushClient(crl=...)``) a revoked server certificate fails the handshake
 too; the context is rebuilt when the CRL file changes, so a revocation
 applies from the next connection without a restart.
+
+A redirect (3xx) is never followed: the registry is the only source of a
+supplier's URL, and the envelope is addressed (``RECEIVER_URL``) to the URL
+registered.  It is a refusal that names the new location, so the supplier's
+registry entry is updated and the dead letter replayed (docs/icc.md).
 """
 
 from __future__ import annotations
@@ -66,8 +71,10 @@ class PushClient:
         icc_key: Path,
         timeout: float = 10.0,
         crl: Path | None = None,
+        pin: bool = True,
     ) -> None:
         self._ca, self._cert, self._key, self._crl = ca_cert, icc_cert, icc_key, crl
+        self._pin = pin  # False only with the test-only switch (icc_bridge/broken_on_purpose.py)
         self._contexts: dict[tuple[str, str], ContextCache] = {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -84,7 +91,8 @@ class PushClient:
         key = (supplier.org_number, supplier.cert_sha256)
         cache = self._contexts.get(key)
         if cache is None:
-            pin, crl = supplier.cert_sha256, self._crl
+            pin = supplier.cert_sha256 if self._pin else None
+            crl = self._crl
 
             def build() -> ssl.SSLContext:
                 return client_context(self._cert, self._key, self._ca, pin_sha256=pin, crl=crl)
@@ -103,9 +111,12 @@ class PushClient:
                 data=envelope,
                 headers={"Content-Type": ENVELOPE_MEDIA_TYPE, "Accept": "application/json"},
                 ssl=self._context(supplier),
+                allow_redirects=False,
             ) as resp:
                 body = await resp.read()
                 answered = _classify(resp.status, resp.headers.get("Retry-After"), body)
+                if 300 <= resp.status < 400:
+                    answered = replace(answered, detail=_moved(resp.headers.get("Location")))
                 latency = round((time.monotonic() - sent) * 1000)
                 return replace(answered, latency_ms=latency)
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -134,6 +145,12 @@ def _classify(status: int, retry_after: str | None, body: bytes) -> Attempt:
     if status in (408, 429) or status >= 500:
         return Attempt(Outcome.RETRY, status, detail, _retry_after_seconds(retry_after))
     return Attempt(Outcome.REFUSED, status, detail)
+
+
+def _moved(location: str | None) -> str:
+    """The detail of a redirect, which the ICC does not follow."""
+    where = _excerpt(location) if location else "(no Location)"
+    return f"moved to {where}; the ICC does not follow redirects: update the registry's url"
 
 
 def _detail(body: bytes) -> str:

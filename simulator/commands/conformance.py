@@ -4,6 +4,9 @@ Exit 0 when every case passes, 1 when any fails or is not graded (a case the
 kit could not test is never a pass), 2 when the target cannot be reached or
 presents an untrusted certificate (no case is graded then) or the command
 line is wrong.  docs/conformance.md is the guide.
+
+``--icc`` turns it around: the reference supplier grades an ICC under test
+(simulator/commands/conformance_icc.py; docs/conformance.md, "Grading an ICC").
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from simulator.commands.conformance_icc import add_icc_options, run_icc
 from simulator.kits.conformance import (
     DEFAULT_TIMEOUT,
     CaseResult,
@@ -38,10 +42,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "conformance",
-        help="run AF's test plan against a supplier's own push endpoint (graded report)",
+        help="run AF's test plan against a supplier's own push endpoint (graded report); "
+        "--icc: grade an ICC",
         description="Play the ICC towards a supplier's push endpoint over mutual TLS and grade "
-        "each case of the onboarding test plan. Exit 0 all passed, 1 a case failed, 2 the "
-        "target is unreachable or untrusted, or the command line is wrong.",
+        "each case of the onboarding test plan; with --icc, play the supplier (and KA) "
+        "towards an ICC under test and grade it. Exit 0 all passed, 1 a case failed, 2 the "
+        "target (or broker) is unreachable or untrusted, or the command line is wrong.",
     )
     p.add_argument("--target", metavar="URL", help="the endpoint URL, as AF's registry holds it")
     p.add_argument(
@@ -69,7 +75,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--seed", type=int, help="document seed (default: from the clock; the report names it)"
     )
     p.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S", help="per request (10)"
+        "--timeout",
+        type=float,
+        metavar="S",
+        help=f"per request ({DEFAULT_TIMEOUT:g}); with --icc, the wait for the ICC's next "
+        "attempt (30)",
     )
     p.add_argument(
         "--case",
@@ -93,10 +103,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(default: only when the target runs on this machine)",
     )
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    add_icc_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.icc:
+        return run_icc(args)
     console = Console(highlight=False)
     tty = console.is_terminal
     if args.list:
@@ -173,7 +186,7 @@ def _target(args: argparse.Namespace) -> ConformanceTarget:
         signer_key=signer_key,
         state=state,
         cert_sha256=args.target_cert_sha256,
-        timeout=args.timeout,
+        timeout=args.timeout if args.timeout is not None else DEFAULT_TIMEOUT,
         seed=args.seed if args.seed is not None else int(time.time()) % 1_000_000,
         case_ids=tuple(args.cases) if args.cases else None,
         burst=args.burst,

@@ -278,8 +278,9 @@ def _serve_stub(args: argparse.Namespace) -> int:
 
 
 def _serve_icc(args: argparse.Namespace) -> int:
-    from icc_bridge import Bridge, BridgeConfig
+    from icc_bridge import Bridge, BridgeConfig, read_test_switches
 
+    switches = read_test_switches(os.environ)  # TEST ONLY (docs/icc.md); refused first
     state = StateDir.resolve(args.state)
     broker_url, broker_file = broker_url_for(args, state, wait=True)
     config = BridgeConfig(
@@ -304,6 +305,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
         ),
         outbox=args.outbox or state.root / "icc-outbox.sqlite",
         server_ca=args.server_ca,
+        test_switches=switches,
     )
     bridge = Bridge(config)
     pull_api = None
@@ -341,7 +343,9 @@ def _serve_icc(args: argparse.Namespace) -> int:
         waiter.cancel()
         if ready.is_set():
             pull = {"pull_url": pull_api.url} if pull_api is not None else {}
-            _ready("icc", queue=config.queue, suppliers=len(bridge.registry), **pull)
+            broken = config.test_switches.names
+            extra = {**pull, **({"test_only_broken": list(broken)} if broken else {})}
+            _ready("icc", queue=config.queue, suppliers=len(bridge.registry), **extra)
         await task
 
     return _run_until_signal("icc", main)

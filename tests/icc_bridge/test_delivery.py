@@ -82,6 +82,21 @@ async def _refuse_long_problem(request: web.Request) -> web.Response:
     return web.Response(status=status, body=body, content_type=PROBLEM_MEDIA_TYPE)
 
 
+#: Where the /moved route says the endpoint went.
+MOVED_TO = "/b2b/elsewhere"
+#: What arrived at MOVED_TO (a redirect the client followed).
+followed: list[str] = []
+
+
+async def _moved(request: web.Request) -> web.Response:
+    return web.Response(status=308, headers={"Location": MOVED_TO})
+
+
+async def _elsewhere(request: web.Request) -> web.Response:
+    followed.append(request.method)
+    return web.json_response({"status": "accepted"}, status=201)
+
+
 @pytest.fixture
 async def server(state: StateDir) -> AsyncIterator[Server]:
     app = web.Application()
@@ -91,6 +106,8 @@ async def server(state: StateDir) -> AsyncIterator[Server]:
     app.router.add_post("/empty", _refuse_empty)
     app.router.add_post("/stale", _refuse_stale)
     app.router.add_post("/long-problem", _refuse_long_problem)
+    app.router.add_post("/moved", _moved)
+    app.router.add_route("*", MOVED_TO, _elsewhere)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     org = SUPPLIERS[0].org_number
@@ -180,3 +197,34 @@ class TestPinMismatch:
         assert server.other_pin in attempt.detail
         assert "(" + '"' not in attempt.detail
         assert not attempt.detail.endswith(",)")
+
+
+class TestRedirect:
+    async def test_a_redirect_is_not_followed_but_refused_naming_where(
+        self, server: Server
+    ) -> None:
+        """308: the registry is the only source of the URL; the refusal names the new one."""
+        followed.clear()
+        attempt = await server.client.push(server.at("/moved"), b"<x/>")
+        assert followed == []
+        assert attempt.outcome is Outcome.REFUSED
+        assert attempt.status == 308
+        assert attempt.detail.startswith(f"moved to {MOVED_TO};")
+        assert "update the registry" in attempt.detail
+
+
+class TestWithoutPin:
+    async def test_the_test_only_switch_accepts_another_certificate(
+        self, server: Server, state: StateDir
+    ) -> None:
+        """pin=False (B2BSIM_ICC_TEST_NO_PIN): a wrong pin no longer stops the request."""
+        client = PushClient(
+            ca_cert=state.ca_cert, icc_cert=state.icc_cert, icc_key=state.icc_key, pin=False
+        )
+        await client.start()
+        try:
+            entry = replace(server.at("/refuse"), cert_sha256=server.other_pin)
+            attempt = await client.push(entry, b"<x/>")
+        finally:
+            await client.close()
+        assert attempt.status == 400  # the request went through: broken on purpose
