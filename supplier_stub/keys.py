@@ -42,7 +42,8 @@ def supplier_key_pair(state: StateDir, org: str, own: OwnKeyPair | None) -> tupl
     if cert.is_file() and not key.exists():
         raise PkiError(
             f"the state holds no key of supplier {org}: its certificate was issued from its CSR",
-            hint="serve it with the supplier's own files: --cert CERT.pem --key KEY.pem",
+            hint="serve it with the supplier's own files (--cert CERT.pem --key KEY.pem), "
+            "or serve only the others (--org-number)",
         )
     return cert, key
 

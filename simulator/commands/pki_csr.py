@@ -58,11 +58,11 @@ def check_csr_options(args: argparse.Namespace) -> None:
     if args.csr is None:
         given = [f"--{o.replace('_', '-')}" for o in _ONLY_WITH_CSR if getattr(args, o)]
         if given:
-            raise ConfigError(f"{', '.join(given)} need --csr", hint="add --csr FILE")
+            raise ConfigError(f"{', '.join(given)}: only with --csr", hint="add --csr FILE")
         if args.who is None:
             raise ConfigError(
                 "pki issue needs ORG, icc or --csr FILE --org-number ORG",
-                hint="e.g. b2bsim pki issue --csr supplier.csr --org-number 5567891234",
+                hint="e.g. b2bsim pki issue --csr supplier.csr --org-number 5567891238",
             )
         return
     if args.who is not None:

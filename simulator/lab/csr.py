@@ -106,16 +106,10 @@ def read_csr(path: Path) -> x509.CertificateSigningRequest:
 
 
 def check_csr(csr: x509.CertificateSigningRequest, where: str) -> str:
-    """Refuse what the CA must not certify; returns the key's description (e.g. "EC P-256")."""
-    try:
-        valid = csr.is_signature_valid
-    except (UnsupportedAlgorithm, ValueError, TypeError):
-        valid = False
-    if not valid:
-        raise CsrSignatureError(
-            f"{where}: the CSR's own signature does not verify, so it proves no key possession",
-            hint="make a new CSR with the supplier's private key and do not edit it afterwards",
-        )
+    """Refuse what the CA must not certify; returns the key's description (e.g. "EC P-256").
+
+    The hash is checked first: OpenSSL 3 does not verify a SHA-1 signature at all.
+    """
     key = describe_key(csr.public_key(), where)
     try:
         algorithm = csr.signature_hash_algorithm
@@ -129,6 +123,15 @@ def check_csr(csr: x509.CertificateSigningRequest, where: str) -> str:
         raise CsrHashError(
             f"{where}: the CSR is signed with {used}; the CA accepts SHA-256, SHA-384 or SHA-512",
             hint="make the CSR again with -sha256 (openssl req's default)",
+        )
+    try:
+        valid = csr.is_signature_valid
+    except (UnsupportedAlgorithm, ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise CsrSignatureError(
+            f"{where}: the CSR's own signature does not verify, so it proves no key possession",
+            hint="make a new CSR with the supplier's private key and do not edit it afterwards",
         )
     return key
 
@@ -154,7 +157,7 @@ def describe_key(public_key: object, where: str) -> str:
         return f"EC P-{public_key.curve.key_size}"
     kind = type(public_key).__name__.removeprefix("_").removesuffix("PublicKey")
     raise CsrKeyError(
-        f"{where}: a {kind} key; the CA certifies EC (P-256, P-384) and RSA (2048 bits or more)",
+        f"{where}: a key of type {kind}; the CA certifies EC (P-256, P-384) and RSA (2048+ bits)",
         hint=_NEW_CSR,
     )
 
