@@ -6,12 +6,12 @@ VENV     ?= .venv
 PYTHON   ?= python3
 BIN      := $(VENV)/bin
 
-.PHONY: demo test lint typecheck contracts unit venv activemq chromium clean
+.PHONY: demo test lint typecheck contracts unit venv activemq chromium openssl clean
 
 demo: venv activemq
 	$(BIN)/b2bsim run scenarios/happy-path.yaml --result-json .b2bsim/demo-result.json
 
-test: venv activemq chromium lint typecheck contracts unit
+test: venv activemq chromium openssl lint typecheck contracts unit
 
 lint: venv
 	$(BIN)/ruff check .
@@ -24,7 +24,7 @@ typecheck: venv
 contracts: venv
 	$(BIN)/lint-imports
 
-unit: venv activemq chromium
+unit: venv activemq chromium openssl
 	$(BIN)/pytest
 
 venv: $(VENV)/.installed
@@ -41,6 +41,10 @@ activemq:
 # Debian's Chromium for the live view's browser tests (tests/ui/, driven by Playwright).
 chromium:
 	@scripts/ensure-chromium.sh
+
+# Debian's openssl: the supplier's key and CSR in the onboarding tests (`openssl req`).
+openssl:
+	@scripts/ensure-openssl.sh
 
 clean:
 	-$(BIN)/b2bsim broker stop 2>/dev/null

@@ -40,8 +40,6 @@ from aiohttp.typedefs import Middleware
 
 from simulator.vocabulary.certs import (
     CrlFile,
-    cert_sha256,
-    crl_path,
     is_icc_certificate,
     load_certificate,
     require_crl,
@@ -68,10 +66,11 @@ from simulator.vocabulary.messages import now_ms
 from simulator.vocabulary.problems import code_for
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
 from simulator.vocabulary.state import StateDir
-from simulator.vocabulary.tls import FileWatcher, peer_certificate, reloading_server_context
+from simulator.vocabulary.tls import FileWatcher, peer_certificate
 from simulator.vocabulary.verifier import EnvelopeVerifier
 from simulator.vocabulary.xmlsafe import parse_xml
 from supplier_stub.faults import FaultInjector
+from supplier_stub.keys import OwnKeyPair, server_tls, supplier_key_pair
 from supplier_stub.ledger import DEFAULT_GAP_TIMEOUT, Ledger
 from supplier_stub.puller import DEFAULT_POLL_INTERVAL, Puller, PullerSettings
 from supplier_stub.readback import LEDGER_PATH, ledger_handler
@@ -96,6 +95,7 @@ class StubConfig:
     state: StateDir  # where the test PKI lives
     db: Path
     org_numbers: list[str] | None = None  # None: every supplier in the registry
+    own_keys: OwnKeyPair | None = None  # serve its supplier with these files, not the state's
     bind_host: str = "127.0.0.1"
     max_body: int = DEFAULT_MAX_BODY
     document_check: DocumentCheck | None = None
@@ -258,26 +258,18 @@ class SupplierStub:
                 log.info("supplier %s moved to %s", new.org_number, new.url)
             log.info("registry reloaded from %s", self.config.registry)
 
-    @staticmethod
-    def _tls(supplier: SupplierEntry, state: StateDir) -> ssl.SSLContext:
-        cert_path = state.supplier_cert(supplier.org_number)
-        if cert_sha256(load_certificate(cert_path)) != supplier.cert_sha256:
-            raise B2BSimError(
-                f"the certificate at {cert_path} is not the one registered for "
-                f"{supplier.org_number}",
-                hint="re-run `b2bsim pki init` so that the registry and the PKI agree",
-            )
-        # Reloaded in every handshake: a rotated certificate or a new CRL applies at once.
-        return reloading_server_context(
-            cert_path, state.supplier_key(supplier.org_number), state.ca_cert, crl=crl_path(state)
-        )
+    def _tls(self, supplier: SupplierEntry, state: StateDir) -> ssl.SSLContext:
+        return server_tls(supplier, state, self.config.own_keys)
 
     def _start_pullers(self) -> None:
         """One Puller per pull supplier: same receive path, store and ledger as a push."""
         for s in self.suppliers:
             if s.delivery_mode is DeliveryMode.PULL:
                 settings = PullerSettings.for_supplier(s, self.config.state, self.config.pull_url)
-                settings = replace(settings, poll_interval=self.config.poll_interval)
+                cert, key = supplier_key_pair(self.config.state, s.org_number, self.config.own_keys)
+                settings = replace(
+                    settings, poll_interval=self.config.poll_interval, cert=cert, key=key
+                )
                 puller = Puller(s, settings, ingest=self._ingest_pulled, store=self._store)
                 stop = asyncio.Event()
                 task = asyncio.create_task(puller.run(stop), name=f"pull-{s.org_number}")

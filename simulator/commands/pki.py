@@ -9,6 +9,12 @@ import argparse
 import datetime as dt
 from typing import Any
 
+from simulator.commands.pki_csr import (
+    add_csr_options,
+    check_csr_options,
+    issue_csr,
+    refuse_csr_supplier,
+)
 from simulator.lab.pki import (
     DEFAULT_HOSTS,
     ICC,
@@ -103,13 +109,17 @@ def _add_life_cycle(actions: argparse._SubParsersAction[Any]) -> None:
     """Declare ``pki issue``, ``rotate``, ``revoke`` and ``crl``."""
     issue = actions.add_parser(
         "issue",
-        help="issue a new certificate for a supplier or the ICC (e.g. an expired one)",
+        help="issue a certificate for a supplier's CSR, or a new key and certificate for a "
+        "supplier or the ICC (e.g. an expired one)",
         description=(
-            "Replace the certificate of supplier ORG (or of the ICC: `icc`) with a new one "
-            "from the existing CA, and update STATE/registry.json's cert_sha256 for a supplier."
+            "With --csr FILE --org-number ORG: certify the key of the supplier's CSR (the CA "
+            "sets subject and SAN; the supplier's key never leaves it). Else replace the "
+            "certificate of supplier ORG (or of the ICC: `icc`) with a new key and certificate "
+            "from the existing CA. For a supplier, STATE/registry.json gets the new cert_sha256."
         ),
     )
-    issue.add_argument("who", metavar="ORG|icc", help="organisation number, or icc")
+    issue.add_argument("who", nargs="?", metavar="ORG|icc", help="organisation number, or icc")
+    add_csr_options(issue)
     window = issue.add_mutually_exclusive_group()
     window.add_argument("--expired", action="store_true", help="valid from 2 days ago to 1 day ago")
     window.add_argument(
@@ -245,6 +255,7 @@ def _parse_time(text: str) -> dt.datetime:
 
 
 def _issue(state: StateDir, args: argparse.Namespace) -> str:
+    check_csr_options(args)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     not_before: dt.datetime | None = None
     not_after: dt.datetime | None = None
@@ -253,6 +264,8 @@ def _issue(state: StateDir, args: argparse.Namespace) -> str:
     elif args.not_after:
         not_after = _parse_time(args.not_after)
         not_before = min(now, not_after - dt.timedelta(days=1))
+    if args.csr is not None:
+        return issue_csr(state, args, (not_before, not_after))
     hosts = tuple(args.hosts) if args.hosts else None
     if args.who.strip().lower() == ICC:
         issued = issue_icc_cert(
@@ -264,6 +277,7 @@ def _issue(state: StateDir, args: argparse.Namespace) -> str:
         )
         return _issued_line("icc", issued)
     supplier = supplier_identity(state, args.who)
+    refuse_csr_supplier(state, supplier.org_number)
     issued = issue_supplier_cert(
         state,
         supplier,

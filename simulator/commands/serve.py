@@ -16,15 +16,20 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simulator.commands.args import broker_url_for
 from simulator.lab.broker import LocalBroker
 from simulator.lab.pki import require_crl
 from simulator.vocabulary.broker_source import GIVE_UP_AFTER
 from simulator.vocabulary.errors import ConfigError
+from simulator.vocabulary.identifiers import normalise_org_number
 from simulator.vocabulary.messages import KA_QUEUE
 from simulator.vocabulary.retry import RetryPolicy
 from simulator.vocabulary.state import StateDir
+
+if TYPE_CHECKING:
+    from supplier_stub import OwnKeyPair
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         dest="org_numbers",
         help="serve only this supplier (repeatable; default: every push supplier)",
     )
+    s.add_argument(
+        "--cert",
+        type=Path,
+        metavar="FILE",
+        help="serve the supplier this certificate names with it and --key (the supplier's own "
+        "key, e.g. after `b2bsim pki issue --csr`), and only that supplier",
+    )
+    s.add_argument("--key", type=Path, metavar="FILE", help="the private key of --cert (PEM)")
     rules = s.add_mutually_exclusive_group()
     rules.add_argument(
         "--rules",
@@ -259,11 +272,13 @@ def _serve_stub(args: argparse.Namespace) -> int:
     from supplier_stub import StubConfig, document_check_for, serve_forever
 
     state = StateDir.resolve(args.state)
+    own_keys, org_numbers = _own_keys(args.cert, args.key, args.org_numbers)
     config = StubConfig(
         registry=args.registry or state.registry,
         state=state,
         db=args.db or state.root / "supplier-stub.sqlite",
-        org_numbers=args.org_numbers,
+        org_numbers=org_numbers,
+        own_keys=own_keys,
         max_body=args.max_body,
         bind_host=args.bind,
         faults=args.faults,
@@ -275,6 +290,31 @@ def _serve_stub(args: argparse.Namespace) -> int:
         ignore_addressee=args.ignore_addressee,
     )
     return _run_until_signal("supplier-stub", lambda stop: serve_forever(config, stop))
+
+
+def _own_keys(
+    cert: Path | None, key: Path | None, org_numbers: list[str] | None
+) -> tuple[OwnKeyPair | None, list[str] | None]:
+    """``--cert``/``--key``: the pair, and the one supplier it is for (ConfigError if unusable)."""
+    from supplier_stub import OwnKeyPair
+
+    if cert is None and key is None:
+        return None, org_numbers
+    if cert is None or key is None:
+        raise ConfigError("--cert and --key go together", hint="give both, or neither")
+    own = OwnKeyPair(cert, key)
+    org = own.org_number
+    if org is None:
+        raise ConfigError(
+            f"{cert} names no organisation number", hint="give a supplier certificate of the AF CA"
+        )
+    wanted = [normalise_org_number(o) for o in org_numbers or [org]]
+    if wanted != [org]:
+        raise ConfigError(
+            f"--cert {cert} is supplier {org}'s, but --org-number asks for {', '.join(wanted)}",
+            hint=f"leave --org-number out, or give --org-number {org}",
+        )
+    return own, [org]
 
 
 def _serve_icc(args: argparse.Namespace) -> int:

@@ -3,8 +3,10 @@
 :func:`build_certificate` makes an ECDSA P-256 key and an X.509 certificate
 for it, self-signed or signed by an issuer, as a CA or a leaf, with the names,
 subject alternative names, key usages, extended key usages and validity window
-the caller asks for.  The test CA (:mod:`simulator.lab.pki`) issues its CA,
-ICC and supplier certificates with it; the conformance kit
+the caller asks for; :func:`certify` does the same for a public key someone
+else holds (a supplier's, from its certificate signing request).  The test CA
+(:mod:`simulator.lab.pki`, :mod:`simulator.lab.csr`) issues its CA, ICC and
+supplier certificates with them; the conformance kit
 (:mod:`simulator.kits.conformance_certs`) its rogue and foreign ones.
 
 :func:`write_pair` writes a key (mode 0600) and its certificate (mode 0644),
@@ -25,6 +27,7 @@ from typing import TypeAlias
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from simulator.vocabulary.errors import ConfigError, PkiError
 
@@ -33,6 +36,7 @@ __all__ = [
     "Issuer",
     "aware",
     "build_certificate",
+    "certify",
     "host_names",
     "key_usage",
     "name",
@@ -120,18 +124,50 @@ def build_certificate(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A new P-256 key and a certificate for it, signed with SHA-256.
 
-    ``issuer`` signs it (None: self-signed).  ``ca`` and ``path_length`` go in
-    the critical BasicConstraints; ``usage`` (see :func:`key_usage`) is critical,
-    ``ekus`` and ``sans`` are not, and each is left out when empty.  Every
-    certificate carries its subject key identifier and the issuer's as its
-    authority key identifier.
+    ``issuer`` signs it (None: self-signed); the rest is as :func:`certify`.
     """
     key = ec.generate_private_key(ec.SECP256R1())
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    if issuer is None:
-        issuer_name, signing_key, issuer_ski = subject, key, ski
+    cert = certify(
+        subject,
+        key.public_key(),
+        not_before=not_before,
+        not_after=not_after,
+        issuer=issuer if issuer is not None else (None, key),
+        ca=ca,
+        path_length=path_length,
+        usage=usage,
+        ekus=ekus,
+        sans=sans,
+    )
+    return cert, key
+
+
+def certify(
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    *,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    issuer: Issuer | tuple[None, ec.EllipticCurvePrivateKey],
+    ca: bool = False,
+    path_length: int | None = None,
+    usage: x509.KeyUsage | None = None,
+    ekus: Sequence[x509.ObjectIdentifier] = (),
+    sans: Sequence[x509.GeneralName] = (),
+) -> x509.Certificate:
+    """A certificate for ``public_key``, signed by ``issuer`` with SHA-256.
+
+    An issuer of ``(None, key)`` self-signs with ``key``.  ``ca`` and
+    ``path_length`` go in the critical BasicConstraints; ``usage`` (see
+    :func:`key_usage`) is critical, ``ekus`` and ``sans`` are not, and each is
+    left out when empty.  Every certificate carries its subject key identifier
+    and the issuer's as its authority key identifier.
+    """
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    issuer_cert, signing_key = issuer
+    if issuer_cert is None:
+        issuer_name, issuer_ski = subject, ski
     else:
-        issuer_cert, signing_key = issuer
         issuer_name = issuer_cert.subject
         try:
             issuer_ski = issuer_cert.extensions.get_extension_for_class(
@@ -143,7 +179,7 @@ def build_certificate(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer_name)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
@@ -158,7 +194,7 @@ def build_certificate(
     builder = builder.add_extension(ski, critical=False).add_extension(
         x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
     )
-    return builder.sign(signing_key, hashes.SHA256()), key
+    return builder.sign(signing_key, hashes.SHA256())
 
 
 def write_pair(

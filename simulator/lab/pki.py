@@ -20,12 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from simulator.lab.certbuilder import (
     Issuer,
     aware,
-    build_certificate,
+    certify,
     host_names,
     key_usage,
     name,
@@ -42,13 +45,16 @@ from simulator.lab.crl import (
     write_crl,
 )
 from simulator.lab.pki_store import (
+    DEFAULT_HOSTS,
     CertificateInfo,
     PkiSummary,
     cert_info,
     create_ca,
+    current_hosts,
     load_ca,
     make_dirs,
     pki_summary,
+    previous_supplier_cert,
     require_pki,
 )
 from simulator.vocabulary.certs import (
@@ -116,8 +122,6 @@ __all__ = [
     "supplier_identity",
 ]
 
-DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1")
-
 
 @dataclass(frozen=True, slots=True)
 class SupplierIdentity:
@@ -133,7 +137,7 @@ class IssuedCert:
 
     org_number: str
     cert_path: Path
-    key_path: Path
+    key_path: Path | None  # None: issued from a CSR, the key stays with its holder
     sha256: str
     not_before: dt.datetime
     not_after: dt.datetime
@@ -192,7 +196,7 @@ def init_pki(
 
     for supplier in suppliers:
         path = state.supplier_cert(supplier.org_number)
-        current = _current_leaf(path, state.supplier_key(supplier.org_number), ca_cert)
+        current = _current_leaf(path, None, ca_cert)  # its key may be the supplier's own
         if current is None or new_ca or force:
             start, end = _window(validity_days)
             issued = _issue_supplier(state, supplier, (ca_cert, ca_key), sans, start=start, end=end)
@@ -213,18 +217,21 @@ def issue_supplier_cert(
     hosts: Sequence[str] = DEFAULT_HOSTS,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    public_key: CertificatePublicKeyTypes | None = None,
 ) -> IssuedCert:
     """Issue (or replace) one supplier's server certificate from the existing CA.
 
     ``not_before``/``not_after`` (timezone-aware) override ``validity_days``,
-    e.g. to script an expired certificate.
+    e.g. to script an expired certificate.  ``public_key`` (the supplier's own,
+    from its CSR: :mod:`simulator.lab.csr`) is certified instead of a new key.
     """
     _check_supplier(supplier)
     _check_validity_days(validity_days)
     sans = host_names(hosts)
     start, end = _scripted_window(validity_days, not_before, not_after)
     make_dirs(state)
-    return _issue_supplier(state, supplier, load_ca(state), sans, start=start, end=end)
+    ca = load_ca(state)
+    return _issue_supplier(state, supplier, ca, sans, start=start, end=end, public_key=public_key)
 
 
 def issue_icc_cert(
@@ -258,30 +265,6 @@ def supplier_identity(state: StateDir, org_number: str) -> SupplierIdentity:
     return SupplierIdentity(org, f"Leverantör {org} AB")
 
 
-def current_hosts(cert_path: Path) -> tuple[str, ...]:
-    """The DNS names and IP addresses in the SAN of the certificate at ``cert_path``.
-
-    :data:`DEFAULT_HOSTS` if there is no such certificate or it names no host.
-    """
-    if not cert_path.is_file():
-        return DEFAULT_HOSTS
-    try:
-        san = load_certificate(cert_path).extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        )
-    except x509.ExtensionNotFound:
-        return DEFAULT_HOSTS
-    hosts = [*san.value.get_values_for_type(x509.DNSName)]
-    hosts += [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)]
-    return tuple(hosts) or DEFAULT_HOSTS
-
-
-def previous_supplier_cert(state: StateDir, org_number: str) -> tuple[Path, Path]:
-    """Where :func:`rotate_supplier_cert` keeps a supplier's previous certificate and key."""
-    previous = state.supplier_cert(org_number).parent / "previous"
-    return previous / f"{org_number}.pem", previous / f"{org_number}.key"
-
-
 def rotate_supplier_cert(
     state: StateDir,
     supplier: SupplierIdentity | str,
@@ -301,7 +284,12 @@ def rotate_supplier_cert(
     _check_supplier(identity)
     org = identity.org_number
     cert_path, key_path = state.supplier_cert(org), state.supplier_key(org)
-    if not (cert_path.is_file() and key_path.is_file()):
+    if cert_path.is_file() and not key_path.is_file():  # AF does not hold the key
+        raise PkiError(
+            f"supplier {org}'s certificate was issued from its CSR: renewing it needs a new CSR",
+            hint=f"`b2bsim pki issue --csr NEW.csr --org-number {org}` with the supplier's CSR",
+        )
+    if not cert_path.is_file():
         raise PkiError(
             f"supplier {org} has no certificate to rotate",
             hint=f"issue one first: `b2bsim pki init --org-number {org}`",
@@ -352,9 +340,11 @@ def _window(validity_days: int) -> tuple[dt.datetime, dt.datetime]:
     return validity_window(dt.timedelta(days=validity_days))
 
 
-def _current_leaf(cert_path: Path, key_path: Path, ca: x509.Certificate) -> x509.Certificate | None:
-    """The certificate at ``cert_path`` if it and its key are there and ``ca`` issued it."""
-    if not (cert_path.is_file() and key_path.is_file()):
+def _current_leaf(
+    cert_path: Path, key_path: Path | None, ca: x509.Certificate
+) -> x509.Certificate | None:
+    """The certificate at ``cert_path`` if ``ca`` issued it and its key is at ``key_path``."""
+    if not (cert_path.is_file() and (key_path is None or key_path.is_file())):
         return None
     try:
         cert = load_certificate(cert_path)
@@ -391,6 +381,7 @@ def _issue_supplier(
     *,
     start: dt.datetime,
     end: dt.datetime,
+    public_key: CertificatePublicKeyTypes | None = None,
 ) -> IssuedCert:
     org = supplier.org_number
     try:
@@ -408,7 +399,9 @@ def _issue_supplier(
     # clientAuth too: a supplier is a TLS client when it pulls from the ICC.
     ekus = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     paths = (state.supplier_cert(org), state.supplier_key(org))
-    return _issue_leaf(subject, org, ca, sans, ekus=ekus, paths=paths, start=start, end=end)
+    return _issue_leaf(
+        subject, org, ca, sans, ekus=ekus, paths=paths, start=start, end=end, public_key=public_key
+    )
 
 
 def _issue_leaf(
@@ -421,10 +414,19 @@ def _issue_leaf(
     paths: tuple[Path, Path],
     start: dt.datetime,
     end: dt.datetime,
+    public_key: CertificatePublicKeyTypes | None = None,
 ) -> IssuedCert:
-    """A signing leaf of the CA for ``org`` (its URI first in the SAN), written to ``paths``."""
-    cert, key = build_certificate(
+    """A signing leaf of the CA for ``org`` (its URI first in the SAN), written to ``paths``.
+
+    Of a new key, or of ``public_key``: only the certificate is written, an old key removed.
+    """
+    key = None
+    if public_key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        public_key = key.public_key()
+    cert = certify(
         subject,
+        public_key,
         not_before=start,
         not_after=end,
         issuer=ca,
@@ -433,11 +435,15 @@ def _issue_leaf(
         sans=[x509.UniformResourceIdentifier(ORG_URI_PREFIX + org), *sans],
     )
     cert_path, key_path = paths
-    write_pair(cert_path, cert, key_path, key)
+    if key is not None:
+        write_pair(cert_path, cert, key_path, key)
+    else:
+        write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        key_path.unlink(missing_ok=True)
     return IssuedCert(
         org_number=org,
         cert_path=cert_path,
-        key_path=key_path,
+        key_path=key_path if key is not None else None,
         sha256=cert_sha256(cert),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,

@@ -38,17 +38,22 @@ from simulator.vocabulary.errors import PkiError
 from simulator.vocabulary.state import StateDir
 
 __all__ = [
+    "DEFAULT_HOSTS",
     "INIT_HINT",
     "CertificateInfo",
     "PkiSummary",
     "cert_info",
     "create_ca",
+    "current_hosts",
     "load_ca",
     "make_dirs",
     "pki_summary",
+    "previous_supplier_cert",
     "require_pki",
 ]
 
+#: The hosts of a certificate's SAN when nothing else is asked for.
+DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1")
 INIT_HINT = "run `b2bsim pki init` (add --force to start over)"
 
 
@@ -178,3 +183,27 @@ def create_ca(
     )
     write_pair(state.ca_cert, cert, state.ca_key, key)
     return cert, key
+
+
+def current_hosts(cert_path: Path) -> tuple[str, ...]:
+    """The DNS names and IP addresses in the SAN of the certificate at ``cert_path``.
+
+    :data:`DEFAULT_HOSTS` if there is no such certificate or it names no host.
+    """
+    if not cert_path.is_file():
+        return DEFAULT_HOSTS
+    try:
+        san = load_certificate(cert_path).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return DEFAULT_HOSTS
+    hosts = [*san.value.get_values_for_type(x509.DNSName)]
+    hosts += [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)]
+    return tuple(hosts) or DEFAULT_HOSTS
+
+
+def previous_supplier_cert(state: StateDir, org_number: str) -> tuple[Path, Path]:
+    """Where a supplier's previous certificate and key are kept (rotation, renewal)."""
+    previous = state.supplier_cert(org_number).parent / "previous"
+    return previous / f"{org_number}.pem", previous / f"{org_number}.key"

@@ -22,6 +22,10 @@ from simulator.vocabulary.codes.errors import (
     CERT_PIN_MISMATCH,
     COMPONENT_FAILED,
     CONFIG,
+    CSR_HASH_REFUSED,
+    CSR_KEY_REFUSED,
+    CSR_SIGNATURE_INVALID,
+    CSR_UNREADABLE,
     DELIVERY_FAILED,
     DLQ_NOT_FOUND,
     DOCUMENT_CHAIN,
@@ -127,6 +131,30 @@ class PkiError(B2BSimError, RuntimeError):
     """The test PKI is missing, incomplete or unreadable."""
 
     code = PKI
+
+
+class CsrError(PkiError, ValueError):
+    """A certificate signing request is not PEM/DER PKCS#10."""
+
+    code = CSR_UNREADABLE
+
+
+class CsrSignatureError(CsrError):
+    """A certificate signing request's own signature does not verify."""
+
+    code = CSR_SIGNATURE_INVALID
+
+
+class CsrKeyError(CsrError):
+    """The key of a certificate signing request is of a type or size the CA refuses."""
+
+    code = CSR_KEY_REFUSED
+
+
+class CsrHashError(CsrError):
+    """A certificate signing request is signed with a hash the CA refuses (SHA-1, MD5)."""
+
+    code = CSR_HASH_REFUSED
 
 
 class CertificatePinError(B2BSimError, ssl.SSLCertVerificationError):

@@ -1,7 +1,8 @@
 """The supplier registry: organisation number → URL, certificate and delivery mode.
 
 The simulator writes it (``registry.json`` in the state directory; after a
-certificate rotation :func:`update_registry_cert`) and the ICC reads it.  A
+certificate rotation :func:`update_registry_cert`, after issuing from a
+supplier's CSR :func:`register_supplier`) and the ICC reads it.  A
 real ICC's registry can take its place: the format is in ``docs/files.md``.
 """
 
@@ -173,6 +174,44 @@ class Registry:
         return cls(entries)
 
 
+def register_supplier(
+    registry_path: Path, org_number: str, name: str, sha256: str, url: str | None
+) -> str:
+    """Add a supplier to a registry file, or set its ``cert_sha256`` (and ``url``), atomically.
+
+    Returns ``"added"``, ``"updated"`` (URL kept when ``url`` is None) or ``"moved"``
+    (a new URL).  A supplier not in the registry needs ``url``: RegistryError
+    otherwise, and for a malformed file.  A missing file is created.
+    """
+    registry = Registry.load(registry_path) if registry_path.is_file() else Registry([])
+    if org_number in registry:
+        old = registry.lookup(org_number)
+        new = replace(old, cert_sha256=sha256, url=url or old.url)
+        outcome = "updated" if new.url == old.url else "moved"
+    elif url is None:
+        raise RegistryError(
+            f"supplier {org_number} is not in {registry_path}",
+            hint="give its endpoint with --url https://HOST:PORT/b2b/envelopes",
+        )
+    else:
+        new = SupplierEntry(org_number=org_number, name=name, url=url, cert_sha256=sha256)
+        outcome = "added"
+    entries = [new if e.org_number == org_number else e for e in registry]
+    if outcome == "added":
+        entries.append(new)
+    _save(Registry(entries), registry_path)
+    return outcome
+
+
+def _save(registry: Registry, path: Path) -> None:
+    try:
+        registry.save(path)
+    except OSError as exc:
+        raise RegistryError(
+            f"cannot write {path}: {exc.strerror}", hint="check the state directory's permissions"
+        ) from None
+
+
 def update_registry_cert(registry_path: Path, org_number: str, sha256: str) -> bool:
     """Set ``cert_sha256`` of one supplier in a registry file, atomically.
 
@@ -187,11 +226,5 @@ def update_registry_cert(registry_path: Path, org_number: str, sha256: str) -> b
     entries = [
         replace(e, cert_sha256=sha256) if e.org_number == org_number else e for e in registry
     ]
-    try:
-        Registry(entries).save(registry_path)
-    except OSError as exc:
-        raise RegistryError(
-            f"cannot write {registry_path}: {exc.strerror}",
-            hint="check the state directory's permissions",
-        ) from None
+    _save(Registry(entries), registry_path)
     return True

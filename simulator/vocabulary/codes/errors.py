@@ -21,6 +21,10 @@ BROKER_NOT_INSTALLED: Final = "BROKER_NOT_INSTALLED"
 BROKER_UNREACHABLE: Final = "BROKER_UNREACHABLE"
 PORT_IN_USE: Final = "PORT_IN_USE"
 PKI: Final = "PKI"
+CSR_UNREADABLE: Final = "CSR_UNREADABLE"
+CSR_SIGNATURE_INVALID: Final = "CSR_SIGNATURE_INVALID"
+CSR_KEY_REFUSED: Final = "CSR_KEY_REFUSED"
+CSR_HASH_REFUSED: Final = "CSR_HASH_REFUSED"
 CERT_PIN_MISMATCH: Final = "CERT_PIN_MISMATCH"
 DELIVERY_FAILED: Final = "DELIVERY_FAILED"
 PULL_FAILED: Final = "PULL_FAILED"
@@ -112,6 +116,40 @@ ERRORS: dict[str, CodeEntry] = table(
             "signatures."
         ),
         fix="Run b2bsim pki init (or use a fresh --state directory).",
+    ),
+    CodeEntry(
+        CSR_UNREADABLE,
+        Kind.ERROR,
+        title="The certificate signing request cannot be read",
+        meaning="The file is not a PKCS#10 certificate signing request in PEM or DER form.",
+        fix="Make it again, e.g. openssl req -new -key KEY -out FILE.csr, and pass that file.",
+    ),
+    CodeEntry(
+        CSR_SIGNATURE_INVALID,
+        Kind.ERROR,
+        title="The certificate signing request's own signature does not verify",
+        meaning=(
+            "A CSR is signed with the key it asks a certificate for; this one was not (it was "
+            "changed after signing, or made without that key), so it proves no possession."
+        ),
+        fix="Make a new CSR with the supplier's private key; do not edit it afterwards.",
+    ),
+    CodeEntry(
+        CSR_KEY_REFUSED,
+        Kind.ERROR,
+        title="The key in the certificate signing request is not accepted",
+        meaning=(
+            "The AF test CA certifies EC keys on P-256 or P-384 and RSA keys of 2048 bits or "
+            "more; nothing else (other curves, short RSA, DSA, Ed25519)."
+        ),
+        fix="Make a new key and CSR: an EC P-256 key (recommended) or RSA 3072.",
+    ),
+    CodeEntry(
+        CSR_HASH_REFUSED,
+        Kind.ERROR,
+        title="The certificate signing request is signed with a weak or unknown hash",
+        meaning="Only SHA-256, SHA-384 and SHA-512 are accepted; SHA-1 and MD5 are not.",
+        fix="Make the CSR again with -sha256 (openssl's default).",
     ),
     CodeEntry(
         CERT_PIN_MISMATCH,

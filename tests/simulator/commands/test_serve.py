@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from simulator.commands import serve
+from simulator.lab.pki import init_pki, numbered_suppliers
 from simulator.vocabulary.errors import ConfigError
 from simulator.vocabulary.identifiers import org_number_from_index
 from simulator.vocabulary.registry import Registry, SupplierEntry
+from simulator.vocabulary.state import StateDir
 
 
 def test_profile_dir_gets_the_components_statistics(
@@ -134,3 +136,46 @@ def test_producer_is_ready_once_connected(tmp_path: Path, broker_url: str) -> No
         "queue": f"/queue/test.serve.{os.getpid()}",
         "suppliers": 1,
     }
+
+
+class TestOwnKeys:
+    """`serve supplier-stub --cert FILE --key FILE`: the pair, and the one supplier it serves."""
+
+    @pytest.fixture
+    def pair(self, tmp_path: Path) -> tuple[Path, Path, str]:
+        state = StateDir(tmp_path / "af")
+        (supplier,) = numbered_suppliers(1)
+        init_pki(state, [supplier])
+        org = supplier.org_number
+        return state.supplier_cert(org), state.supplier_key(org), org
+
+    def test_neither_serves_as_asked(self) -> None:
+        assert serve._own_keys(None, None, ["5520000000"]) == (None, ["5520000000"])
+        assert serve._own_keys(None, None, None) == (None, None)
+
+    def test_the_pair_serves_its_supplier_only(self, pair: tuple[Path, Path, str]) -> None:
+        cert, key, org = pair
+        own, orgs = serve._own_keys(cert, key, None)
+        assert own is not None
+        assert (own.cert, own.key, orgs) == (cert, key, [org])
+        dashed = f"{org[:6]}-{org[6:]}"
+        assert serve._own_keys(cert, key, [dashed])[1] == [org]
+
+    def test_one_without_the_other(self, pair: tuple[Path, Path, str]) -> None:
+        cert, key, _ = pair
+        with pytest.raises(ConfigError, match="--cert and --key go together"):
+            serve._own_keys(cert, None, None)
+        with pytest.raises(ConfigError, match="--cert and --key go together"):
+            serve._own_keys(None, key, None)
+
+    def test_another_org_number(self, pair: tuple[Path, Path, str]) -> None:
+        cert, key, org = pair
+        other = org_number_from_index(3)
+        with pytest.raises(ConfigError, match=f"supplier {org}'s, but --org-number asks for"):
+            serve._own_keys(cert, key, [other])
+
+    def test_a_certificate_of_no_supplier(self, pair: tuple[Path, Path, str]) -> None:
+        cert, key, _ = pair
+        ca = cert.parent.parent / "ca.pem"
+        with pytest.raises(ConfigError, match="names no organisation number"):
+            serve._own_keys(ca, key, None)

@@ -9,7 +9,12 @@ import pytest
 
 from simulator.vocabulary.errors import RegistryError, UnknownSupplierError
 from simulator.vocabulary.identifiers import org_number_from_index
-from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
+from simulator.vocabulary.registry import (
+    DeliveryMode,
+    Registry,
+    SupplierEntry,
+    register_supplier,
+)
 
 ORG = org_number_from_index(1)
 SHA = "ab" * 32
@@ -86,3 +91,57 @@ class TestRegistry:
         """A missing registry says how to make one."""
         with pytest.raises(RegistryError, match="pki init"):
             Registry.load(tmp_path / "none.json")
+
+
+class TestRegisterSupplier:
+    """register_supplier: what `pki issue --csr` does to the registry."""
+
+    OTHER = org_number_from_index(2)
+
+    def test_updates_the_fingerprint_and_keeps_the_url_and_order(self, tmp_path: Path) -> None:
+        path = tmp_path / "registry.json"
+        Registry([entry(), entry(org_number=self.OTHER, url="https://h:1/b2b/envelopes")]).save(
+            path
+        )
+        assert register_supplier(path, ORG, "ignored", "cd" * 32, None) == "updated"
+        loaded = list(Registry.load(path))
+        assert [e.org_number for e in loaded] == [ORG, self.OTHER]
+        assert loaded[0] == entry(cert_sha256="cd" * 32)  # name and URL kept
+
+    def test_a_new_url_moves_it(self, tmp_path: Path) -> None:
+        path = tmp_path / "registry.json"
+        Registry([entry()]).save(path)
+        url = "https://127.0.0.1:9500/b2b/envelopes"
+        assert register_supplier(path, ORG, "A AB", "cd" * 32, url) == "moved"
+        assert Registry.load(path).lookup(ORG).url == url
+
+    def test_adds_a_supplier_with_its_url(self, tmp_path: Path) -> None:
+        path = tmp_path / "registry.json"
+        Registry([entry()]).save(path)
+        url = "https://127.0.0.1:9500/b2b/envelopes"
+        assert register_supplier(path, self.OTHER, "B AB", "cd" * 32, url) == "added"
+        added = Registry.load(path).lookup(self.OTHER)
+        assert (added.name, added.url, added.cert_sha256) == ("B AB", url, "cd" * 32)
+        assert added.delivery_mode is DeliveryMode.PUSH
+
+    def test_creates_a_missing_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "registry.json"
+        url = "https://127.0.0.1:9500/b2b/envelopes"
+        assert register_supplier(path, ORG, "A AB", SHA, url) == "added"
+        assert list(Registry.load(path)) == [entry(url=url)]
+
+    def test_a_new_supplier_without_url_is_refused_and_nothing_written(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "registry.json"
+        Registry([entry()]).save(path)
+        before = path.read_bytes()
+        with pytest.raises(RegistryError, match=f"{self.OTHER} is not in .*--url"):
+            register_supplier(path, self.OTHER, "B AB", SHA, None)
+        assert path.read_bytes() == before
+
+    def test_a_bad_url_is_refused(self, tmp_path: Path) -> None:
+        path = tmp_path / "registry.json"
+        with pytest.raises(RegistryError, match="not an https URL"):
+            register_supplier(path, ORG, "A AB", SHA, "http://127.0.0.1:9500/")
+        assert not path.exists()
