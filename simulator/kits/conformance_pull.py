@@ -30,7 +30,7 @@ from simulator.kits.conformance_certs import make_material
 from simulator.kits.conformance_grading import Case, Verdict
 from simulator.kits.conformance_kit import ConformanceTarget, is_loopback
 from simulator.kits.conformance_outbox import ACK_PATH, KitOutbox
-from simulator.kits.conformance_pull_cases import select_pull_cases
+from simulator.kits.conformance_pull_cases import REFUSING, select_pull_cases
 from simulator.kits.conformance_pull_kit import PullKit, PullTarget
 from simulator.runs.endpoint import check_readback, last_position
 from simulator.vocabulary.certs import cert_sha256, load_certificate
@@ -198,6 +198,7 @@ def _absent(kit: PullKit, *, connected: bool) -> str | None:
 
 async def _run_case(case: Case, kit: PullKit, *, connected: bool) -> CaseResult:
     begin = time.monotonic()
+    kit.expects_refusal = case.id in REFUSING
     absent = _absent(kit, connected=connected)
     if absent is not None:
         verdict = Verdict(False, absent)

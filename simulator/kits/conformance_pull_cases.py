@@ -27,7 +27,7 @@ from simulator.kits.conformance_outbox import Fault, Item
 from simulator.kits.conformance_pull_kit import PullKit
 from simulator.vocabulary.errors import ConfigError
 
-__all__ = ["ACCEPTING", "PULL_CASES", "PUSH_ONLY", "select_pull_cases"]
+__all__ = ["ACCEPTING", "PULL_CASES", "PUSH_ONLY", "REFUSING", "select_pull_cases"]
 
 #: Push cases with no pull form: who may connect to a push endpoint, its content type,
 #: and the push burst (the pull plan has its own).
@@ -46,6 +46,8 @@ ACCEPTING = frozenset(
         "signer-rotated",
     }
 )
+#: Envelope cases whose envelopes must be listed as refused.
+REFUSING = frozenset(c.id for c in CASES if c.id not in PUSH_ONLY | ACCEPTING)
 #: The Retry-After the kit asks for, in seconds.
 RETRY_AFTER = 2
 #: How much earlier than Retry-After a request may come (clock granularity), in seconds.
