@@ -181,6 +181,7 @@ async def run_pull_conformance(
         started_at=started,
         results=tuple(results),
         notes=notes,
+        mode="pull",
     )
 
 

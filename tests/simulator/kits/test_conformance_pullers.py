@@ -62,6 +62,7 @@ class Flaws:
     no_refusals: bool = False  # acknowledges everything, never lists a refusal
     ignore_retry_after: bool = False  # retries at its own pace after 429/503
     forget_lost_ack: bool = False  # moves its cursor on even when the ack failed
+    no_signature_check: bool = False  # reads the envelope without verifying its signature
 
 
 class Refused(Exception):
@@ -182,25 +183,7 @@ class Puller:
             raise Refused("XML_MALFORMED", "not XML") from None
         if root.tag != f"{{{ENV}}}Envelope":
             raise Refused("ENVELOPE_MALFORMED", "not an envelope")
-        signatures = root.findall(".//ds:Signature", NS)
-        if not signatures:
-            raise Refused("SIGNATURE_MISSING", "unsigned")
-        if len(signatures) > 1 or root[-1] is not signatures[0]:
-            raise Refused("SIGNATURE_WRAPPING", "the signature is not the root's last child")
-        signer = self._signer(signatures[0])
-        try:
-            verified = XMLVerifier().verify(
-                body,
-                x509_cert=signer.public_bytes(serialization.Encoding.PEM).decode(),
-                expect_config=SignatureConfiguration(
-                    signature_methods=SHA2[0], digest_algorithms=SHA2[1], expect_references=1
-                ),
-            )
-        except SignXMLException as exc:
-            raise Refused("SIGNATURE_INVALID", str(exc)[:80]) from None
-        assert not isinstance(verified, list)
-        signed = verified.signed_xml
-        assert signed is not None
+        signed = root if self.flaws.no_signature_check else self._verified(root, body)
         header = signed.find("sbd:StandardBusinessDocument/sbd:StandardBusinessDocumentHeader", NS)
         if header is None:
             raise Refused("ENVELOPE_MALFORMED", "no header")
@@ -225,6 +208,29 @@ class Puller:
         digest = hashlib.sha256(etree.tostring(document, method="c14n")).hexdigest()
         envelope_id = ident.findtext("sbd:InstanceIdentifier", "", NS)
         return envelope_id, digest, scopes.get("MESSAGE_ID") or ""
+
+    def _verified(self, root: etree._Element, body: bytes) -> etree._Element:
+        """What the ICC's signature covers (Refused if it is not the ICC's, or not whole)."""
+        signatures = root.findall(".//ds:Signature", NS)
+        if not signatures:
+            raise Refused("SIGNATURE_MISSING", "unsigned")
+        if len(signatures) > 1 or root[-1] is not signatures[0]:
+            raise Refused("SIGNATURE_WRAPPING", "the signature is not the root's last child")
+        signer = self._signer(signatures[0])
+        try:
+            verified = XMLVerifier().verify(
+                body,
+                x509_cert=signer.public_bytes(serialization.Encoding.PEM).decode(),
+                expect_config=SignatureConfiguration(
+                    signature_methods=SHA2[0], digest_algorithms=SHA2[1], expect_references=1
+                ),
+            )
+        except SignXMLException as exc:
+            raise Refused("SIGNATURE_INVALID", str(exc)[:80]) from None
+        assert not isinstance(verified, list)
+        signed = verified.signed_xml
+        assert signed is not None
+        return signed
 
     def _signer(self, signature: etree._Element) -> x509.Certificate:
         text = signature.findtext("ds:KeyInfo/ds:X509Data/ds:X509Certificate", "", NS)
@@ -348,6 +354,19 @@ MUST_REFUSE = {
 }
 
 
+#: The cases whose envelopes only a signature check refuses.
+SIGNATURE_CASES = {
+    "tampered",
+    "unsigned",
+    "untrusted-signer",
+    "signer-foreign-ca",
+    "signature-wrapping",
+    "sha1-signature",
+    "sha1-digest",
+    "signer-revoked",
+}
+
+
 def test_the_plan_sorts_every_envelope_case() -> None:
     """What must be refused is the guide's list; the rest of the envelope cases are acknowledged."""
     assert frozenset(MUST_REFUSE) == REFUSING
@@ -379,6 +398,7 @@ BROKEN = [
     (Flaws(no_refusals=True), MUST_REFUSE),
     (Flaws(ignore_retry_after=True), {"retry-after-429", "retry-after-503"}),
     (Flaws(forget_lost_ack=True), {"lost-ack-503", "lost-ack-dropped"}),
+    (Flaws(no_signature_check=True), SIGNATURE_CASES),
 ]
 
 
@@ -386,7 +406,13 @@ class TestBrokenPullers:
     @pytest.mark.parametrize(
         ("flaws", "expected"),
         BROKEN,
-        ids=["acks-beyond-fetched", "never-lists-refusals", "ignores-retry-after", "no-refetch"],
+        ids=[
+            "acks-beyond-fetched",
+            "never-lists-refusals",
+            "ignores-retry-after",
+            "no-refetch",
+            "acks-bad-signatures",
+        ],
     )
     async def test_fails_exactly_its_cases(
         self, setup: Setup, flaws: Flaws, expected: set[str]
@@ -436,3 +462,36 @@ class TestBrokenPullers:
         assert failed(report) == {"valid-order", "retry-after-429"}
         for result in report.results:
             assert result.reason.startswith("not exercised: no puller fetched from https://")
+
+    async def test_a_puller_that_stops_fails_the_rest_never_passes(self, setup: Setup) -> None:
+        """The puller goes away after the first case: the rest fail, 'not exercised' once gone."""
+        port = _free_port()
+        flaws = Flaws()
+        puller = Puller(
+            setup.state, setup.org_number, f"https://127.0.0.1:{port}/b2b/outbox", flaws
+        )
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        ids = ("valid-order", "valid-credit", "duplicate", "retry-after-429")
+        target = PullTarget(
+            state=setup.state,
+            org_number=setup.org_number,
+            host="127.0.0.1",
+            port=port,
+            timeout=1.0,
+            case_ids=ids,
+        )
+        report = await run_pull_conformance(
+            target,
+            listening=lambda _: tasks.append(asyncio.create_task(puller.run(stop))),
+            progress=lambda _: stop.set(),
+        )
+        await asyncio.gather(*tasks)
+        by_id = {r.case_id: r for r in report.results}
+        assert by_id["valid-order"].grade is Grade.PASSED
+        assert failed(report) == set(ids) - {"valid-order"}
+        for case in ("duplicate", "retry-after-429"):
+            assert by_id[case].reason == (
+                "not exercised: the puller stopped fetching (no request for 1 s)"
+            )
+        assert report.to_json()["mode"] == "pull"
