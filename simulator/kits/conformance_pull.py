@@ -208,13 +208,18 @@ async def _run_case(case: Case, kit: PullKit, *, connected: bool) -> CaseResult:
             verdict = await case.run(kit)
         except B2BSimError as exc:  # the kit's side failed (e.g. the read-back): nothing graded
             verdict = Verdict.not_graded(f"could not run: {exc}")
+    reason = verdict.reason
+    if case.id in REFUSING and not verdict.passed:  # said of a push endpoint by the case
+        reason = reason.replace(
+            ": the endpoint took ", ": the puller accepted what it must refuse, "
+        )
     return CaseResult(
         case.id,
         case.title,
         case.checks,
         case.why,
         verdict.passed,
-        verdict.reason,
+        reason,
         time.monotonic() - begin,
         graded=verdict.graded,
         fix=case.fix,

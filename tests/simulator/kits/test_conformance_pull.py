@@ -27,6 +27,7 @@ from simulator.vocabulary.identifiers import org_number_from_index
 from simulator.vocabulary.state import StateDir
 
 REPO = Path(__file__).resolve().parents[3]
+PULL_ARGS = ("--listen", "127.0.0.1:0", "--org-number", "ORG")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,14 @@ class TestBadInput:
                 ["--listen", "127.0.0.1:0", "--org-number", "ORG", "--case", "client-foreign-ca"],
                 "push only",
             ),
+            (
+                [*PULL_ARGS, "--readback", "https://127.0.0.1:1/b2b/ledger"],
+                "cannot read the read-back https://127.0.0.1:1/b2b/ledger",
+            ),
+            (
+                [*PULL_ARGS, "--readback", "http://127.0.0.1:1/b2b/ledger"],
+                "is not an https URL",
+            ),
         ],
         ids=[
             "not-luhn",
@@ -80,6 +89,8 @@ class TestBadInput:
             "no-listen",
             "push-option",
             "push-case",
+            "readback-down",
+            "readback-http",
         ],
     )
     def test_one_line_and_exit_2(

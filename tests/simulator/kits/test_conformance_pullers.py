@@ -433,8 +433,8 @@ class TestBrokenPullers:
         )
         (result,) = report.results
         assert result.reason == (
-            "expected 403, got acknowledged, not listed as refused: "
-            "the endpoint took an envelope changed after it was signed"
+            "expected 403, got acknowledged, not listed as refused: the puller accepted what "
+            "it must refuse, an envelope changed after it was signed"
         )
         assert 'list it in the acknowledgement\'s "refused" list' in result.fix
 
