@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -32,7 +33,11 @@ from simulator.kits.conformance import (
     write_reports,
 )
 from simulator.kits.conformance_cases import CASES
+from simulator.kits.conformance_grading import Case
 from simulator.kits.conformance_kit import DEFAULT_BURST
+from simulator.kits.conformance_pull import PullSetup, run_pull_conformance
+from simulator.kits.conformance_pull_cases import PULL_CASES
+from simulator.kits.conformance_pull_kit import PULL_TIMEOUT, PullTarget, parse_listen
 from simulator.vocabulary.errors import ConfigError, TargetUnreachableError, TargetUntrustedError
 from simulator.vocabulary.state import StateDir
 
@@ -49,7 +54,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "towards an ICC under test and grade it. Exit 0 all passed, 1 a case failed, 2 the "
         "target (or broker) is unreachable or untrusted, or the command line is wrong.",
     )
+    p.add_argument(
+        "--mode",
+        choices=("push", "pull"),
+        default="push",
+        help="push: the kit POSTs to --target (default); pull: the kit plays the ICC's outbox "
+        "at --listen and grades the supplier's puller",
+    )
     p.add_argument("--target", metavar="URL", help="the endpoint URL, as AF's registry holds it")
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="pull mode: where the kit's outbox listens for the puller (port 0: a free one); "
+        "--icc: where the harness listens (the registry's URL)",
+    )
+    p.add_argument(
+        "--readback",
+        metavar="URL",
+        help="pull mode: the supplier's read-back (GET /b2b/ledger), to grade 'loaded once'",
+    )
     p.add_argument(
         "--target-ca", type=Path, metavar="FILE", help="PEM CA that issued the target's certificate"
     )
@@ -78,8 +101,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--timeout",
         type=float,
         metavar="S",
-        help=f"per request ({DEFAULT_TIMEOUT:g}); with --icc, the wait for the ICC's next "
-        "attempt (30)",
+        help=f"push: per request ({DEFAULT_TIMEOUT:g}); pull: how long the kit waits for each "
+        f"thing the puller must do, its first request included ({PULL_TIMEOUT:g}); with "
+        "--icc, the wait for the ICC's next attempt (30)",
     )
     p.add_argument(
         "--case",
@@ -113,19 +137,15 @@ def run(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     tty = console.is_terminal
     if args.list:
-        _list_cases(console if tty else None)
+        _list_cases(console if tty else None, PULL_CASES if args.mode == "pull" else CASES)
         return EXIT_OK
+    if args.mode == "pull":
+        return _run_pull(args, console)
+    _only_for("pull", args, ("--listen", args.listen), ("--readback", args.readback))
     target = _target(args)
     if tty:
         console.print(f"conformance of [bold]{escape(target.url)}[/bold] (org {target.org_number})")
-
-    def progress(result: CaseResult) -> None:
-        if tty:
-            mark = _MARKS[result.grade]
-            console.print(f" {mark} {result.case_id}", highlight=False)
-        else:
-            print(_plain(result), flush=True)
-
+    progress = _progress(console)
     try:
         report = asyncio.run(run_conformance(target, progress=progress))
     except (TargetUnreachableError, TargetUntrustedError) as exc:
@@ -133,6 +153,76 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     write_reports(report, junit=args.junit, json_file=args.json)
     _summary(report, console if tty else None)
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def _progress(console: Console) -> Callable[[CaseResult], None]:
+    def progress(result: CaseResult) -> None:
+        if console.is_terminal:
+            mark = _MARKS[result.grade]
+            console.print(f" {mark} {result.case_id}", highlight=False)
+        else:
+            print(_plain(result), flush=True)
+
+    return progress
+
+
+def _only_for(mode: str, args: argparse.Namespace, *given: tuple[str, object]) -> None:
+    wrong = [flag for flag, value in given if value is not None]
+    if wrong:
+        raise ConfigError(
+            f"{', '.join(wrong)} only apply to --mode {mode}",
+            hint=f"add --mode {mode}, or leave {', '.join(wrong)} out",
+        )
+
+
+def _run_pull(args: argparse.Namespace, console: Console) -> int:
+    """``--mode pull``: listen as the ICC's outbox and grade the puller that connects."""
+    _only_for(
+        "push",
+        args,
+        ("--target", args.target),
+        ("--client-cert", args.client_cert),
+        ("--client-key", args.client_key),
+    )
+    needed = (("--listen", args.listen), ("--org-number", args.org_number))
+    missing = [flag for flag, value in needed if not value]
+    if missing:
+        raise ConfigError(
+            f"conformance --mode pull needs {', '.join(missing)}",
+            hint="e.g. b2bsim conformance --mode pull --listen 127.0.0.1:9600 "
+            "--org-number 5560125790",
+        )
+    if args.target_ca is not None and not args.target_ca.is_file():
+        raise ConfigError(
+            f"no CA file at {args.target_ca}",
+            hint="pass the PEM CA of the read-back's certificate, or leave --target-ca out",
+        )
+    host, port = parse_listen(args.listen)
+    target = PullTarget(
+        state=StateDir.resolve(args.state),
+        org_number=args.org_number,
+        host=host,
+        port=port,
+        pin=args.target_cert_sha256,
+        readback=args.readback,
+        readback_ca=args.target_ca,
+        timeout=args.timeout if args.timeout is not None else PULL_TIMEOUT,
+        seed=args.seed if args.seed is not None else int(time.time()) % 1_000_000,
+        case_ids=tuple(args.cases) if args.cases else None,
+        burst=args.burst,
+        publish_crl=args.publish_crl,
+    )
+
+    def listening(setup: PullSetup) -> None:
+        for line in setup.lines():
+            print(line, flush=True)
+
+    report = asyncio.run(
+        run_pull_conformance(target, listening=listening, progress=_progress(console))
+    )
+    write_reports(report, junit=args.junit, json_file=args.json)
+    _summary(report, console if console.is_terminal else None)
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
@@ -249,14 +339,14 @@ def _summary(report: ConformanceReport, console: Console | None) -> None:
     console.print(("[green]" if report.passed else "[red]") + escape(line) + "[/]")
 
 
-def _list_cases(console: Console | None) -> None:
+def _list_cases(console: Console | None, cases: Sequence[Case]) -> None:
     if console is None:
-        for c in CASES:
+        for c in cases:
             print(f"{c.id}: {c.title} — checks: {c.checks} — why: {c.why} — rule: {c.docs}")
         return
     table = Table(title="Conformance cases")
     for col in ("case", "title", "what it checks", "why it matters"):
         table.add_column(col)
-    for c in CASES:
+    for c in cases:
         table.add_row(c.id, escape(c.title), escape(c.checks), escape(c.why))
     console.print(table)

@@ -41,15 +41,12 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def add_icc_options(p: argparse.ArgumentParser) -> None:
     """The options of ``conformance --icc`` (the supplier kit's --org-number, --timeout,
-    --json, --junit, --seed and --case are shared)."""
+    --listen, --json, --junit, --seed and --case are shared)."""
     g = p.add_argument_group("grading an ICC (--icc)")
     g.add_argument(
         "--icc",
         action="store_true",
         help="grade an ICC instead: play the supplier (and KA) and script the answers",
-    )
-    g.add_argument(
-        "--listen", metavar="HOST:PORT", help="where the harness listens (the registry's URL)"
     )
     g.add_argument(
         "--broker",

@@ -119,6 +119,7 @@ class ConformanceReport:
     started_at: str
     results: tuple[CaseResult, ...]
     notes: tuple[str, ...] = ()
+    mode: str = "push"  # push: an endpoint was tested; pull: a puller
 
     @property
     def passed(self) -> bool:
@@ -143,6 +144,7 @@ class ConformanceReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": "b2bsim-conformance",
+            "mode": self.mode,
             "target": self.target,
             "org_number": self.org_number,
             "target_cert_sha256": self.target_cert_sha256,
@@ -179,6 +181,7 @@ class ConformanceReport:
             ("org_number", self.org_number),
             ("target_cert_sha256", self.target_cert_sha256),
             ("seed", str(self.seed)),
+            ("mode", self.mode),
         ):
             etree.SubElement(props, "property", name=name, value=value)
         for r in self.results:
