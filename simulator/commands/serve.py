@@ -135,6 +135,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     i.add_argument("--pull-bind", default="127.0.0.1", metavar="HOST", help="pull API address")
     i.add_argument(
+        "--pull-log",
+        type=Path,
+        metavar="FILE",
+        help="write a line per pull request of a supplier here (docs/files.md)",
+    )
+    i.add_argument(
+        "--pull-faults",
+        type=Path,
+        metavar="FILE",
+        help="lose acknowledgements or answer 503 on purpose (icc_bridge/pull_faults.py)",
+    )
+    i.add_argument(
         "--server-ca",
         type=Path,
         metavar="FILE",
@@ -321,6 +333,9 @@ def _serve_icc(args: argparse.Namespace) -> int:
                 host=args.pull_bind,
                 port=args.pull_port,
                 events_log=args.events,
+                requests_log=args.pull_log,
+                faults=args.pull_faults,
+                dead_letter=bridge.dead_letter_pulled,
             )
         )
 
