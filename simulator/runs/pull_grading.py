@@ -222,7 +222,9 @@ def _refusals_reported(
     silent: list[str] = []
     if ledger is not None:
         loaded = {e.message_id for e in ledger}
-        silent = sorted(acked - loaded - set(dead))
+        # served, acknowledged, never loaded nor reported (acknowledged unserved is
+        # ack_only_fetched's failure, not a silent refusal)
+        silent = sorted((acked & set(seen.served.values())) - loaded - set(dead))
     wrong = [f"{m} (reported, not dead-lettered)" for m in not_dead]
     wrong += [f"{m} (acknowledged, neither loaded nor reported)" for m in silent]
     if wrong:
