@@ -145,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
     tty = console.is_terminal
     state = StateDir.resolve(args.state)
-    endpoint = pull_endpoint_of(args, state) if args.endpoint_mode == "pull" else None
-    endpoint = endpoint or endpoint_of(args)
+    endpoint = pull_endpoint_of(args, state) or endpoint_of(args)
     if endpoint is not None:  # once, before anything starts (each run checks it again)
         endpoint = prepare_endpoint(state, endpoint)
         say_endpoint(endpoint, state)

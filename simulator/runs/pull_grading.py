@@ -179,8 +179,18 @@ def _refetch_after_lost_ack(reqs: list[dict[str, Any]]) -> EndpointCheck:
     if not drops:
         return EndpointCheck(name, 0, "no acknowledgement was lost in this run", NOT_EXERCISED)
     missed: list[str] = []
+    pending = 0
     for i, drop in drops:
-        later = reqs[i + 1 :]
+        before, later = reqs[:i], reqs[i + 1 :]
+        # What it had fetched (an unserved cursor in the ack is ack_only_fetched's failure).
+        fetched = {
+            int(c)
+            for r in before
+            if r.get("event") == "page" and r.get("status") == 200
+            for c, _ in r.get("served") or ()
+        }
+        lost = [c for c in drop.get("pending") or () if c in fetched]
+        pending += len(lost)
         again = {
             int(c)
             for r in later
@@ -191,12 +201,11 @@ def _refetch_after_lost_ack(reqs: list[dict[str, Any]]) -> EndpointCheck:
             [0]
             + [int(r["up_to"]) for r in later if r.get("event") == "ack" and r.get("status") == 204]
         )
-        for c in drop.get("pending") or ():
+        for c in lost:
             if c not in again:
                 missed.append(f"cursor {c} (not fetched again)")
             elif c > acked_to:
                 missed.append(f"cursor {c} (fetched again, never acknowledged)")
-    pending = sum(len(d.get("pending") or ()) for _, d in drops)
     return EndpointCheck(
         name,
         len(missed),

@@ -123,6 +123,18 @@ def test_no_refetch_after_a_lost_ack_fails() -> None:
     assert "not fetched again" in check.reason
 
 
+def test_a_lost_ack_beyond_what_was_served_asks_a_refetch_only_of_what_was() -> None:
+    log = [
+        page(1000, 0, [1]),
+        ack(1100, 3, status=None, dropped=True, pending=[1, 2, 3]),  # 2 and 3: never served
+        page(1700, 0, [1, 2]),
+        ack(1800, 2),
+    ]
+    got = checks(log, ledger=None)
+    assert got["pull.refetch_after_lost_ack"].passed
+    assert got["pull.ack_only_fetched"].failures == 1
+
+
 def test_refetched_but_never_acknowledged_fails() -> None:
     log = [
         page(1000, 0, [1, 2]),
