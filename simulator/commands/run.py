@@ -68,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="teaching mode (implies --ui): wait for Next on the page before each step",
     )
     e = p.add_argument_group(
-        "the supplier's own endpoint", "put supplier 1 of each scenario at a real endpoint (push)"
+        "the supplier's own endpoint",
+        "put supplier 1 of each scenario at a real endpoint (push), or its puller (pull)",
     )
     e.add_argument("--endpoint", metavar="URL", help="the endpoint's https URL (push)")
     e.add_argument(

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
+import yaml
 
 from icc_bridge.outbox import Outbox, OutboxRow
 from icc_bridge.pull_ack import Ack, Refusal, parse_ack
@@ -26,6 +28,25 @@ from simulator.vocabulary.tls import client_context
 
 (SUPPLIER,) = numbered_suppliers(1)
 ORG = SUPPLIER.org_number
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_documented_ack_schema_takes_a_refused_list() -> None:
+    """docs/openapi.yaml's Ack is what parse_ack takes (and refuses what it refuses)."""
+    spec = yaml.safe_load((REPO / "docs" / "openapi.yaml").read_text())
+    schemas = spec["components"]["schemas"]
+    text = yaml.safe_dump({**schemas["Ack"], "$defs": schemas})
+    validator = jsonschema.Draft202012Validator(
+        yaml.safe_load(text.replace("#/components/schemas/", "#/$defs/"))
+    )
+    good = {"up_to": 5, "refused": [refusal(2)]}
+    validator.validate(good)
+    assert isinstance(parse_ack(good), Ack)
+    bad = {"up_to": 5, "refused": [{**refusal(2), "code": "not a code"}]}
+    assert not validator.is_valid(bad)
+    assert isinstance(parse_ack(bad), str)
 
 
 class TestParseAck:

@@ -109,7 +109,7 @@ async def test_envelopes_the_puller_refuses_are_dead_lettered_not_lost(
         await api.stop()
     dead = _events(events, "dead_lettered")
     assert {e["code"] for e in dead} == {PULL_REFUSED}
-    assert all(e["detail"].startswith("WRONG_ADDRESSEE: ") for e in dead)
+    assert all(str(e["detail"]).startswith("WRONG_ADDRESSEE: ") for e in dead)
     assert [(d.code, d.org_number) for d in letters] == [(PULL_REFUSED, ORG)] * 2
     assert letters[0].reason.startswith("WRONG_ADDRESSEE: ")
     assert "<Order" in letters[0].body  # KA's document again: it can be replayed
