@@ -298,7 +298,7 @@ class TestPullersInTheChain:
 @pytest.mark.broker
 @pytest.mark.integration
 def test_the_reference_stubs_puller_started_by_hand_fails_no_check(
-    broker_url: str, tmp_path: Path
+    broker_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`b2bsim serve supplier-stub` pulling, `b2bsim run --endpoint-mode pull`: no pull check
     fails, nothing is lost (the stub serves no read-back for a pulling supplier)."""
@@ -369,6 +369,10 @@ def test_the_reference_stubs_puller_started_by_hand_fails_no_check(
         stub.wait(20)
         if stub.stdout is not None:
             stub.stdout.close()
+    # The run told the puller where to fetch, what to trust and what it registered.
+    said = capsys.readouterr().out
+    assert f"external supplier {org} pulls from {outbox_url(port)}" in said
+    assert str(state / "pki" / "ca.pem") in said
     checks = {c["name"]: c for c in result["endpoint"]["checks"]}
     assert {
         n for n in PULL_CHECKS if checks[n]["status"] == "graded" and checks[n]["failures"]
