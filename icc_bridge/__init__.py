@@ -2,7 +2,8 @@
 
 Public face: :class:`Bridge` with :class:`BridgeConfig` — build it, ``await
 bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
-``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md).
+``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md); a
+:class:`PullFaultPlan` makes it lose an acknowledgement or answer 503 on purpose.
 Faults for tests and teaching: :func:`write_delivery_faults` writes the
 fault file a running ICC reads (docs/files.md), :func:`read_delivery_faults`
 reads it back.  TEST ONLY, never in production: :func:`read_test_switches`
@@ -16,6 +17,7 @@ from icc_bridge.broken_on_purpose import IccTestSwitches, read_test_switches
 from icc_bridge.faults import read_delivery_faults, write_delivery_faults
 from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
+from icc_bridge.pull_faults import PullFaultPlan
 from simulator.vocabulary.retry import RetryPolicy
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "Outbox",
     "PullApi",
     "PullApiConfig",
+    "PullFaultPlan",
     "RetryPolicy",
     "envelope_id_for",
     "read_delivery_faults",

@@ -33,10 +33,12 @@ from typing import IO
 from icc_bridge.broken_on_purpose import IccTestSwitches
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
-from icc_bridge.outbox import Outbox
+from icc_bridge.outbox import Outbox, OutboxRow
+from icc_bridge.pull_ack import Refusal
+from icc_bridge.pull_dead_letters import pulled_dead_letter, refusal_reason
 from simulator.vocabulary.broker_source import GIVE_UP_AFTER, BrokerSource, reconnect
 from simulator.vocabulary.broker_url import parse_broker_url
-from simulator.vocabulary.codes.dead_letters import DELIVERY_GAVE_UP, DELIVERY_REFUSED
+from simulator.vocabulary.codes.dead_letters import DELIVERY_GAVE_UP, DELIVERY_REFUSED, PULL_REFUSED
 from simulator.vocabulary.envelope import Envelope
 from simulator.vocabulary.errors import B2BSimError, ConfigError
 from simulator.vocabulary.messages import (
@@ -392,6 +394,20 @@ class Bridge:
             message_id=frame.headers.get("b2b-message-id", ""),
             **({} if status is None else {"status": status}),
         )
+
+    async def dead_letter_pulled(self, row: OutboxRow, refusal: Refusal) -> None:
+        """A pull supplier refused ``row`` in its acknowledgement: KA's message to the DLQ.
+
+        Raises if the broker cannot take it now (the pull API then acknowledges nothing).
+        """
+        if self._conn is None:
+            raise ConfigError("not connected to the broker", hint="the supplier retries")
+        meta, body, headers = pulled_dead_letter(row, refusal)
+        await self._conn.send(self._dlq, body, headers, receipt=True)
+        self.dead_lettered += 1
+        reason = refusal_reason(refusal)
+        log.warning("dead-lettered (pulled) message_id=%s reason=%s", meta.message_id, reason)
+        self._event("dead_lettered", meta, row.envelope_id, code=PULL_REFUSED, detail=reason)
 
     def _current_registry(self) -> Registry:
         """The registry as its file says now: a rotated certificate or a moved URL

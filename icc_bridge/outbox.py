@@ -11,6 +11,8 @@ supplier says it has stored them.
   them (broker order), so cursor order is per-supplier delivery order.
 * An envelope id is stored **once** (``UNIQUE``; insert-or-ignore): a broker
   redelivery after a crash between insert and ack adds nothing.
+* A row handed out in a page is marked served (``served_at_ms``): an
+  acknowledgement may list as refused only envelopes the supplier was served.
 * Acknowledged rows are marked (``acked_at_ms``), not deleted, so the run
   can be reconciled; :meth:`Outbox.prune` deletes old acknowledged rows.
 
@@ -41,7 +43,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     sequence       INTEGER NOT NULL,
     created_at_ms  INTEGER NOT NULL,
     acked_at_ms    INTEGER,
-    envelope       BLOB NOT NULL
+    envelope       BLOB NOT NULL,
+    served_at_ms   INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_by_supplier ON outbox (org_number, cursor);
 """
@@ -91,6 +94,7 @@ class Outbox:
     async def open(self) -> None:
         try:
             await self._worker.open()
+            await self._worker.call(_add_served_column)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the ICC outbox {self.path}: {exc}",
@@ -146,6 +150,12 @@ class Outbox:
             OutboxRow(int(c), e, o, m, t, int(s), int(at), bytes(b))
             for c, e, o, m, t, s, at, b in found[:limit]
         ]
+        if rows:  # exactly the rows of the page: org's unacknowledged ones in (after, last]
+            db.execute(
+                "UPDATE outbox SET served_at_ms = COALESCE(served_at_ms, ?) "
+                "WHERE org_number = ? AND cursor > ? AND cursor <= ? AND acked_at_ms IS NULL",
+                (now_ms(), org, after, rows[-1].cursor),
+            )
         return Page(rows, rows[-1].cursor if rows else after, len(found) > limit)
 
     async def ack(self, org_number: str, up_to: int) -> list[OutboxRow]:
@@ -173,6 +183,43 @@ class Outbox:
         return [
             OutboxRow(int(c), e, o, m, t, int(s), int(at), b"") for c, e, o, m, t, s, at in found
         ]
+
+    async def served(self, org_number: str, cursors: list[int]) -> dict[int, OutboxRow]:
+        """Those of ``cursors`` that are ``org_number``'s and were served to it, by cursor
+        (``acked_at_ms`` tells nothing here: see :meth:`unacked`)."""
+        return await self._worker.call(self._served_sync, org_number, cursors)
+
+    @staticmethod
+    def _served_sync(db: sqlite3.Connection, org: str, cursors: list[int]) -> dict[int, OutboxRow]:
+        out: dict[int, OutboxRow] = {}
+        for cursor in cursors:
+            found = db.execute(
+                "SELECT cursor, envelope_id, org_number, message_id, message_type, sequence, "
+                "created_at_ms, envelope FROM outbox "
+                "WHERE cursor = ? AND org_number = ? AND served_at_ms IS NOT NULL",
+                (cursor, org),
+            ).fetchone()
+            if found is not None:
+                c, e, o, m, t, s, at, b = found
+                out[int(c)] = OutboxRow(int(c), e, o, m, t, int(s), int(at), bytes(b))
+        return out
+
+    async def check(self, org_number: str, cursor: int) -> None:
+        """CursorError if ``cursor`` was never issued to ``org_number``."""
+        await self._worker.call(self._check_cursor, org_number, cursor)
+
+    async def unacked(self, org_number: str, up_to: int) -> list[int]:
+        """The cursors of ``org_number``'s unacknowledged rows up to ``up_to``."""
+        return await self._worker.call(self._unacked_sync, org_number, up_to)
+
+    @staticmethod
+    def _unacked_sync(db: sqlite3.Connection, org: str, up_to: int) -> list[int]:
+        found = db.execute(
+            "SELECT cursor FROM outbox WHERE org_number = ? AND cursor <= ? "
+            "AND acked_at_ms IS NULL ORDER BY cursor",
+            (org, up_to),
+        ).fetchall()
+        return [int(c) for (c,) in found]
 
     @staticmethod
     def _check_cursor(db: sqlite3.Connection, org: str, cursor: int) -> None:
@@ -213,3 +260,10 @@ class Outbox:
             (older_than_ms,),
         )
         return cur.rowcount
+
+
+def _add_served_column(db: sqlite3.Connection) -> None:
+    """An outbox file made before ``served_at_ms`` existed gets the column."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+    if "served_at_ms" not in columns:
+        db.execute("ALTER TABLE outbox ADD COLUMN served_at_ms INTEGER")

@@ -10,14 +10,17 @@ round (:meth:`Puller.poll_once`):
 2. Each envelope goes through the **same receive path as a pushed one**
    (:meth:`supplier_stub.app.SupplierStub.ingest`): signature, addressee,
    document rules, stored once by envelope id, then the ledger.
-3. ``POST <outbox URL>/ack`` with ``{"up_to": <cursor>}`` once everything up
-   to that cursor is stored (or refused for good), and only then is the
+3. ``POST <outbox URL>/ack`` with ``{"up_to": <cursor>, "refused": [...]}``
+   once everything up to that cursor is stored or refused for good (each
+   refused envelope listed with the receive path's code and detail, so that
+   the ICC dead-letters it), and only then is the
    cursor saved in the stub's SQLite (``pull_cursors``), so a stub that
    crashes before the ack fetches the same envelopes again: duplicate
    receipts, nothing loaded twice.
 
 A 5xx from the receive path (e.g. a full disk) stops the round before that
 envelope: it is neither acknowledged nor skipped, and is fetched again.
+A 429 or 503 from the ICC is retried no sooner than its ``Retry-After`` says.
 docs/pull.md explains the protocol.
 """
 
@@ -29,6 +32,7 @@ import binascii
 import contextlib
 import json
 import logging
+import re
 import sqlite3
 import ssl
 from collections.abc import Awaitable, Callable
@@ -60,6 +64,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: What the ICC takes as a refusal's code (docs/pull.md).
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 #: Seconds between polls when the outbox had nothing new.
 DEFAULT_POLL_INTERVAL = 0.5
 #: Backoff after a failed round, in seconds.
@@ -140,6 +146,8 @@ class Puller:
         self._session: aiohttp.ClientSession | None = None
         self.cursor = 0  # the last cursor acknowledged (saved in the stub's SQLite)
         self.stored = 0  # envelopes handed to the receive path and answered 2xx
+        self.refused: list[dict[str, Any]] = []  # the page's refusals, for its acknowledgement
+        self._retry_after = 0.0  # seconds the ICC asked to wait (429/503 Retry-After)
 
     @property
     def _org(self) -> str:
@@ -167,8 +175,9 @@ class Puller:
                     delay = _RETRY_INITIAL
                     wait = 0.0 if more else self.settings.poll_interval
                 except PullError as exc:
-                    log.warning("pull org=%s failed: %s (retry in %.1f s)", self._org, exc, delay)
-                    wait, delay = delay, min(delay * 2, _RETRY_MAX)
+                    wait = max(delay, self._retry_after)
+                    log.warning("pull org=%s failed: %s (retry in %.1f s)", self._org, exc, wait)
+                    delay, self._retry_after = min(delay * 2, _RETRY_MAX), 0.0
                 if wait:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), wait)
@@ -209,6 +218,7 @@ class Puller:
         the page there: that envelope is fetched again next round.
         """
         last = self.cursor
+        self.refused = []
         for item in page.envelopes:
             try:
                 answer = await self._ingest(self.supplier, item.envelope)
@@ -226,19 +236,35 @@ class Puller:
             if answer.status < 300:
                 self.stored += 1
             else:  # refused for good (signature, addressee, conflict, rules): never loads
+                problem = _json(answer.body)
+                code = _code(problem)
+                code = code if _CODE.fullmatch(code) else f"HTTP_{answer.status}"
                 log.warning(
                     "pull org=%s envelope_id=%s refused %d %s",
                     self._org,
                     item.envelope_id,
                     answer.status,
-                    _code(_json(answer.body)),
+                    code,
+                )
+                detail = problem.get("detail") if isinstance(problem, dict) else None
+                self.refused.append(
+                    {
+                        "cursor": item.cursor,
+                        "envelope_id": item.envelope_id,
+                        "code": code,
+                        "reason": str(detail or f"refused with HTTP {answer.status}")[:500],
+                    }
                 )
             last = item.cursor
         return last, True
 
     async def ack(self, up_to: int) -> None:
-        """Acknowledge everything up to ``up_to``, then save it as the cursor."""
-        status, doc = await self._request("POST", path="/ack", json_body={"up_to": up_to})
+        """Acknowledge everything up to ``up_to``, reporting the refusals of the page just
+        stored (:attr:`refused`), then save it as the cursor."""
+        body: dict[str, Any] = {"up_to": up_to}
+        if self.refused:
+            body["refused"] = [r for r in self.refused if r["cursor"] <= up_to]
+        status, doc = await self._request("POST", path="/ack", json_body=body)
         if status != 204:
             raise PullError(f"ack up to {up_to} answered {status} {_code(doc)}")
         await self._save_cursor(up_to)
@@ -268,6 +294,8 @@ class Puller:
                 ssl=self._ssl,
                 headers={"Accept": "application/json"},
             ) as resp:
+                if resp.status in (429, 503):
+                    self._retry_after = _seconds(resp.headers.get("Retry-After"))
                 return resp.status, _json(await resp.read())
         except aiohttp.ClientConnectorCertificateError as exc:
             raise PullError(
@@ -287,6 +315,14 @@ def _json(body: bytes | Any) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def _seconds(retry_after: str | None) -> float:
+    """A Retry-After header's delay in seconds (0 if absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _code(doc: Any) -> str:

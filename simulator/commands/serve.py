@@ -51,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     b.set_defaults(func=_serve_broker)
 
+    _add_stub_parser(comp)
+    _add_icc_parser(comp)
+    _add_producer_parser(comp)
+
+
+def _add_stub_parser(comp: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s = comp.add_parser("supplier-stub", help="the reference supplier endpoint(s)")
     s.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
     s.add_argument("--db", type=Path, help="SQLite inbox (default: STATE/supplier-stub.sqlite)")
@@ -121,6 +127,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     s.set_defaults(func=_serve_stub)
 
+
+def _add_icc_parser(comp: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = comp.add_parser("icc", help="the ICC bridge: KA queue → signed envelopes → suppliers")
     _broker_options(i)
     i.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
@@ -148,6 +156,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     i.add_argument("--pull-bind", default="127.0.0.1", metavar="HOST", help="pull API address")
     i.add_argument(
+        "--pull-log",
+        type=Path,
+        metavar="FILE",
+        help="write a line per pull request of a supplier here (docs/files.md)",
+    )
+    i.add_argument(
+        "--pull-faults",
+        type=Path,
+        metavar="FILE",
+        help="lose acknowledgements or answer 503 on purpose (icc_bridge/pull_faults.py)",
+    )
+    i.add_argument(
         "--server-ca",
         type=Path,
         metavar="FILE",
@@ -156,6 +176,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     i.set_defaults(func=_serve_icc)
 
+
+def _add_producer_parser(comp: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k = comp.add_parser("producer", help="a fake KA publishing document chains")
     _broker_options(k)
     k.add_argument(
@@ -363,6 +385,9 @@ def _serve_icc(args: argparse.Namespace) -> int:
                 host=args.pull_bind,
                 port=args.pull_port,
                 events_log=args.events,
+                requests_log=args.pull_log,
+                faults=args.pull_faults,
+                dead_letter=bridge.dead_letter_pulled,
             )
         )
 

@@ -373,15 +373,14 @@ def _parse_ack(doc: object) -> tuple[int, list[tuple[int, str, str, str]]] | str
     for entry in entries:
         if not (
             isinstance(entry, dict)
-            and set(entry) <= {"cursor", "envelope_id", "code", "reason"}
+            and set(entry) == {"cursor", "envelope_id", "code", "reason"}
             and _is_cursor(entry.get("cursor"))
             and isinstance(entry.get("envelope_id"), str)
             and isinstance(entry.get("code"), str)
-            and isinstance(entry.get("reason", ""), str)
+            and isinstance(entry.get("reason"), str)
         ):
             return (
                 f"the refused entry {str(entry)[:120]} is not {{cursor, envelope_id, code, reason}}"
             )
-        reason = entry.get("reason", "")
-        refused.append((entry["cursor"], entry["envelope_id"], entry["code"], reason))
+        refused.append((entry["cursor"], entry["envelope_id"], entry["code"], entry["reason"]))
     return up_to, refused

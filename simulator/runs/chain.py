@@ -10,6 +10,7 @@ Every file it uses is in the run directory (docs/files.md).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -70,6 +71,8 @@ class ChainSpec:
     # restarts, instead of a fixed --broker URL (docs/messages.md).
     follow_broker: bool = False
     broker_give_up: float | None = None  # workers' --broker-give-up (None: their default)
+    # The pull API's faults (icc_bridge/pull_faults.py, as JSON), for an external puller.
+    pull_faults: dict[str, object] | None = None
 
     def worker_broker_url(self, i: int) -> str:
         """The broker ICC worker ``i`` (from 0) consumes from."""
@@ -176,6 +179,11 @@ class RunningChain:
             options["--broker-give-up"] = s.broker_give_up
         if i == 0 and s.pull_port is not None:
             options["--pull-port"] = s.pull_port
+            options["--pull-log"] = s.run_dir / "pull.jsonl"
+            if s.pull_faults is not None:
+                faults = s.run_dir / "pull-faults.json"
+                faults.write_text(json.dumps(s.pull_faults) + "\n")
+                options["--pull-faults"] = faults
         if s.server_ca is not None:
             options["--server-ca"] = s.server_ca
         args = [str(part) for pair in options.items() for part in pair]

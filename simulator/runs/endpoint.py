@@ -59,6 +59,13 @@ class ExternalEndpoint:
     # Whether the supplier reads the run's CRL (RUN_DIR/pki/crl.pem); no way to tell it
     # yet, so an ICC revocation is not applicable and not graded (scenario.py says why).
     sees_run_crl: bool = False
+    # Pull (simulator/runs/pull_endpoint.py): ``url`` is the run's outbox, on ``pull_port``;
+    # ``cert_sha256`` pins the puller's client certificate (the registry's meaning for a
+    # pull supplier) and ``readback_sha256`` the read-back's server certificate.
+    mode: str = "push"
+    pull_port: int | None = None
+    readback_sha256: str | None = None
+    pull_faults: bool = True  # lose an acknowledgement and answer 503 once (pull_grading.py)
 
     def checked(self) -> ExternalEndpoint:
         """The same with a normalised organisation number and pin; EndpointError if bad."""
@@ -149,7 +156,8 @@ def read_page(state: StateDir, endpoint: ExternalEndpoint, after: int, limit: in
     assert endpoint.readback is not None
     url = f"{endpoint.readback}?{urlencode({'after': after, 'limit': limit})}"
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
-    ctx = _context(state, replace(endpoint, url=endpoint.readback), endpoint.cert_sha256)
+    pin = endpoint.readback_sha256 if endpoint.mode == "pull" else endpoint.cert_sha256
+    ctx = _context(state, replace(endpoint, url=endpoint.readback), pin)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT, context=ctx) as resp:  # noqa: S310
             body = resp.read(64 * 1024 * 1024)

@@ -22,6 +22,8 @@ from simulator.runs.endpoint import (
     read_ledger,
 )
 from simulator.runs.endpoint_grading import NO_READBACK, EndpointGrade, grade_endpoint
+from simulator.runs.pull_endpoint import check_puller
+from simulator.runs.pull_grading import NOT_EXERCISED, grade_pull, pulls
 from simulator.runs.reconcile import Reconciliation, icc_events, read_jsonl, reconcile
 from simulator.runs.scenario import Scenario, not_applicable_to_endpoint
 from simulator.vocabulary.errors import ReadbackError
@@ -53,7 +55,8 @@ def prepare_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEnd
 
     EndpointError / ReadbackError (usage errors: exit 2) if it cannot be used.
     """
-    endpoint = check_endpoint(state, endpoint)
+    check = check_puller if pulls(endpoint) else check_endpoint
+    endpoint = check(state, endpoint)
     if endpoint.readback is None:
         return endpoint
     check_readback(state, endpoint)
@@ -78,14 +81,24 @@ def grade_run_endpoint(
         except ReadbackError as exc:
             error = str(exc)
     produced_log = run_dir / "produced.jsonl"
-    grade = grade_endpoint(
-        endpoint.org_number,
-        read_jsonl(produced_log),
-        icc_events(events_files),
-        ledger,
-        readback_error=error,
-        icc_revoked_at_ms=icc_revoked_at_ms if endpoint.sees_run_crl else None,
-    )
+    if pulls(endpoint):
+        grade = grade_pull(
+            endpoint.org_number,
+            read_jsonl(produced_log),
+            icc_events(events_files),
+            read_jsonl(run_dir / "pull.jsonl"),
+            ledger,
+            readback_error=error,
+        )
+    else:
+        grade = grade_endpoint(
+            endpoint.org_number,
+            read_jsonl(produced_log),
+            icc_events(events_files),
+            ledger,
+            readback_error=error,
+            icc_revoked_at_ms=icc_revoked_at_ms if endpoint.sees_run_crl else None,
+        )
     order = None if ledger is None else [e.message_id for e in ledger]
     figures = reconcile(produced_log, events_files, stub_db, (endpoint.org_number, order))
     return grade, figures
@@ -127,7 +140,8 @@ def endpoint_expectations(
 
 def verdict_of(error: str | None, expectations: Iterable[object]) -> str:
     """passed; failed (an error, or a graded expectation that did not hold); not graded
-    (something only a read-back could prove); or not applicable (a step did not apply)."""
+    (something only a read-back could prove); not applicable (a step did not apply); or
+    not exercised (a check of a puller whose situation did not arise in the run)."""
     items = list(expectations)
     if error is not None or any(
         getattr(e, "status", GRADED) == GRADED and not getattr(e, "passed", False) for e in items
@@ -138,4 +152,6 @@ def verdict_of(error: str | None, expectations: Iterable[object]) -> str:
         return NO_READBACK
     if NOT_APPLICABLE in statuses:
         return NOT_APPLICABLE
+    if NOT_EXERCISED in statuses:  # a pull check whose situation did not arise
+        return NOT_EXERCISED
     return "passed"

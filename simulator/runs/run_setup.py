@@ -147,6 +147,8 @@ def init_run_suppliers(
     ours = suppliers[1:] if external is not None else suppliers
     init_pki(run_state, ours)
     *ports, pull_port = free_ports(len(suppliers) + 1)
+    if external is not None and external.pull_port is not None:  # a puller knows this port
+        pull_port = external.pull_port
     first_pull = len(suppliers) - pull_count
     entries = [
         SupplierEntry(
@@ -173,7 +175,7 @@ def init_run_suppliers(
                 name=first.name,
                 url=external.url,
                 cert_sha256=external.cert_sha256,
-                delivery_mode=DeliveryMode.PUSH,
+                delivery_mode=DeliveryMode.PULL if external.mode == "pull" else DeliveryMode.PUSH,
             ),
         )
     Registry(entries).save(run_dir / "registry.json")

@@ -33,6 +33,7 @@ from simulator.runs.endpoint_run import (
     prepare_endpoint,
     verdict_of,
 )
+from simulator.runs.pull_grading import pull_fault_plan, pulls
 from simulator.runs.reconcile import Reconciliation, read_jsonl, reconcile
 from simulator.runs.run_setup import (
     SERVER_CA,
@@ -178,7 +179,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         gap_timeout=scenario.gap_timeout,
         rules=options.rules,
         seed=scenario.seed,
-        pull_port=pull_port if scenario.pull_count else None,
+        pull_port=pull_port if scenario.pull_count or pulls(endpoint) else None,
+        pull_faults=pull_fault_plan(endpoint),
         worker_broker_urls=worker_urls,
         stub_orgs=None if external is None else tuple(s.org_number for s in suppliers[1:]),
         server_ca=None if external is None else run_state.pki / SERVER_CA,
@@ -217,7 +219,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         result.expectations = _expectations(scenario, result.figures, run_dir)
     else:
         say(
-            "grading the external endpoint from its answers"
+            "grading the external "
+            + ("puller from the outbox's side" if pulls(endpoint) else "endpoint from its answers")
             + (" and its read-back" * bool(endpoint.readback))
         )
         result.endpoint, result.figures = grade_run_endpoint(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.vocabulary.codes import CATALOGUE
-from simulator.vocabulary.codes.dead_letters import DELIVERY_REFUSED
+from simulator.vocabulary.codes.dead_letters import DELIVERY_REFUSED, PULL_REFUSED
 from simulator.vocabulary.codes.errors import B2BSIM
 from simulator.vocabulary.codes.refusals import XML_FORBIDDEN
 from simulator.vocabulary.problems import PROBLEMS
@@ -155,6 +155,8 @@ EXPECTATIONS: frozenset[str] = frozenset(_EXPECTATIONS)
 _ERROR_CODE = re.compile(r"\berror \[([A-Z0-9_]+)\]")
 #: A refusal's reason as the ICC writes it: ``HTTP 421: WRONG_ADDRESSEE`` (the problem code).
 _ANSWERED_CODE = re.compile(r"^HTTP (\d{3}): ([A-Z][A-Z0-9_]*)$")
+#: A pulled envelope's refusal as the supplier reported it: ``SIGNATURE_INVALID: …``.
+_REPORTED_CODE = re.compile(r"^([A-Z][A-Z0-9_]*)(?::|$)")
 
 
 def explain_code(code: str) -> Explanation:
@@ -182,7 +184,8 @@ def explain_dead_letter(code: str, reason: str) -> Explanation:
     """What a dead letter of ``code`` means, and its fix, for the cause its ``reason`` tells.
 
     A refusal whose reason is the supplier's problem code (``HTTP 421:
-    WRONG_ADDRESSEE``) is explained by that code's entry; otherwise the first
+    WRONG_ADDRESSEE``, or a pull supplier's ``SIGNATURE_INVALID: …``) is
+    explained by that code's entry; otherwise the first
     of the code's causes (simulator.vocabulary.codes.dead_letters) whose
     pattern is found in the reason; else the code's own texts.
     """
@@ -191,6 +194,8 @@ def explain_dead_letter(code: str, reason: str) -> Explanation:
         return explain_code(code)
     answered = _ANSWERED_CODE.match(reason.strip())
     problem = CATALOGUE.get(answered.group(2)) if answered and code == DELIVERY_REFUSED else None
+    reported = _REPORTED_CODE.match(reason.strip()) if code == PULL_REFUSED else None
+    problem = CATALOGUE.get(reported.group(1)) if reported else problem
     if problem is not None:
         return Explanation(
             code,

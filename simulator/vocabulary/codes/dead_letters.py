@@ -19,6 +19,7 @@ from simulator.vocabulary.codes.model import Cause, CodeEntry, Kind, table
 DELIVERY_REFUSED: Final = "DELIVERY_REFUSED"
 DELIVERY_GAVE_UP: Final = "DELIVERY_GAVE_UP"
 BROKER_REDELIVERY_LIMIT: Final = "BROKER_REDELIVERY_LIMIT"
+PULL_REFUSED: Final = "PULL_REFUSED"
 
 _REPLAY = "then replay the dead letters with b2bsim dlq replay --all."
 _NO_RETRY = "Raising icc.retry does not help: every attempt meets the same certificate."
@@ -187,6 +188,21 @@ DEAD_LETTERS: dict[str, CodeEntry] = table(
         ),
         sv="ICC försökte tills återförsöken tog slut, utan att få ett kvitto.",
         causes=GAVE_UP_CAUSES,
+    ),
+    CodeEntry(
+        PULL_REFUSED,
+        Kind.DEAD_LETTER,
+        title="The pull supplier fetched the envelope and refused it",
+        meaning=(
+            "A supplier that pulls from the ICC's outbox listed the envelope in the `refused` "
+            "list of its acknowledgement (docs/pull.md). The reason is the supplier's own code "
+            "and text, as a push supplier's problem answer would give them."
+        ),
+        fix=(
+            "Read the dead letter's reason (the supplier's code and reason), fix the cause, "
+            "then replay it with b2bsim dlq replay."
+        ),
+        sv="Leverantören hämtade kuvertet från ICC:s utkorg och avvisade det.",
     ),
     CodeEntry(
         BROKER_REDELIVERY_LIMIT,

@@ -43,6 +43,7 @@ CLIENT_NOT_SUPPLIER: Final = "CLIENT_NOT_SUPPLIER"
 CURSOR_INVALID: Final = "CURSOR_INVALID"
 PAGE_LIMIT_INVALID: Final = "PAGE_LIMIT_INVALID"
 ACK_INVALID: Final = "ACK_INVALID"
+OUTBOX_UNAVAILABLE: Final = "OUTBOX_UNAVAILABLE"
 
 _FIX_PRODUCER = "Fix the producer (KA) so it sends this correctly; replaying will not help."
 _FIX_ICC_SIGNING = (
@@ -374,7 +375,22 @@ REFUSALS: dict[str, CodeEntry] = table(
         status=400,
         title="The acknowledgement is not valid",
         answer_title="The acknowledgement is not valid JSON {up_to: cursor}",
-        meaning="A pull supplier's ack was not JSON of the form {up_to: cursor}.",
-        fix="Send the ack as docs/pull.md shows.",
+        meaning=(
+            "A pull supplier's ack was not JSON of the form {up_to: cursor, refused: [...]}, or "
+            "listed a refused envelope above up_to, twice, or one it was never served."
+        ),
+        fix="Send the ack as docs/pull.md shows; the detail says which part was wrong.",
+    ),
+    CodeEntry(
+        OUTBOX_UNAVAILABLE,
+        Kind.REFUSAL,
+        status=503,
+        title="The ICC's outbox cannot answer now",
+        meaning=(
+            "The ICC could not take the request now (it could not reach the dead-letter queue "
+            "for the refused envelopes of an acknowledgement, or it is busy). Nothing was "
+            "acknowledged."
+        ),
+        fix="Wait as long as the Retry-After header says, then send the same request again.",
     ),
 )

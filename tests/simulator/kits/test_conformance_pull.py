@@ -220,6 +220,10 @@ class TestOutbox:
                 ]
                 body = {"up_to": 2, "refused": refused}
                 async with http.post(outbox.url + "/ack", json=body, ssl=ctx) as resp:
+                    assert resp.status == 400  # a refusal needs its reason, as the ICC's does
+                    assert (await resp.json())["code"] == "ACK_INVALID"
+                refused[1]["reason"] = "y"
+                async with http.post(outbox.url + "/ack", json=body, ssl=ctx) as resp:
                     assert resp.status == 204
                 async with http.post(outbox.url + "/ack", json={"upto": 1}, ssl=ctx) as resp:
                     assert resp.status == 400
@@ -234,9 +238,11 @@ class TestOutbox:
         assert first.refusal.code == "SIGNATURE_INVALID"
         assert not second.settled
         assert second.refusal is None
-        assert outbox.violations[0].startswith("acknowledged up to cursor 2, but the kit had")
-        assert outbox.violations[1] == "listed cursor 2 as refused, never served to it"
-        assert outbox.violations[2].startswith("sent an acknowledgement the ICC refuses")
+        missing_reason, *rest = outbox.violations
+        assert "is not {cursor, envelope_id, code, reason}" in missing_reason
+        assert rest[0].startswith("acknowledged up to cursor 2, but the kit had")
+        assert rest[1] == "listed cursor 2 as refused, never served to it"
+        assert rest[2].startswith("sent an acknowledgement the ICC refuses")
 
     async def test_a_fault_answers_once_with_retry_after(self, setup: Setup) -> None:
         outbox = await self._outbox(setup)

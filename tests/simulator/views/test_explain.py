@@ -186,6 +186,14 @@ class TestDeadLetterCauses:
         assert CATALOGUE["WRONG_ADDRESSEE"].fix in x.fix
         assert "dlq replay" in x.fix
 
+    def test_a_pulled_refusal_is_explained_by_the_suppliers_code(self) -> None:
+        """`SIGNATURE_INVALID: …` (a puller's refused list) is explained by that code's entry."""
+        x = explain_dead_letter("PULL_REFUSED", "SIGNATURE_INVALID: does not verify")
+        assert x.cause == "SIGNATURE_INVALID"
+        assert CATALOGUE["SIGNATURE_INVALID"].fix in x.fix
+        own = explain_dead_letter("PULL_REFUSED", "OUR_OWN_RULE: not for us")
+        assert (own.title, own.cause) == (CATALOGUE["PULL_REFUSED"].title, "")
+
     def test_pull_without_outbox(self) -> None:
         """The reason bridge.py writes for a pull supplier without an outbox."""
         x = explain_dead_letter("DELIVERY_REFUSED", "the supplier pulls, but the ICC has no outbox")
