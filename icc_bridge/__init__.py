@@ -12,7 +12,8 @@ reads the switches that break pinning or retries on purpose
 --icc`` catches a broken ICC.
 """
 
-from icc_bridge.bridge import Bridge, BridgeConfig, envelope_id_for
+from icc_bridge.bridge import Bridge, envelope_id_for
+from icc_bridge.bridge_config import BridgeConfig
 from icc_bridge.broken_on_purpose import IccTestSwitches, read_test_switches
 from icc_bridge.faults import read_delivery_faults, write_delivery_faults
 from icc_bridge.outbox import Outbox

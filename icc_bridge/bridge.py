@@ -26,17 +26,15 @@ import logging
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
-from icc_bridge.broken_on_purpose import IccTestSwitches
+from icc_bridge.bridge_config import BridgeConfig
 from icc_bridge.delivery import Attempt, Outcome, PushClient
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox, OutboxRow
 from icc_bridge.pull_ack import Refusal
 from icc_bridge.pull_dead_letters import pulled_dead_letter, refusal_reason
-from simulator.vocabulary.broker_source import GIVE_UP_AFTER, BrokerSource, reconnect
+from simulator.vocabulary.broker_source import BrokerSource, reconnect
 from simulator.vocabulary.broker_url import parse_broker_url
 from simulator.vocabulary.codes.dead_letters import DELIVERY_GAVE_UP, DELIVERY_REFUSED, PULL_REFUSED
 from simulator.vocabulary.envelope import Envelope
@@ -45,13 +43,11 @@ from simulator.vocabulary.messages import (
     DLQ_AT,
     DLQ_CODE,
     DLQ_REASON,
-    KA_QUEUE,
     MessageMeta,
     dead_letter_queue,
     now_ms,
 )
 from simulator.vocabulary.registry import DeliveryMode, Registry
-from simulator.vocabulary.retry import RetryPolicy
 from simulator.vocabulary.signing import EnvelopeSigner
 from simulator.vocabulary.stomp_io import Frame, StompConnection
 from simulator.vocabulary.tls import FileWatcher
@@ -71,30 +67,6 @@ OUTBOX_RETRY = 1.0
 def envelope_id_for(message_id: str) -> str:
     """The envelope id of KA's message ``message_id`` (stable across redeliveries)."""
     return str(uuid.uuid5(ENVELOPE_NAMESPACE, message_id))
-
-
-@dataclass
-class BridgeConfig:
-    """Everything the bridge needs, checked before it starts."""
-
-    broker_url: str
-    registry: Path
-    ca_cert: Path
-    icc_cert: Path
-    icc_key: Path
-    queue: str = KA_QUEUE
-    events_log: Path | None = None
-    prefetch: int = 200
-    request_timeout: float = 10.0
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    faults: Path | None = None  # a scenario's delivery faults (icc_bridge/faults.py)
-    crl: Path | None = None  # the AF test CA's CRL: a revoked supplier gets nothing
-    outbox: Path | None = None  # where pull suppliers' envelopes wait (icc_bridge/outbox.py)
-    server_ca: Path | None = None  # trust pushed-to servers issued by these CAs (default ca_cert)
-    broker_file: Path | None = None  # follow the broker this broker.json names (on reconnect)
-    broker_give_up: float = GIVE_UP_AFTER  # seconds to look for a lost broker, then stop
-    #: TEST ONLY, never in production: pinning or retries off (icc_bridge/broken_on_purpose.py)
-    test_switches: IccTestSwitches = field(default_factory=IccTestSwitches)
 
 
 class Bridge:
