@@ -54,6 +54,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--case", action="append", dest="cases", metavar="ID", help="only this case (repeatable)"
     )
     r.add_argument("--seed", type=int, help="document seed (default: from the clock)")
+    r.add_argument(
+        "--broker",
+        metavar="URL",
+        help="run the scenarios on this broker (stomp://HOST:PORT; default: $B2BSIM_BROKER, "
+        "else the embedded one)",
+    )
     r.set_defaults(func=run_run)
     s = verbs.add_parser("status", help="each case's last verdict and the onboarding checklist")
     s.add_argument("plan", type=Path, metavar="PLAN")
@@ -94,7 +100,12 @@ def run_run(args: argparse.Namespace) -> int:
     state = StateDir.resolve(args.state)
     plan = read_plan(args.plan)
     run_dir = run_plan(
-        state, plan, case_ids=args.cases, seed=args.seed, say=lambda m: print(m, flush=True)
+        state,
+        plan,
+        case_ids=args.cases,
+        seed=args.seed,
+        say=lambda m: print(m, flush=True),
+        broker_url=args.broker,
     )
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     counts: dict[str, int] = {}

@@ -147,9 +147,14 @@ def status_of(plan: Plan, runs: list[dict[str, Any]]) -> PlanStatus:
     return PlanStatus(plan, cases, steps, tuple(runs))
 
 
+#: The order of what is still open: what went wrong first, what was never tried last.
+_URGENCY = ("failed", "not graded", "not run", NEVER_RUN)
+
+
 def _open_cases(cases: tuple[CaseStatus, ...], kind: str) -> list[str]:
     out = []
-    for c in cases:
+    ordered = sorted(cases, key=lambda c: _URGENCY.index(c.verdict) if c.verdict in _URGENCY else 0)
+    for c in ordered:
         same_kind = (c.case.kind == CONFORMANCE) == (kind == CONFORMANCE)
         if c.case.applies and same_kind and not c.done:
             out.append(f"{c.case.id}: {c.verdict}")

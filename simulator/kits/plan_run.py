@@ -93,6 +93,7 @@ class _Run:
     seed: int
     out: Path  # the run's (temporary) directory
     say: Say
+    broker_url: str | None = None  # for scenarios: this broker (None: $B2BSIM_BROKER, embedded)
 
 
 @dataclass
@@ -143,6 +144,7 @@ def run_plan(
     case_ids: Sequence[str] | None = None,
     seed: int | None = None,
     say: Say | None = None,
+    broker_url: str | None = None,
 ) -> Path:
     """Run the cases; the run's directory in the plan's history.
 
@@ -169,7 +171,7 @@ def run_plan(
     tmp = runs / f".{run_id}.tmp"
     tmp.mkdir()
     try:
-        verdicts = _run_cases(_Run(state, plan, endpoint, seed, tmp, tell), cases)
+        verdicts = _run_cases(_Run(state, plan, endpoint, seed, tmp, tell, broker_url), cases)
         run = {
             "kind": "b2bsim-plan-run",
             "run_id": run_id,
@@ -309,7 +311,12 @@ def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
         say(f"running {case.id} (seed {seed}) against {plan.url}")
         result = run_scenario(
             scenario,
-            RunOptions(state=run.state, endpoint=run.endpoint, progress=lambda m: say(f"  {m}")),
+            RunOptions(
+                state=run.state,
+                broker_url=None if scenario.needs_embedded_broker else run.broker_url,
+                endpoint=run.endpoint,
+                progress=lambda m: say(f"  {m}"),
+            ),
         )
     except EndpointError as exc:
         return _Verdict(case, NOT_RUN, f"the endpoint could not be used: {exc}")

@@ -31,7 +31,7 @@ from simulator.vocabulary.identifiers import is_valid_org_number
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
-__all__ = ["CONFORMANCE", "SCENARIO", "Plan", "PlanCase", "read_plan", "write_plan"]
+__all__ = ["Plan", "PlanCase", "read_plan", "write_plan"]  # and the case kinds below
 
 SCHEMA_RESOURCE = ("simulator", "data/plan.schema.json")
 CONFORMANCE, SCENARIO = "conformance", "scenario"
@@ -142,6 +142,33 @@ class Plan:
         }
 
 
+#: The text values of a plan with a shape: what they must look like, and an example.
+_TEXT_SHAPES: dict[tuple[str, ...], tuple[str, str]] = {
+    ("supplier", "org_number"): (
+        "the organisation number as quoted text",
+        "write its 10 digits in quotes, e.g. org_number: '5560125790'",
+    ),
+    ("schedule", "start"): ("a month YYYY-MM", "e.g. start: '2027-01'"),
+    ("schedule", "go_live"): ("a month YYYY-MM", "e.g. go_live: '2027-03'"),
+    ("endpoint", "url"): ("an https URL", "e.g. https://supplier.example:8443/b2b/envelopes"),
+    ("endpoint", "readback"): ("an https URL or null", "e.g. https://host:8443/b2b/ledger"),
+    ("endpoint", "cert_sha256"): (
+        "64 lower-case hex digits or null",
+        "the SHA-256 of the endpoint certificate's DER, or null to take it at the next run",
+    ),
+    ("cases", "*", "id"): ("conformance/ID or scenario/NAME", "e.g. conformance/valid-order"),
+}
+
+
+def _value(data: Any, at: tuple[str | int, ...]) -> Any:
+    for key in at:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
 def read_plan(path: Path) -> Plan:
     """The plan at ``path``; PlanError naming file, line and key if it is wrong."""
     if not path.is_file():
@@ -177,8 +204,12 @@ def read_plan(path: Path) -> Plan:
                 )
     if problems:
         p = problems[0]
-        hint = p.hint.replace("docs/scenarios.md", _DOCS)
-        raise PlanError(f"{p.where}: {p.what} (at {p.key})", hint=hint)
+        what, hint = p.what, p.hint.replace("docs/scenarios.md", _DOCS)
+        shape = _TEXT_SHAPES.get(tuple("*" if isinstance(k, int) else k for k in p.at))
+        if shape is not None and what.startswith("expected text"):
+            got = what.split(", got ", 1)[1] if ", got " in what else repr(_value(data, p.at))
+            what, hint = f"expected {shape[0]}, got {got}", shape[1]
+        raise PlanError(f"{p.where}: {what} (at {p.key})", hint=hint)
     endpoint, schedule = data["endpoint"], data["schedule"]
     return Plan(
         path=path,

@@ -29,7 +29,7 @@ from simulator.vocabulary.codes.errors import (
     EVIDENCE_REFUSED,
     EVIDENCE_UNREADABLE,
     PKI,
-    PLAN,
+    PLAN_INVALID,
     PORT_IN_USE,
     PULL_FAILED,
     READBACK_INVALID,
@@ -349,7 +349,7 @@ class ReadbackError(ConfigError):
 class PlanError(ConfigError):
     """A test plan file (``b2bsim plan``) is missing or malformed."""
 
-    code = PLAN
+    code = PLAN_INVALID
 
 
 class EvidenceUnreadableError(ConfigError):

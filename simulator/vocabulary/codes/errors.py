@@ -33,7 +33,7 @@ TARGET_UNREACHABLE: Final = "TARGET_UNREACHABLE"
 TARGET_UNTRUSTED: Final = "TARGET_UNTRUSTED"
 ENDPOINT_UNUSABLE: Final = "ENDPOINT_UNUSABLE"
 READBACK_INVALID: Final = "READBACK_INVALID"
-PLAN: Final = "PLAN"
+PLAN_INVALID: Final = "PLAN_INVALID"
 EVIDENCE_UNREADABLE: Final = "EVIDENCE_UNREADABLE"
 EVIDENCE_REFUSED: Final = "EVIDENCE_REFUSED"
 
@@ -241,7 +241,7 @@ ERRORS: dict[str, CodeEntry] = table(
         fix="Implement the read-back as docs/openapi.yaml says, or run without --readback.",
     ),
     CodeEntry(
-        PLAN,
+        PLAN_INVALID,
         Kind.ERROR,
         title="The test plan file is wrong",
         meaning=(
