@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import sqlite3
@@ -89,6 +90,8 @@ class BridgeConfig:
     server_ca: Path | None = None  # trust pushed-to servers issued by these CAs (default ca_cert)
     broker_file: Path | None = None  # follow the broker this broker.json names (on reconnect)
     broker_give_up: float = GIVE_UP_AFTER  # seconds to look for a lost broker, then stop
+    # Append every envelope signed for a push here, as sent (JSON lines, docs/files.md).
+    sent_log: Path | None = None
 
 
 class Bridge:
@@ -115,6 +118,7 @@ class Bridge:
         self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._events: IO[str] | None = None
+        self._sent: IO[str] | None = None
         self._outbox = Outbox(config.outbox) if config.outbox is not None else None
         if self._outbox is None and any(
             s.delivery_mode is DeliveryMode.PULL for s in self.registry
@@ -139,6 +143,8 @@ class Bridge:
         """
         if self.config.events_log is not None:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
+        if self.config.sent_log is not None:
+            self._sent = self.config.sent_log.open("a", encoding="utf-8", buffering=1)
         await self._push.start()
         try:
             if self._outbox is not None:
@@ -175,6 +181,8 @@ class Bridge:
                 await self._outbox.close()
             if self._events is not None:
                 self._events.close()
+            if self._sent is not None:
+                self._sent.close()
 
     async def _subscribe(self, url: str) -> StompConnection:
         conn = StompConnection.from_url(url)
@@ -268,6 +276,7 @@ class Bridge:
         if supplier.delivery_mode is DeliveryMode.PULL:
             await self._hold_for_pull(frame, meta, envelope.envelope_id, signed)
             return
+        self._record_sent(meta, envelope.envelope_id, signed)
         policy = supplier.retry or self.config.retry
         attempt: Attempt | None = None
         first = time.monotonic()
@@ -395,6 +404,20 @@ class Bridge:
     async def _ack(self, frame: Frame) -> None:
         assert self._conn is not None
         await self._conn.ack(frame)
+
+    def _record_sent(self, meta: MessageMeta, envelope_id: str, signed: bytes) -> None:
+        """Append the envelope about to be pushed to the sent log, if there is one."""
+        if self._sent is None:
+            return
+        record = {
+            "at_ms": now_ms(),
+            "envelope_id": envelope_id,
+            "message_id": meta.message_id,
+            "org_number": meta.org_number,
+            "sha256": hashlib.sha256(signed).hexdigest(),
+            "envelope": signed.decode("utf-8"),
+        }
+        self._sent.write(json.dumps(record) + "\n")
 
     def _event(
         self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object

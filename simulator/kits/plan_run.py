@@ -330,9 +330,33 @@ def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
             with contextlib.suppress(OSError):
                 shutil.copyfile(source, folder / source.name)
                 files.append(f"cases/{folder.name}/{source.name}")
+    files += _write_sent(result.run_dir, folder, plan.org_number)
     verdict, reason = _scenario_verdict(result)
     say(f"{verdict.upper()} {case.id}: {reason}")
     return _Verdict(case, verdict, reason, time.monotonic() - begin, tuple(files))
+
+
+def _write_sent(run_dir: Path, folder: Path, org_number: str) -> list[str]:
+    """The envelopes the ICC sent the supplier (its sent logs), one file each, and an index."""
+    index: list[str] = []
+    files: list[str] = []
+    for log in sorted(run_dir.glob("sent-*.jsonl")):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a line cut short by a killed worker
+                continue
+            if not isinstance(record, dict) or record.get("org_number") != org_number:
+                continue
+            name = f"{len(index) + 1:03d}-sent.xml"
+            (folder / name).write_text(str(record.pop("envelope", "")), encoding="utf-8")
+            record["file"] = name
+            index.append(json.dumps(record))
+            files.append(f"cases/{folder.name}/{name}")
+    if index:
+        (folder / "sent.jsonl").write_text("\n".join(index) + "\n", encoding="utf-8")
+        files.append(f"cases/{folder.name}/sent.jsonl")
+    return files
 
 
 def _scenario_verdict(result: RunResult) -> tuple[str, str]:

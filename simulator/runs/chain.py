@@ -176,8 +176,9 @@ class RunningChain:
             options["--broker-give-up"] = s.broker_give_up
         if i == 0 and s.pull_port is not None:
             options["--pull-port"] = s.pull_port
-        if s.server_ca is not None:
+        if s.server_ca is not None:  # an external supplier: keep what it was sent
             options["--server-ca"] = s.server_ca
+            options["--sent-log"] = s.run_dir / f"sent-{i + 1}.jsonl"
         args = [str(part) for pair in options.items() for part in pair]
         self.workers[i] = await Component.start(
             "icc", s.state.root, args, s.run_dir / f"icc-{i + 1}.log"

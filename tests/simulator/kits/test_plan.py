@@ -554,3 +554,10 @@ def test_a_scenario_runs_against_the_endpoint_and_is_kept(setup: Setup, broker_u
     assert answers
     assert {e["receipt"] for e in answers} == {"accepted"}
     assert {e["envelope_id"] for e in answers} <= set(setup.receiver.seen)
+    sent = [json.loads(line) for line in (folder / "sent.jsonl").read_text().splitlines()]
+    assert {s["envelope_id"] for s in sent} == {e["envelope_id"] for e in answers}
+    for record in sent:
+        body = (folder / record["file"]).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == record["sha256"]
+        assert record["org_number"] == ORG
+    assert set(case["files"]) >= {f"cases/{folder.name}/{s['file']}" for s in sent}
