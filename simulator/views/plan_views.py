@@ -98,7 +98,7 @@ def _run_section(run: dict[str, Any]) -> str:
         files = len(c.get("files", []))
         rows.append(
             f"<tr>{_cell(c['id'])}<td class={_cls(c['verdict'])}>{escape(c['verdict'])}</td>"
-            f"{_cell(c['seconds'])}{_cell(c['reason'])}{_cell(f'{files} file(s)')}</tr>"
+            f"{_cell(c.get('seconds', 0))}{_cell(c['reason'])}{_cell(f'{files} file(s)')}</tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)

@@ -26,8 +26,11 @@ from aiohttp import web
 from lxml import etree
 
 from simulator.cli import main
+from simulator.kits.evidence import sign_manifest
 from simulator.lab.pki import SupplierIdentity, cert_sha256, init_pki
+from simulator.lab.pki_evidence import EvidenceSigner
 from simulator.lab.ports import free_ports
+from simulator.vocabulary.certs import load_certificate, load_private_key
 from simulator.vocabulary.state import StateDir
 
 REPO = Path(__file__).resolve().parents[3]
@@ -511,6 +514,24 @@ class TestEvidence:
         out = capsys.readouterr().out
         assert code == 1
         assert out.startswith("chain: the signer's certificate does not chain")
+
+    def test_a_manifest_signed_by_another_key_of_the_ca_is_refused(
+        self, setup: Setup, pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The ICC's certificate chains to the same CA, but it is no evidence signer."""
+        icc = EvidenceSigner(
+            load_certificate(setup.state.icc_cert),
+            load_private_key(setup.state.icc_key),
+            load_certificate(setup.state.ca_cert),
+            setup.state.icc_cert,
+        )
+        with zipfile.ZipFile(pack) as z:
+            manifest = z.read("manifest.json")
+        forged = rewrite(pack, tmp_path / "f.zip", {"manifest.p7s": sign_manifest(manifest, icc)})
+        code, out = verify(setup, forged, capsys)
+        assert code == 1
+        assert out.startswith("chain: the signer's certificate does not chain")
+        assert "EKU" in out
 
     def test_a_truncated_zip_or_no_pack_is_a_one_line_error(
         self, setup: Setup, pack: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
