@@ -148,7 +148,9 @@ def _pin(state: StateDir, endpoint: ExternalEndpoint) -> tuple[str | None, str]:
     try:
         found = check_endpoint(state, endpoint)
     except EndpointError as exc:
-        return None, f"not reachable at plan init: {exc.message}; the pin is taken at the first run"
+        untrusted = "untrusted" in exc.message or "presents the certificate" in exc.message
+        what = "not trusted" if untrusted else "not reachable"
+        return None, f"{what} at plan init: {exc.message}; the pin is taken at the first run"
     note = f"reachable at plan init, certificate SHA-256 {found.cert_sha256} pinned"
     if found.readback is not None:
         try:

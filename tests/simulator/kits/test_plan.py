@@ -225,6 +225,23 @@ class TestInit:
         assert data["endpoint"]["checked"].startswith("not reachable at plan init")
         assert "not reachable" in capsys.readouterr().out
 
+    def test_an_untrusted_endpoint_is_said_not_pinned(
+        self, setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        other = StateDir(tmp_path / "other")
+        init_pki(other, [])
+        plan = tmp_path / "p.yaml"
+        code = setup.cli(
+            "plan", "init", "--org-number", ORG, "--name", "X", "--endpoint", setup.receiver.url,
+            "--endpoint-ca", str(other.ca_cert), "--scenarios", str(REPO / "scenarios"),
+            "--out", str(plan),
+        )  # fmt: skip
+        assert code == 0
+        endpoint = yaml.safe_load(plan.read_text())["endpoint"]
+        assert endpoint["cert_sha256"] is None
+        assert endpoint["checked"].startswith("not trusted at plan init")
+        assert "untrusted certificate" in endpoint["checked"]
+
     def test_a_wrong_org_number_writes_nothing(
         self, state: StateDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
