@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +71,7 @@ PASSED, FAILED, NOT_APPLICABLE, NOT_GRADED, NOT_RUN = (
 )
 _GRADES = {Grade.PASSED: PASSED, Grade.FAILED: FAILED, Grade.NOT_GRADED: NOT_GRADED}
 Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 def tool_version() -> str:
@@ -126,7 +128,13 @@ def select(plan: Plan, ids: Sequence[str] | None) -> list[PlanCase]:
         return list(plan.cases)
     chosen: list[PlanCase] = []
     for case_id in ids:
-        case = plan.case(case_id)
+        named = [c for c in plan.cases if case_id in (c.id, c.name)]
+        if len(named) > 1:
+            raise PlanError(
+                f"{case_id!r} names {len(named)} cases: {', '.join(c.id for c in named)}",
+                hint="name it with its kind, e.g. --case scenario/" + case_id,
+            )
+        case = named[0] if named else None
         if case is None:
             raise PlanError(
                 f"the plan {plan.path} has no case {case_id!r}",
@@ -192,7 +200,9 @@ def run_plan(
             "icc_cert_sha256": cert_sha256(state.icc_cert) if state.icc_cert.is_file() else None,
             "cases": [v.to_json() for v in verdicts],
         }
-        (tmp / "run.json").write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+        (tmp / "run.json").write_text(
+            json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         (tmp / "junit.xml").write_bytes(plan_junit(run))
         history = [*plan_history.read_runs(plan), run]
         status = plan_history.status_of(plan, history)
@@ -291,7 +301,9 @@ def _write_exchanges(out: Path, case: PlanCase, exchanges: list[Exchange]) -> tu
             "error": ex.answer.error,
         }
         name = f"{n:03d}-answer.json"
-        (folder / name).write_text(json.dumps(answer, indent=2, ensure_ascii=False) + "\n")
+        (folder / name).write_text(
+            json.dumps(answer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         files += [f"cases/{folder.name}/{sent}", f"cases/{folder.name}/{name}"]
     return tuple(files)
 
@@ -322,6 +334,10 @@ def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
         return _Verdict(case, NOT_RUN, f"the endpoint could not be used: {exc}")
     except B2BSimError as exc:
         return _Verdict(case, NOT_RUN, f"could not run: {exc}", time.monotonic() - begin)
+    except Exception as exc:  # our bug, not the supplier's: keep the other cases' verdicts
+        log.exception("running %s failed", case.id)
+        reason = f"b2bsim failed running it (please report): {type(exc).__name__}: {exc}"
+        return _Verdict(case, NOT_RUN, reason, time.monotonic() - begin)
     folder = run.out / "cases" / case_dir_name(case.id)
     folder.mkdir(parents=True, exist_ok=True)
     files = []

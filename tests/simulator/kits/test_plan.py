@@ -387,6 +387,10 @@ class TestRun:
     ) -> None:
         assert setup.cli("plan", "run", str(setup.plan), "--case", "no-such-case") == 2
         assert "no case 'no-such-case'" in capsys.readouterr().err
+        assert setup.cli("plan", "run", str(setup.plan), "--case", "out-of-order") == 2
+        err = capsys.readouterr().err
+        assert "names 2 cases: conformance/out-of-order, scenario/out-of-order" in err
+        assert runs_of(setup.plan) == []
 
     def test_pull_cases_are_planned_and_not_run_never_passed(self, setup: Setup) -> None:
         assert setup.cli(*init_args(setup, mode="pull")) == 0
