@@ -603,3 +603,18 @@ def test_a_scenario_runs_against_the_endpoint_and_is_kept(setup: Setup, broker_u
         assert hashlib.sha256(body).hexdigest() == record["sha256"]
         assert record["org_number"] == ORG
     assert set(case["files"]) >= {f"cases/{folder.name}/{s['file']}" for s in sent}
+
+
+@pytest.mark.broker
+def test_an_attack_on_another_supplier_runs_beside_the_endpoint(
+    setup: Setup, broker_url: str
+) -> None:
+    """tampered-envelope forges a signer with another supplier's key: never the external one's,
+    which is not the run's (that crashed the run)."""
+    code = setup.cli(
+        "plan", "run", str(setup.plan), "--case", "scenario/tampered-envelope",
+        "--seed", "2", "--broker", broker_url,
+    )  # fmt: skip
+    (run_dir,) = runs_of(setup.plan)
+    (case,) = run_json(run_dir)["cases"]
+    assert (code, case["verdict"]) == (0, "passed"), case["reason"]
