@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import sqlite3
@@ -99,6 +100,7 @@ class Bridge:
         self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._events: IO[str] | None = None
+        self._sent: IO[str] | None = None
         self._outbox = Outbox(config.outbox) if config.outbox is not None else None
         if self._outbox is None and any(
             s.delivery_mode is DeliveryMode.PULL for s in self.registry
@@ -123,6 +125,8 @@ class Bridge:
         """
         if self.config.events_log is not None:
             self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
+        if self.config.sent_log is not None:
+            self._sent = self.config.sent_log.open("a", encoding="utf-8", buffering=1)
         await self._push.start()
         try:
             if self._outbox is not None:
@@ -159,6 +163,8 @@ class Bridge:
                 await self._outbox.close()
             if self._events is not None:
                 self._events.close()
+            if self._sent is not None:
+                self._sent.close()
 
     async def _subscribe(self, url: str) -> StompConnection:
         conn = StompConnection.from_url(url)
@@ -252,6 +258,7 @@ class Bridge:
         if supplier.delivery_mode is DeliveryMode.PULL:
             await self._hold_for_pull(frame, meta, envelope.envelope_id, signed)
             return
+        self._record_sent(meta, envelope.envelope_id, signed)
         policy = supplier.retry or self.config.retry
         if self.config.test_switches.no_retry:  # TEST ONLY: broken on purpose
             policy = dataclasses.replace(policy, max_attempts=1)
@@ -395,6 +402,20 @@ class Bridge:
     async def _ack(self, frame: Frame) -> None:
         assert self._conn is not None
         await self._conn.ack(frame)
+
+    def _record_sent(self, meta: MessageMeta, envelope_id: str, signed: bytes) -> None:
+        """Append the envelope about to be pushed to the sent log, if there is one."""
+        if self._sent is None:
+            return
+        record = {
+            "at_ms": now_ms(),
+            "envelope_id": envelope_id,
+            "message_id": meta.message_id,
+            "org_number": meta.org_number,
+            "sha256": hashlib.sha256(signed).hexdigest(),
+            "envelope": signed.decode("utf-8"),
+        }
+        self._sent.write(json.dumps(record) + "\n")
 
     def _event(
         self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object

@@ -33,5 +33,7 @@ class BridgeConfig:
     server_ca: Path | None = None  # trust pushed-to servers issued by these CAs (default ca_cert)
     broker_file: Path | None = None  # follow the broker this broker.json names (on reconnect)
     broker_give_up: float = GIVE_UP_AFTER  # seconds to look for a lost broker, then stop
+    # Append every envelope signed for a push here, as sent (JSON lines, docs/files.md).
+    sent_log: Path | None = None
     #: TEST ONLY, never in production: pinning or retries off (icc_bridge/broken_on_purpose.py)
     test_switches: IccTestSwitches = field(default_factory=IccTestSwitches)

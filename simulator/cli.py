@@ -36,6 +36,8 @@ COMMANDS = [
     "fault",
     "documents",
     "validate",
+    "plan",
+    "evidence",
 ]
 
 

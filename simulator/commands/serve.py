@@ -133,6 +133,12 @@ def _add_icc_parser(comp: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _broker_options(i)
     i.add_argument("--registry", type=Path, help="supplier registry (default: STATE/registry.json)")
     i.add_argument("--events", type=Path, help="append the ICC's events log (JSON lines) here")
+    i.add_argument(
+        "--sent-log",
+        type=Path,
+        metavar="FILE",
+        help="append every envelope signed for a push here, as sent (JSON lines; for tests)",
+    )
     i.add_argument("--prefetch", type=int, default=200)
     i.add_argument(
         "--faults", type=Path, metavar="FILE", help="inject delivery faults (icc_bridge/faults.py)"
@@ -368,6 +374,7 @@ def _serve_icc(args: argparse.Namespace) -> int:
         outbox=args.outbox or state.root / "icc-outbox.sqlite",
         server_ca=args.server_ca,
         test_switches=switches,
+        sent_log=args.sent_log,
     )
     bridge = Bridge(config)
     pull_api = None

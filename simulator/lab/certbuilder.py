@@ -59,11 +59,14 @@ def name(*attrs: tuple[x509.ObjectIdentifier, str]) -> x509.Name:
     return x509.Name([x509.NameAttribute(oid, value) for oid, value in attrs])
 
 
-def key_usage(*, digital_signature: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
-    """A KeyUsage with digitalSignature and/or keyCertSign + cRLSign (a CA's)."""
+def key_usage(
+    *, digital_signature: bool = False, cert_sign: bool = False, content_commitment: bool = False
+) -> x509.KeyUsage:
+    """A KeyUsage with digitalSignature, keyCertSign + cRLSign (a CA's) and/or
+    contentCommitment (non-repudiation: a signer of evidence)."""
     return x509.KeyUsage(
         digital_signature=digital_signature,
-        content_commitment=False,
+        content_commitment=content_commitment,
         key_encipherment=False,
         data_encipherment=False,
         key_agreement=False,

@@ -184,8 +184,9 @@ class RunningChain:
                 faults = s.run_dir / "pull-faults.json"
                 faults.write_text(json.dumps(s.pull_faults) + "\n")
                 options["--pull-faults"] = faults
-        if s.server_ca is not None:
+        if s.server_ca is not None:  # an external supplier: keep what it was sent
             options["--server-ca"] = s.server_ca
+            options["--sent-log"] = s.run_dir / f"sent-{i + 1}.jsonl"
         args = [str(part) for pair in options.items() for part in pair]
         self.workers[i] = await Component.start(
             "icc", s.state.root, args, s.run_dir / f"icc-{i + 1}.log"

@@ -209,7 +209,9 @@ class StepPlayer:
         spec = self.chain.spec
         registry = Registry.load(spec.run_dir / "registry.json")
         target = registry.lookup(self._org(step.supplier))
-        other = next(s for s in registry if s.org_number != target.org_number)
+        # Another supplier whose key is the run's: never the external one (its key is its own).
+        others = [s for s in registry if s.org_number != target.org_number]
+        other = next((s for s in others if s.org_number != self.external), others[0])
         seller = self.sellers[step.supplier - 1]
         document = documents_for(DocumentFactory(self.scenario.seed + 1), seller, doc_type="order")
         replay = await asyncio.to_thread(latest_envelope, self.chain.db, target.org_number)

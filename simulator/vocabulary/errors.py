@@ -30,7 +30,10 @@ from simulator.vocabulary.codes.errors import (
     DLQ_NOT_FOUND,
     DOCUMENT_CHAIN,
     ENDPOINT_UNUSABLE,
+    EVIDENCE_REFUSED,
+    EVIDENCE_UNREADABLE,
     PKI,
+    PLAN_INVALID,
     PORT_IN_USE,
     PULL_FAILED,
     READBACK_INVALID,
@@ -369,3 +372,25 @@ class ReadbackError(ConfigError):
     """The supplier's read-back (GET /b2b/ledger) answered garbage or could not be read."""
 
     code = READBACK_INVALID
+
+
+class PlanError(ConfigError):
+    """A test plan file (``b2bsim plan``) is missing or malformed."""
+
+    code = PLAN_INVALID
+
+
+class EvidenceUnreadableError(ConfigError):
+    """``b2bsim evidence verify``: the file is no evidence pack (truncated, not a zip)."""
+
+    code = EVIDENCE_UNREADABLE
+
+
+class EvidenceRefusedError(B2BSimError, ValueError):
+    """An evidence pack's signature, chain or hashes do not hold (``findings`` names each)."""
+
+    code = EVIDENCE_REFUSED
+
+    def __init__(self, findings: list[str], *, hint: str | None = None) -> None:
+        self.findings = list(findings)
+        super().__init__("; ".join(self.findings), hint=hint)

@@ -37,6 +37,9 @@ TARGET_UNREACHABLE: Final = "TARGET_UNREACHABLE"
 TARGET_UNTRUSTED: Final = "TARGET_UNTRUSTED"
 ENDPOINT_UNUSABLE: Final = "ENDPOINT_UNUSABLE"
 READBACK_INVALID: Final = "READBACK_INVALID"
+PLAN_INVALID: Final = "PLAN_INVALID"
+EVIDENCE_UNREADABLE: Final = "EVIDENCE_UNREADABLE"
+EVIDENCE_REFUSED: Final = "EVIDENCE_REFUSED"
 
 #: code → its entry.  Stable: add, never rename.
 ERRORS: dict[str, CodeEntry] = table(
@@ -274,5 +277,35 @@ ERRORS: dict[str, CodeEntry] = table(
             "loaded cannot be graded."
         ),
         fix="Implement the read-back as docs/openapi.yaml says, or run without --readback.",
+    ),
+    CodeEntry(
+        PLAN_INVALID,
+        Kind.ERROR,
+        title="The test plan file is wrong",
+        meaning=(
+            "The plan file (b2bsim plan init) has a syntax error, an unknown key or a wrong "
+            "type, or names a case it does not have; the message names the file, line and key."
+        ),
+        fix="Fix the line named, or write the plan again with b2bsim plan init (docs/plan.md).",
+    ),
+    CodeEntry(
+        EVIDENCE_UNREADABLE,
+        Kind.ERROR,
+        title="The file is no evidence pack",
+        meaning=(
+            "b2bsim evidence verify could not read it as a zip of an evidence pack (truncated, "
+            "not a zip, or without manifest.json and manifest.p7s)."
+        ),
+        fix="Ask for the pack again as it was written by b2bsim plan evidence.",
+    ),
+    CodeEntry(
+        EVIDENCE_REFUSED,
+        Kind.ERROR,
+        title="The evidence pack does not verify",
+        meaning=(
+            "Its manifest's signature, the signer's chain to the AF test CA, or a file's SHA-256 "
+            "does not hold: the pack was changed after it was signed, or signed by someone else."
+        ),
+        fix="Do not use the pack; make a new one with b2bsim plan evidence.",
     ),
 )
