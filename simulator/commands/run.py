@@ -282,3 +282,7 @@ def _print_endpoint(result: RunResult) -> None:
             f"double {grade['double_ingested']}, answers p50 {latency['p50']} ms, "
             f"p99 {latency['p99']} ms"
         )
+        print(
+            f"  re-signed re-sends after an ICC crash that reached it: {grade['crash_resends']}, "
+            f"receipts: {grade['accepted']} accepted, {grade['duplicates']} duplicate"
+        )

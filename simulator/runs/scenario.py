@@ -96,11 +96,17 @@ class Sleep(StepBase):
 
 @dataclass(frozen=True)
 class KillIcc(StepBase):
-    """kill -9 an ICC worker ``times`` times, ``every`` seconds (or once ``after`` N loads)."""
+    """kill -9 an ICC worker ``times`` times, ``every`` seconds (or once ``after`` N loads).
+
+    ``at``: ``any`` moment (the worker chosen by the seed), or ``receipt``: the worker
+    that has just had supplier 1's receipt, before its broker ack, so that the message
+    is redelivered, re-signed and re-sent to a supplier that already has it.
+    """
 
     times: int = 1
     every: float = 1.0
     after: int = 0
+    at: str = "any"
     background: bool = False
 
 
@@ -358,6 +364,7 @@ def _fault(body: dict[str, Any], background: bool) -> Step:
             times=body.get("times", 1),
             every=float(body.get("every", 1.0)),
             after=body.get("after", 0),
+            at=body.get("at", "any"),
             background=background,
         )
     if "restart" in body:

@@ -46,6 +46,8 @@ Say = Callable[[str], None]
 
 #: A valid organisation number that no run's registry holds (poison messages).
 UNREGISTERED_ORG = "5560360793"
+#: How long `{kill: icc, at: receipt}` waits for supplier 1's receipt before it gives up a kill.
+RECEIPT_WITHIN = 30.0
 
 
 class StepPlayer:
@@ -157,7 +159,10 @@ class StepPlayer:
             while len(await self._loaded()) < step.after:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         for n in range(step.times):
-            await self.chain.kill_worker()
+            if step.at == "receipt":
+                await self.chain.kill_at_receipt(self._org(1), within=RECEIPT_WITHIN)
+            else:
+                await self.chain.kill_worker()
             if n < step.times - 1:
                 await asyncio.sleep(step.every)
 
