@@ -185,14 +185,17 @@ class RunningChain:
         )
 
     # --- faults -----------------------------------------------------------------
-    async def kill_worker(self, index: int | None = None) -> None:
+    async def kill_worker(self, index: int | None = None, *, when: str = "") -> None:
         """kill -9 ICC worker ``index`` (from 0; None: chosen by the seed), start it again."""
         i = self._rng.randrange(len(self.workers)) if index is None else index
         worker = self.workers[i]
         if worker is not None:
             await worker.kill()
         self.kills += 1
-        self.say(f"fault: killed icc worker {i + 1} (kill -9 #{self.kills})")
+        self.say(f"fault: killed icc worker {i + 1} (kill -9 #{self.kills}){when}")
+        if self._hold_ack:  # the kill point struck: the other workers ack again
+            self._hold_ack = {}
+            write_delivery_faults(self.icc_faults_file, **self._icc_faults)
         await self.start_worker(i)
 
     async def supplier_down(self, seconds: float) -> None:
@@ -288,15 +291,16 @@ class RunningChain:
                 for i in range(len(self.workers)):
                     events = self.spec.run_dir / f"icc-{i + 1}.jsonl"
                     if held_answers(events) > seen.get(events, 0):
-                        await self.kill_worker(i)
-                        self.say(f"  … right after supplier {org_number}'s receipt, before the ack")
+                        when = f" right after supplier {org_number}'s receipt, before the ack"
+                        await self.kill_worker(i, when=when)
                         return True
                 await asyncio.sleep(0.02)
             self.say(f"fault: no receipt of supplier {org_number} within {within:g} s: no kill")
             return False
         finally:
-            self._hold_ack = {}
-            write_delivery_faults(self.icc_faults_file, **self._icc_faults)
+            if self._hold_ack:
+                self._hold_ack = {}
+                write_delivery_faults(self.icc_faults_file, **self._icc_faults)
 
     async def restart_broker(self, down: float) -> None:
         if self.broker is None:

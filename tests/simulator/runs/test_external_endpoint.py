@@ -53,7 +53,7 @@ def small_bridge_crash() -> Scenario:
         icc_workers=2,
         timeout=120,
         steps=(
-            Produce(chains=4, rate=10, background=True),
+            Produce(chains=4, rate=3, background=True),  # 8 s: traffic for every kill
             Sleep(0.5),
             KillIcc(times=2, every=0.5, at="receipt"),
             KillIcc(times=2, every=1),
