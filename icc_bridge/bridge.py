@@ -322,7 +322,7 @@ class Bridge:
             return
         self._event("ack_held", meta, envelope_id, **_answer(attempt))
         until = time.monotonic() + hold
-        while time.monotonic() < until and self._faults.hold_ack(meta.org_number) > 0:
+        while time.monotonic() < until and self._faults.hold_ack(meta.org_number) > 0:  # noqa: ASYNC110 - the faults file is polled
             await asyncio.sleep(0.05)
 
     async def _hold_for_pull(

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -105,17 +106,18 @@ def read_delivery_faults(path: Path) -> dict[str, float]:
         raise ValueError(f"{path} is not an ICC faults file: {exc}") from None
 
 
-def write_delivery_faults(
-    path: Path,
-    *,
-    duplicate: float = 0.0,
-    reorder: float = 0.0,
-    hold_ack: dict[str, float] | None = None,
-) -> None:
+def write_delivery_faults(path: Path, *, duplicate: float = 0.0, reorder: float = 0.0) -> None:
     """Replace the ICC faults file atomically (what the runner calls)."""
+    write_hold_ack(path, {}, duplicate=duplicate, reorder=reorder)
+
+
+def write_hold_ack(
+    path: Path, hold_ack: Mapping[str, float], *, duplicate: float = 0.0, reorder: float = 0.0
+) -> None:
+    """The same, holding the broker ack after these suppliers' receipts (seconds)."""
     tmp = path.with_suffix(".tmp")
     doc: dict[str, object] = {"duplicate": duplicate, "reorder": reorder}
     if hold_ack:
-        doc["hold_ack"] = hold_ack
+        doc["hold_ack"] = dict(hold_ack)
     tmp.write_text(json.dumps(doc) + "\n")
     os.replace(tmp, path)

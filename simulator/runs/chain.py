@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from icc_bridge import write_delivery_faults
+from icc_bridge import write_delivery_faults, write_hold_ack
 from simulator.lab.broker import BrokerInfo, LocalBroker
 from simulator.lab.components import Component
 from simulator.lab.network import BrokerNetwork, kill_jvm
@@ -273,7 +273,7 @@ class RunningChain:
     def icc_fault(self, kind: str, probability: float) -> None:
         """Make every ICC worker duplicate or reorder deliveries (clear: stop)."""
         self._icc_faults = {} if kind == "clear" else {**self._icc_faults, kind: probability}
-        write_delivery_faults(self.icc_faults_file, **self._icc_faults, hold_ack=self._hold_ack)
+        write_hold_ack(self.icc_faults_file, self._hold_ack, **self._icc_faults)
 
     async def kill_at_receipt(self, org_number: str, *, within: float) -> bool:
         """kill -9 the ICC worker that has just had ``org_number``'s receipt, before its
@@ -284,7 +284,7 @@ class RunningChain:
         """
         seen = {f: held_answers(f) for f in self.events_files()}
         self._hold_ack = {org_number: within + 5}
-        write_delivery_faults(self.icc_faults_file, **self._icc_faults, hold_ack=self._hold_ack)
+        write_hold_ack(self.icc_faults_file, self._hold_ack, **self._icc_faults)
         deadline = asyncio.get_running_loop().time() + within
         try:
             while asyncio.get_running_loop().time() < deadline:

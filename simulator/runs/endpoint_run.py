@@ -9,7 +9,7 @@ read-back)** and **not applicable** ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -62,45 +62,55 @@ def prepare_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEnd
 
 def grade_run_endpoint(
     state: StateDir,
-    endpoint: ExternalEndpoint,
+    endpoint: ExternalEndpoint | Sequence[ExternalEndpoint],
     run_dir: Path,
     events_files: list[Path],
     stub_db: Path,
     *,
     icc_revoked_at_ms: int | None,
-) -> tuple[EndpointGrade, Reconciliation]:
-    """The external supplier's grade, and the run's figures with its ledger in them."""
-    ledger: list[LedgerEntry] | None = None
-    error = None
-    if endpoint.readback is not None:
-        try:
-            ledger = read_ledger(state, endpoint)
-        except ReadbackError as exc:
-            error = str(exc)
+) -> tuple[list[EndpointGrade], Reconciliation]:
+    """Each external supplier's grade (``--target``: several, supplier 1 first), and
+    the run's figures with their ledgers in them."""
+    endpoints = [endpoint] if isinstance(endpoint, ExternalEndpoint) else list(endpoint)
     produced_log = run_dir / "produced.jsonl"
-    grade = grade_endpoint(
-        endpoint.org_number,
-        read_jsonl(produced_log),
-        icc_events(events_files),
-        ledger,
-        readback_error=error,
-        icc_revoked_at_ms=icc_revoked_at_ms if endpoint.sees_run_crl else None,
-    )
-    order = None if ledger is None else [e.message_id for e in ledger]
-    figures = reconcile(produced_log, events_files, stub_db, (endpoint.org_number, order))
-    return grade, figures
+    produced, events = read_jsonl(produced_log), icc_events(events_files)
+    grades: list[EndpointGrade] = []
+    orders: list[tuple[str, list[str] | None]] = []
+    for ext in endpoints:
+        ledger: list[LedgerEntry] | None = None
+        error = None
+        if ext.readback is not None:
+            try:
+                ledger = read_ledger(state, ext)
+            except ReadbackError as exc:
+                error = str(exc)
+        grade = grade_endpoint(
+            ext.org_number,
+            produced,
+            events,
+            ledger,
+            readback_error=error,
+            icc_revoked_at_ms=icc_revoked_at_ms if ext.sees_run_crl else None,
+        )
+        grades.append(grade)
+        orders.append((ext.org_number, None if ledger is None else [e.message_id for e in ledger]))
+    return grades, reconcile(produced_log, events_files, stub_db, orders)
 
 
 def endpoint_expectations(
-    scenario: Scenario, graded: Iterable[tuple[str, int, int]], grade: EndpointGrade
+    scenario: Scenario,
+    graded: Iterable[tuple[str, int, int]],
+    grade: EndpointGrade | Sequence[EndpointGrade],
 ) -> list[Row]:
-    """The scenario's expectations for a run with an external supplier, then its cases."""
+    """The scenario's expectations for a run with external suppliers, then their cases
+    (with several, each case's name ends with the supplier's number: ``endpoint.lost[N]``)."""
+    grades = [grade] if isinstance(grade, EndpointGrade) else list(grade)
     skipped = [
         (i, reason)
         for i, step in enumerate(scenario.steps, 1)
-        if (reason := not_applicable_to_endpoint(step)) is not None
+        if (reason := not_applicable_to_endpoint(step, len(grades))) is not None
     ]
-    no_readback = any(c.status == NOT_GRADED for c in grade.checks)
+    no_readback = any(c.status == NOT_GRADED for g in grades for c in g.checks)
     rows: list[Row] = []
     for name, expected, actual in graded:
         if skipped and name not in INVARIANTS:
@@ -118,8 +128,10 @@ def endpoint_expectations(
             rows.append((name, expected, actual, NOT_GRADED, NO_READBACK))
         else:
             rows.append((name, expected, actual, GRADED, ""))
-    for c in grade.checks:
-        rows.append((c.name, 0, c.failures, c.status, c.reason))
+    for g in grades:
+        for c in g.checks:
+            name = c.name if len(grades) == 1 else f"{c.name}[{g.org_number}]"
+            rows.append((name, 0, c.failures, c.status, c.reason))
     for i, reason in skipped:
         rows.append((f"step {i}", 0, 0, NOT_APPLICABLE, reason))
     return rows

@@ -39,6 +39,7 @@ from simulator.runs.run_setup import (
     init_run_suppliers,
     local_broker,
     new_run_dir,
+    refuse_too_few_suppliers,
     refuse_unrunnable,
     run_suppliers,
     start_network,
@@ -67,8 +68,13 @@ class RunOptions:
     # "next"); and told the run directory once the run starts (a live view tails it).
     before_step: Callable[[int, Step], Awaitable[None]] | None = None
     on_start: Callable[[Path], None] | None = None
-    # Supplier 1 at the supplier's own endpoint (b2bsim run --endpoint), if any.
+    # Supplier 1 at the supplier's own endpoint (b2bsim run --endpoint), if any; or
+    # suppliers 1..k at theirs (b2bsim run --target FILE), if ``endpoints`` is given.
     endpoint: ExternalEndpoint | None = None
+    endpoints: tuple[ExternalEndpoint, ...] = ()
+
+    def external_endpoints(self) -> tuple[ExternalEndpoint, ...]:
+        return self.endpoints or (() if self.endpoint is None else (self.endpoint,))
 
 
 @dataclass
@@ -96,7 +102,8 @@ class RunResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
-    endpoint: EndpointGrade | None = None
+    endpoint: EndpointGrade | None = None  # supplier 1's (the first external one)
+    endpoints: list[EndpointGrade] = field(default_factory=list)  # each external one's
 
     @property
     def verdict(self) -> str:
@@ -127,6 +134,11 @@ class RunResult:
                 for e in self.expectations
             ],
             **({} if self.endpoint is None else {"endpoint": self.endpoint.to_json()}),
+            **(
+                {"endpoints": [g.to_json() for g in self.endpoints]}
+                if len(self.endpoints) > 1
+                else {}
+            ),
             "faults": self.faults,
             "dead_letters": f.dead_letters,
             "lost_ids": f.lost_ids,
@@ -143,18 +155,20 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     url = resolve_broker_url(options.broker_url)
     refuse_unrunnable(scenario, url)
     state = options.state.ensure()
-    endpoint = options.endpoint
-    if endpoint is not None:  # before anything starts: a one-line error, nothing left behind
-        endpoint = prepare_endpoint(state, endpoint)
+    # Before anything starts: a one-line error, nothing left behind.
+    endpoints = [prepare_endpoint(state, e) for e in options.external_endpoints()]
+    refuse_too_few_suppliers(scenario, len(endpoints))
+    endpoint = endpoints[0] if endpoints else None
     external = endpoint.org_number if endpoint is not None else None
+    externals = tuple(e.org_number for e in endpoints)
     started = time.monotonic()
     run_dir = new_run_dir(state, scenario.name)
-    suppliers = run_suppliers(scenario, external)
+    suppliers = run_suppliers(scenario, externals)
     # Each run has a PKI of its own (run_dir/pki), so that a scenario may revoke,
     # expire or rotate certificates without touching any other run.  With an external
     # supplier it starts from the state's CA and ICC certificate (run_setup says why).
     run_state, pull_port = init_run_suppliers(
-        run_dir, suppliers, pull_count=scenario.pull_count, external=endpoint, state=state
+        run_dir, suppliers, pull_count=scenario.pull_count, external=endpoints, state=state
     )
     timings = {"prepare": time.monotonic() - started}
 
@@ -180,7 +194,9 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         seed=scenario.seed,
         pull_port=pull_port if scenario.pull_count else None,
         worker_broker_urls=worker_urls,
-        stub_orgs=None if external is None else tuple(s.org_number for s in suppliers[1:]),
+        stub_orgs=None
+        if external is None
+        else tuple(s.org_number for s in suppliers[len(externals) :]),
         server_ca=None if external is None else run_state.pki / SERVER_CA,
         broker_give_up=broker_give_up(scenario),
     )
@@ -193,11 +209,12 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             _play(
                 scenario,
                 chain,
-                sellers=suppliers_of(scenario, external),
+                sellers=suppliers_of(scenario, externals),
                 result=result,
                 say=say,
                 options=options,
                 external=external,
+                externals=externals,
             )
         )
     except B2BSimError as exc:
@@ -220,19 +237,20 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             "grading the external endpoint from its answers"
             + (" and its read-back" * bool(endpoint.readback))
         )
-        result.endpoint, result.figures = grade_run_endpoint(
+        result.endpoints, result.figures = grade_run_endpoint(
             state,
-            endpoint,
+            endpoints,
             run_dir,
             chain.events_files(),
             chain.db,
             icc_revoked_at_ms=chain.icc_revoked_at_ms,
         )
+        result.endpoint = result.endpoints[0]
         graded = _expectations(scenario, result.figures, run_dir)
         result.expectations = [
             Expectation(*e)
             for e in endpoint_expectations(
-                scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoint
+                scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoints
             )
         ]
     result.timings["total"] = time.monotonic() - started
@@ -255,6 +273,7 @@ async def _play(
     say: Say,
     options: RunOptions,
     external: str | None = None,
+    externals: tuple[str, ...] = (),
 ) -> None:
     try:
         t0 = time.monotonic()
@@ -265,6 +284,7 @@ async def _play(
             player = StepPlayer(scenario, chain, sellers, say)
             player.before_step = options.before_step
             player.external = external
+            player.externals = externals
             if external is not None:  # an endpoint remembers earlier runs: ids of this run's own
                 player.id_salt = f"{chain.spec.run_dir.name}:"
             await player.play()

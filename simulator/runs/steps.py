@@ -67,6 +67,8 @@ class StepPlayer:
         # and what KA's ids are salted with then (the endpoint remembers earlier runs).
         self.external: str | None = None
         self.id_salt = ""
+        # All of them, with --target (supplier 1 first; ``external`` is the first).
+        self.externals: tuple[str, ...] = ()
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -104,7 +106,7 @@ class StepPlayer:
         """Why an attack or certificate change is not played (aimed at the external one)."""
         if self.external is None or not isinstance(step, Attack | PkiChange):
             return None
-        return not_applicable_to_endpoint(step)
+        return not_applicable_to_endpoint(step, max(1, len(self.externals)))
 
     def _played(self, step: Step) -> Coroutine[Any, Any, None]:
         if isinstance(step, Produce):
@@ -245,8 +247,8 @@ class StepPlayer:
         with a 2xx receipt (its own ledger is graded after the run, from its read-back)."""
         loaded = await asyncio.to_thread(loaded_messages, self.chain.db)
         ids = {m for m, *_ in loaded}
-        if self.external is not None:
-            ids |= delivered_ids(self.chain.events_files(), self.external)
+        for org in self.externals or ((self.external,) if self.external is not None else ()):
+            ids |= delivered_ids(self.chain.events_files(), org)
         return ids
 
     async def _wait(self, step: Wait) -> None:
