@@ -31,8 +31,9 @@ SBD = "http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader"
 NS = {"sbd": SBD}
 #: ``correct``; ``conflict`` answers 409 to a re-signed re-send (same envelope id and
 #: document, other bytes); ``double`` loads every re-send again; ``disorder`` loads
-#: by envelope id instead of in the order received.
-MODES = ("correct", "conflict", "double", "disorder")
+#: by envelope id instead of in the order received; ``garbage`` answers its read-back
+#: with JSON that is not a ledger page.
+MODES = ("correct", "conflict", "double", "disorder", "garbage")
 
 
 class Receiver:
@@ -133,6 +134,8 @@ class Receiver:
         return web.json_response({"status": "accepted", "envelope_id": envelope_id}, status=201)
 
     async def _ledger(self, request: web.Request) -> web.Response:
+        if self.mode == "garbage":
+            return web.json_response({"entries": "all of them", "next": "soon"})
         after, limit = int(request.query.get("after", 0)), int(request.query.get("limit", 500))
         rows = sorted(self.ledger) if self.mode == "disorder" else list(self.ledger)
         entries = [

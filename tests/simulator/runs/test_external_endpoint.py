@@ -13,11 +13,13 @@ which signs it again (new signature, new creation time) and re-sends it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -279,9 +281,46 @@ def ready_org(state: Path) -> str:
 # --- bad input: a one-line error, exit 2, nothing started --------------------------------
 
 
+def children() -> set[int]:
+    """This process's child processes now (Linux: /proc/self/task/*/children)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(pid) for pid in (task / "children").read_text().split()}
+    return found
+
+
 class TestBadInput:
+    """Each: exit 2 with a one-line error before anything starts, no process left behind."""
+
+    @pytest.fixture(autouse=True)
+    def _nothing_left_running(self) -> Iterator[None]:
+        before = children()
+        yield
+        assert children() <= before, "a bad-input run left a process behind"
+
     def _run(self, state: StateDir, *extra: str) -> int:
         return main(["--state", str(state.root), "run", str(BRIDGE_CRASH), *extra])
+
+    def _nothing_started(self, state: StateDir, err: str) -> None:
+        assert len(err.strip().splitlines()) == 1, err
+        assert not state.runs.exists() or not any(state.runs.iterdir())
+
+    def test_a_read_back_that_answers_json_that_is_no_ledger_page(
+        self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with Receiver(ext_state, ORG, "garbage") as receiver:
+            code = self._run(
+                ext_state,
+                *("--endpoint", receiver.url, "--endpoint-ca", str(ext_state.ca_cert)),
+                *("--org-number", ORG, "--readback", receiver.readback),
+            )
+        err = capsys.readouterr().err.strip()
+        assert code == 2
+        assert len(err.splitlines()) == 1
+        assert "READBACK_INVALID" in err
+        assert "answered garbage" in err
+        assert not ext_state.runs.exists() or not any(ext_state.runs.iterdir())
 
     def test_a_non_luhn_org_number(
         self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
@@ -321,6 +360,7 @@ class TestBadInput:
         assert code == 2
         assert "ENDPOINT_UNUSABLE" in err
         assert "--endpoint-cert-sha256" in err
+        self._nothing_started(ext_state, err)
 
     def test_an_untrusted_endpoint(
         self, ext_state: StateDir, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -338,7 +378,9 @@ class TestBadInput:
                 ORG,
             )
         assert code == 2
-        assert "untrusted certificate" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "untrusted certificate" in err
+        self._nothing_started(ext_state, err)
 
     def test_an_unreachable_endpoint(
         self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
@@ -354,7 +396,9 @@ class TestBadInput:
             ORG,
         )
         assert code == 2
-        assert "cannot reach the endpoint" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "cannot reach the endpoint" in err
+        self._nothing_started(ext_state, err)
 
     def test_a_read_back_that_answers_garbage(
         self, ext_state: StateDir, capsys: pytest.CaptureFixture[str]
@@ -374,6 +418,7 @@ class TestBadInput:
         err = capsys.readouterr().err
         assert code == 2
         assert "READBACK_INVALID" in err
+        self._nothing_started(ext_state, err)
 
 
 # --- grading, on hand-written events -------------------------------------------------------
