@@ -100,13 +100,26 @@ class StepPlayer:
         reason = self._skipped(step)
         if reason is not None:  # aimed at the external supplier: not ours to do
             return self._not_applicable(reason)
+        reason = self._not_for_external(step)
+        if reason is not None:  # played for the stub's suppliers only
+            self.say(
+                f"not applicable to the external endpoint (the stub's suppliers get it): {reason}"
+            )
         return self._played(step)
 
-    def _skipped(self, step: Step) -> str | None:
-        """Why an attack or certificate change is not played (aimed at the external one)."""
-        if self.external is None or not isinstance(step, Attack | PkiChange):
+    def _not_for_external(self, step: Step) -> str | None:
+        if self.external is None:
             return None
         return not_applicable_to_endpoint(step, max(1, len(self.externals)))
+
+    def _skipped(self, step: Step) -> str | None:
+        """Why an attack or certificate change is not played (aimed at the external one;
+        a revocation of the ICC is played: the stub's suppliers read the run's CRL)."""
+        if not isinstance(step, Attack | PkiChange):
+            return None
+        if isinstance(step, PkiChange) and step.action == "revoke" and step.supplier == 0:
+            return None
+        return self._not_for_external(step)
 
     def _played(self, step: Step) -> Coroutine[Any, Any, None]:
         if isinstance(step, Produce):

@@ -7,15 +7,24 @@ of its own and serves the read-back of docs/openapi.yaml (``GET
 /b2b/ledger?after=POSITION&limit=N``).  The correct one loads each message
 once in the order received and answers a re-signed re-send ``duplicate``;
 the broken ones get one thing wrong each (:data:`MODES`).  Import it as
-``from tests.simulator.runs.receivers import Receiver``.
+``from tests.simulator.runs.receivers import Receiver``.  :func:`hand_started_stub`
+is the reference stub started as a supplier would start it, by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
+import signal
 import ssl
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from cryptography import x509
@@ -25,7 +34,7 @@ from signxml.verifier import XMLVerifier
 from simulator.lab.ports import free_ports
 from simulator.vocabulary.state import StateDir
 
-__all__ = ["MODES", "Receiver"]
+__all__ = ["MODES", "HandStartedStub", "Receiver", "hand_started_stub"]
 
 SBD = "http://www.unece.org/cefact/namespaces/StandardBusinessDocumentHeader"
 NS = {"sbd": SBD}
@@ -151,3 +160,53 @@ class Receiver:
         page = entries[:limit]
         more = len(entries) > limit
         return web.json_response({"entries": page, "next": page[-1]["position"] if more else None})
+
+
+@dataclass(frozen=True)
+class HandStartedStub:
+    """The reference stub as a supplier starts it by hand (``b2bsim serve supplier-stub``)
+    from the state directory AF gave it: one supplier, its endpoint and read-back."""
+
+    state: Path
+    url: str
+    org: str
+
+    @property
+    def readback(self) -> str:
+        return self.url.replace("/envelopes", "/ledger")
+
+    def endpoint_args(self) -> list[str]:
+        """The options of ``b2bsim run`` that put supplier 1 at this stub."""
+        return [
+            *("--endpoint", self.url, "--endpoint-ca", str(self.state / "pki" / "ca.pem")),
+            *("--org-number", self.org, "--readback", self.readback),
+        ]
+
+
+@contextlib.contextmanager
+def hand_started_stub(tmp_path: Path) -> Iterator[HandStartedStub]:
+    """``b2bsim pki init --suppliers 1`` then ``b2bsim serve supplier-stub``; stopped after."""
+    state = tmp_path / "af-state"
+    (base,) = free_ports(1)
+    cli = [sys.executable, "-m", "simulator.cli", "--state", str(state)]
+    subprocess.run(
+        [*cli, "pki", "init", "--suppliers", "1", "--base-port", str(base - 1)],
+        check=True,
+        capture_output=True,
+    )
+    stub = subprocess.Popen(
+        [*cli, "serve", "supplier-stub", "--db", str(tmp_path / "stub.sqlite")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert stub.stdout is not None
+        ready = json.loads(stub.stdout.readline())
+        registry = json.loads((state / "registry.json").read_text())
+        yield HandStartedStub(state, ready["urls"][0], str(registry["suppliers"][0]["org_number"]))
+    finally:
+        stub.send_signal(signal.SIGTERM)
+        stub.wait(20)
+        if stub.stdout is not None:
+            stub.stdout.close()

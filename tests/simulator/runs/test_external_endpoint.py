@@ -16,9 +16,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,7 @@ from simulator.runs.endpoint_grading import grade_endpoint
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import KillIcc, Produce, Scenario, Sleep, Wait, load_scenario
 from simulator.vocabulary.state import StateDir
-from tests.simulator.runs.receivers import Receiver
+from tests.simulator.runs.receivers import Receiver, hand_started_stub
 
 REPO = Path(__file__).resolve().parents[3]
 BRIDGE_CRASH = REPO / "scenarios" / "bridge-crash.yaml"
@@ -189,80 +186,43 @@ class TestReceiversInTheChain:
 @pytest.mark.broker
 @pytest.mark.integration
 def test_the_reference_stub_started_by_hand_passes(broker_url: str, tmp_path: Path) -> None:
-    """`b2bsim serve supplier-stub` as the endpoint, `b2bsim run … --readback`: passes."""
-    state = tmp_path / "af-state"
-    (base,) = free_ports(1)
-    cli = [sys.executable, "-m", "simulator.cli", "--state", str(state)]
-    subprocess.run(
-        [*cli, "pki", "init", "--suppliers", "1", "--base-port", str(base - 1)],
-        check=True,
-        capture_output=True,
-    )
-    stub = subprocess.Popen(
-        [*cli, "serve", "supplier-stub", "--db", str(tmp_path / "stub.sqlite")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert stub.stdout is not None
-        ready = json.loads(stub.stdout.readline())
-        url = ready["urls"][0]
+    """`b2bsim serve supplier-stub` as the endpoint, `b2bsim run … --readback`: passes,
+    with re-signed re-sends after ICC crashes that reached it."""
+    with hand_started_stub(tmp_path) as stub:
         scenario = tmp_path / "bridge-crash.yaml"
         scenario.write_text(
             BRIDGE_CRASH.read_text()
             .replace("suppliers: {count: 20}", "suppliers: {count: 2}")
-            .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 20")
+            .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 3")
+            .replace("times: 3, every: 0.5, at: receipt", "times: 2, every: 0.5, at: receipt")
             .replace("times: 10, every: 1.5", "times: 2, every: 1")
             .replace("produced: 2040", "produced: 18")
             .replace("ingested: 2040", "ingested: 18")
         )
         out = tmp_path / "result.json"
-        code = main(
-            [
-                "--state",
-                str(state),
-                "run",
-                str(scenario),
-                "--broker",
-                broker_url,
-                "--endpoint",
-                url,
-                "--endpoint-ca",
-                str(state / "pki" / "ca.pem"),
-                "--org-number",
-                ready_org(state),
-                "--readback",
-                url.replace("/envelopes", "/ledger"),
-                "--result-json",
-                str(out),
-            ]
-        )
+        argv = ["--state", str(stub.state), "run", str(scenario), "--broker", broker_url]
+        code = main([*argv, *stub.endpoint_args(), "--result-json", str(out)])
         result = json.loads(out.read_text())
         assert code == 0, result["expectations"]
         assert result["endpoint"]["lost"] == 0
         assert result["endpoint"]["double_ingested"] == 0
         assert result["endpoint"]["loaded"] == result["endpoint"]["produced"] == 9
+        assert result["endpoint"]["crash_resends"] >= 2
+        checks = {c["name"]: c for c in result["endpoint"]["checks"]}
+        assert checks["endpoint.redelivery_not_conflict"]["status"] == "graded"
         # Its read-back answers what docs/openapi.yaml specifies, page by page.
         endpoint = ExternalEndpoint(
-            url,
-            state / "pki" / "ca.pem",
-            ready_org(state),
-            readback=url.replace("envelopes", "ledger"),
+            stub.url, stub.state / "pki" / "ca.pem", stub.org, readback=stub.readback
         )
         page_schema = ledger_page_schema()
-        first = read_page(StateDir(state), check_endpoint(StateDir(state), endpoint), 0, 4)
+        state = StateDir(stub.state)
+        first = read_page(state, check_endpoint(state, endpoint), 0, 4)
         jsonschema.Draft202012Validator(page_schema).validate(first)
         assert [e["position"] for e in first["entries"]] == sorted(
             e["position"] for e in first["entries"]
         )
         assert len(first["entries"]) == 4
         assert first["next"] == first["entries"][-1]["position"]
-    finally:
-        stub.send_signal(signal.SIGTERM)
-        stub.wait(20)
-        if stub.stdout is not None:
-            stub.stdout.close()
 
 
 def ledger_page_schema() -> dict[str, Any]:
@@ -271,11 +231,6 @@ def ledger_page_schema() -> dict[str, Any]:
     schemas = spec["components"]["schemas"]
     text = yaml.safe_dump({**schemas["LedgerPage"], "$defs": schemas})
     return dict(yaml.safe_load(text.replace("#/components/schemas/", "#/$defs/")))
-
-
-def ready_org(state: Path) -> str:
-    registry = json.loads((state / "registry.json").read_text())
-    return str(registry["suppliers"][0]["org_number"])
 
 
 # --- bad input: a one-line error, exit 2, nothing started --------------------------------
