@@ -107,6 +107,8 @@ class _Answers:
     An answer recorded while the ack was held (``ack_held``) is the same answer as the
     `delivered` that follows, unless the worker was killed first and the message
     consumed again: then it is an answer of its own, and what follows a re-send's.
+    The ICC's own re-send (``duplicated``) is written before the `delivered` of the
+    first push: it comes after it.
     """
 
     def __init__(self, icc_revoked_at_ms: int | None) -> None:
@@ -118,6 +120,7 @@ class _Answers:
         self.latency_ms: list[int] = []
         self.crash_resent: set[str] = set()  # re-sent after an ICC crash, and answered
         self._held: dict[str, dict[str, Any]] = {}
+        self._resent: dict[str, list[dict[str, Any]]] = defaultdict(list)  # `duplicated`
 
     def scan(self, events: list[dict[str, Any]]) -> None:
         for e in events:
@@ -129,20 +132,32 @@ class _Answers:
                     self.crash_resent.add(message_id)
                 elif self.consumed[message_id] > 1 and message_id in self.receipts:
                     self.crash_resent.add(message_id)  # answered, yet handed out again
-            elif kind in ("delivered", "duplicated") and isinstance(e.get("status"), int):
+                self._flush(message_id)
+            elif kind == "duplicated" and isinstance(e.get("status"), int):
+                self._resent[message_id].append(e)
+            elif kind == "delivered" and isinstance(e.get("status"), int):
                 self._held.pop(message_id, None)
                 self._answered(message_id, e)
+                self._flush(message_id)
             elif kind == "dead_lettered":
                 self._held.pop(message_id, None)
+                self._flush(message_id)
                 self.dead[message_id] = e
             elif kind == "ack_held" and isinstance(e.get("status"), int):
                 self._held[message_id] = e
         for message_id, e in self._held.items():  # killed after the answer, not handed out
             self._answered(message_id, e)
+        for message_id in list(self._resent):
+            self._flush(message_id)
         # A re-send after a crash whose first answer died unrecorded: it said `duplicate`.
         self.crash_resent |= {
             m for m, rs in self.receipts.items() if self.consumed[m] > 1 and "duplicate" in rs
         }
+
+    def _flush(self, message_id: str) -> None:
+        """The ICC's own re-sends of the message, after the answer they followed."""
+        for e in self._resent.pop(message_id, []):
+            self._answered(message_id, e)
 
     def _answered(self, message_id: str, e: dict[str, Any]) -> None:
         self.receipts[message_id].append(str(e.get("receipt")))

@@ -52,7 +52,7 @@ def small_bridge_crash() -> Scenario:
         icc_workers=2,
         timeout=120,
         steps=(
-            Produce(chains=4, rate=3, background=True),  # 8 s: traffic for every kill
+            Produce(chains=4, rate=2, background=True),  # 12 s: traffic for every kill
             Sleep(0.5),
             KillIcc(times=2, every=0.5, at="receipt"),
             KillIcc(times=2, every=1),
@@ -193,7 +193,7 @@ def test_the_reference_stub_started_by_hand_passes(broker_url: str, tmp_path: Pa
         scenario.write_text(
             BRIDGE_CRASH.read_text()
             .replace("suppliers: {count: 20}", "suppliers: {count: 2}")
-            .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 3")
+            .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 1.5")
             .replace("times: 3, every: 0.5, at: receipt", "times: 2, every: 0.5, at: receipt")
             .replace("times: 10, every: 1.5", "times: 2, every: 1")
             .replace("produced: 2040", "produced: 18")
@@ -464,6 +464,17 @@ class TestGrading:
         for name in ("redelivery_not_conflict", "resend_duplicate", "nothing_refused_accepted"):
             assert checks[f"endpoint.{name}"].status == "not exercised"
             assert not checks[f"endpoint.{name}"].passed
+        assert checks["endpoint.accepted_once"].passed
+
+    def test_the_iccs_own_re_send_is_written_first_yet_answered_second(self) -> None:
+        """The ICC writes `duplicated` (its second push) before `delivered` (its first)."""
+        events = [
+            self._consumed(1),
+            _answer("duplicated", "m1", "duplicate", at=3),
+            _answer("delivered", "m1", "accepted", 201, at=4),
+        ]
+        checks = {c.name: c for c in grade_endpoint(ORG, _produced(1), events, None).checks}
+        assert checks["endpoint.resend_duplicate"].passed, checks["endpoint.resend_duplicate"]
         assert checks["endpoint.accepted_once"].passed
 
     def test_a_duplicate_never_consumed_twice_fails_accepted_once(self) -> None:

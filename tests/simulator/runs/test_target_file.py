@@ -161,7 +161,7 @@ def test_each_external_supplier_is_graded_on_its_own(
         (REPO / "scenarios" / "bridge-crash.yaml")
         .read_text()
         .replace("suppliers: {count: 20}", "suppliers: {count: 3}")
-        .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 4")
+        .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 2")
         .replace("times: 3, every: 0.5, at: receipt", "times: 2, every: 0.5, at: receipt")
         .replace("times: 10, every: 1.5", "times: 1, every: 1")
         .replace("produced: 2040", "produced: 27")
