@@ -9,6 +9,8 @@ read-back)** and **not applicable** ones.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +35,9 @@ __all__ = [
     "NOT_GRADED",
     "endpoint_expectations",
     "grade_run_endpoint",
+    "last_sequences",
     "prepare_endpoint",
+    "record_sequences",
     "verdict_of",
 ]
 
@@ -42,6 +46,9 @@ GRADED, NOT_GRADED, NOT_APPLICABLE = "graded", "not graded", "not applicable"
 LEDGER_FIGURES = ("ingested", "double_ingested", "out_of_order")
 #: Figures that hold whatever steps did not apply (the rest assume every step ran).
 INVARIANTS = ("produced", "lost", "double_ingested", "out_of_order")
+
+#: KA's last sequence per external supplier, across runs (STATE/external-sequences.json).
+SEQUENCES_FILE = "external-sequences.json"
 
 #: (name, expected, actual, status, reason): an expectation, as the runner builds it.
 Row = tuple[str, int, int, str, str]
@@ -58,6 +65,35 @@ def prepare_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEnd
         return endpoint
     check_readback(state, endpoint)
     return replace(endpoint, readback_after=last_position(state, endpoint))
+
+
+def last_sequences(state: StateDir, orgs: Iterable[str]) -> dict[str, int]:
+    """KA's last sequence for each external supplier in earlier runs of this state
+    directory: an endpoint remembers them, as in production it sees one stream, so
+    a run numbers on from there (not from 1, which the endpoint has loaded)."""
+    try:
+        known = json.loads((state.root / SEQUENCES_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {org: int(known[org]) for org in orgs if isinstance(known.get(org), int)}
+
+
+def record_sequences(state: StateDir, run_dir: Path, orgs: Iterable[str]) -> None:
+    """After a run: the last sequence KA gave each external supplier, for the next run."""
+    wanted = set(orgs)
+    last = last_sequences(state, wanted)
+    for row in read_jsonl(run_dir / "produced.jsonl"):
+        org = str(row.get("org_number"))
+        if org in wanted and isinstance(row.get("sequence"), int):
+            last[org] = max(last.get(org, 0), int(row["sequence"]))
+    path = state.root / SEQUENCES_FILE
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        known = {}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**known, **last}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
 
 
 def grade_run_endpoint(

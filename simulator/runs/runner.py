@@ -30,7 +30,9 @@ from simulator.runs.endpoint_run import (
     GRADED,
     endpoint_expectations,
     grade_run_endpoint,
+    last_sequences,
     prepare_endpoint,
+    record_sequences,
     verdict_of,
 )
 from simulator.runs.reconcile import Reconciliation, read_jsonl, reconcile
@@ -224,6 +226,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             chain.broker.stop()
         if network is not None:
             network.stop()
+    if externals:
+        record_sequences(state, run_dir, externals)
     result.faults = {
         "icc_kills": chain.kills,
         "broker_restarts": chain.broker_restarts,
@@ -233,29 +237,42 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
         result.expectations = _expectations(scenario, result.figures, run_dir)
     else:
-        say(
-            "grading the external endpoint from its answers"
-            + (" and its read-back" * bool(endpoint.readback))
-        )
-        result.endpoints, result.figures = grade_run_endpoint(
-            state,
-            endpoints,
-            run_dir,
-            chain.events_files(),
-            chain.db,
-            icc_revoked_at_ms=chain.icc_revoked_at_ms,
-        )
-        result.endpoint = result.endpoints[0]
-        graded = _expectations(scenario, result.figures, run_dir)
-        result.expectations = [
-            Expectation(*e)
-            for e in endpoint_expectations(
-                scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoints
-            )
-        ]
+        _grade_external(scenario, state, endpoints=endpoints, chain=chain, result=result, say=say)
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def _grade_external(
+    scenario: Scenario,
+    state: StateDir,
+    *,
+    endpoints: list[ExternalEndpoint],
+    chain: RunningChain,
+    result: RunResult,
+    say: Say,
+) -> None:
+    """The external suppliers' grades, the figures with their ledgers, the expectations."""
+    say(
+        "grading the external endpoint from its answers"
+        + (" and its read-back" * any(e.readback for e in endpoints))
+    )
+    result.endpoints, result.figures = grade_run_endpoint(
+        state,
+        endpoints,
+        result.run_dir,
+        chain.events_files(),
+        chain.db,
+        icc_revoked_at_ms=chain.icc_revoked_at_ms,
+    )
+    result.endpoint = result.endpoints[0]
+    graded = _expectations(scenario, result.figures, result.run_dir)
+    result.expectations = [
+        Expectation(*e)
+        for e in endpoint_expectations(
+            scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoints
+        )
+    ]
 
 
 def broker_give_up(scenario: Scenario) -> float:
@@ -285,6 +302,7 @@ async def _play(
             player.before_step = options.before_step
             player.external = external
             player.externals = externals
+            player.sequences_after = last_sequences(options.state, externals)
             if external is not None:  # an endpoint remembers earlier runs: ids of this run's own
                 player.id_salt = f"{chain.spec.run_dir.name}:"
             await player.play()

@@ -67,8 +67,10 @@ class StepPlayer:
         # and what KA's ids are salted with then (the endpoint remembers earlier runs).
         self.external: str | None = None
         self.id_salt = ""
-        # All of them, with --target (supplier 1 first; ``external`` is the first).
+        # All of them, with --target (supplier 1 first; ``external`` is the first); and
+        # the last sequence each had in earlier runs, from which KA numbers on.
         self.externals: tuple[str, ...] = ()
+        self.sequences_after: dict[str, int] = {}
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -85,6 +87,7 @@ class StepPlayer:
             give_up=spec.broker_give_up or GIVE_UP_AFTER,
         ) as ka:
             self.ka = ka
+            ka.continue_sequences(self.sequences_after)
             for index, step in enumerate(self.scenario.steps):
                 if self.before_step is not None:
                     await self.before_step(index, step)
