@@ -225,7 +225,12 @@ class StepPlayer:
         spec = self.chain.spec
         registry = Registry.load(spec.run_dir / "registry.json")
         target = registry.lookup(self._org(step.supplier))
-        other = next(s for s in registry if s.org_number != target.org_number)
+        # The other supplier whose key the attacks borrow: one of ours (an external
+        # supplier's key is its own, not in the run's PKI).
+        theirs = {*self.externals, *([self.external] if self.external else [])}
+        other = next(
+            s for s in registry if s.org_number != target.org_number and s.org_number not in theirs
+        )
         seller = self.sellers[step.supplier - 1]
         document = documents_for(DocumentFactory(self.scenario.seed + 1), seller, doc_type="order")
         replay = await asyncio.to_thread(latest_envelope, self.chain.db, target.org_number)

@@ -31,7 +31,7 @@ def test_several_scenarios_against_the_stub_started_by_hand(
     )
     scenarios = [
         REPO / "scenarios" / f"{name}.yaml"
-        for name in ("happy-path", "out-of-order", "cert-revoked")
+        for name in ("happy-path", "out-of-order", "tampered-envelope", "cert-revoked")
     ]
     junit, report, out_json = tmp_path / "junit.xml", tmp_path / "report", tmp_path / "r.json"
     with hand_started_stub(tmp_path) as stub:
@@ -48,9 +48,11 @@ def test_several_scenarios_against_the_stub_started_by_hand(
     # Reordered and duplicated deliveries: each re-send answered `duplicate`, loaded in
     # order, because KA's sequences for the stub's supplier go on from the run before.
     assert "out-of-order: PASSED" in out
+    # Attacks on supplier 2 borrow a key of the run's own suppliers, never the external one's.
+    assert "tampered-envelope: PASSED" in out
     assert "cert-revoked: NOT APPLICABLE" in out
     assert "happy-path-wrong: FAILED" in out
-    assert out.strip().splitlines()[-1].startswith("2 passed, ")
+    assert out.strip().splitlines()[-1].startswith("3 passed, ")
     assert "1 failed" in out.strip().splitlines()[-1]
     assert "1 not applicable" in out.strip().splitlines()[-1]
     # The step that does not apply says so, with its reason, while it runs and at the end;
@@ -78,7 +80,7 @@ def test_several_scenarios_against_the_stub_started_by_hand(
 
     index = lxml.html.parse(str(report / "index.html")).getroot()
     text = index.text_content()
-    assert "2 of 4 scenario(s) passed" in text
+    assert "3 of 5 scenario(s) passed" in text
     cells = [td.text_content() for td in index.xpath("//td[@class='na']")]
     assert any(c.startswith("not applicable: `pki: {revoke: icc}`") for c in cells)
     assert "not applicable" in cells  # cert-revoked's verdict in the overview
