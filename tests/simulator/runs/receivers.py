@@ -185,28 +185,41 @@ class HandStartedStub:
 
 @contextlib.contextmanager
 def hand_started_stub(tmp_path: Path) -> Iterator[HandStartedStub]:
-    """``b2bsim pki init --suppliers 1`` then ``b2bsim serve supplier-stub``; stopped after."""
-    state = tmp_path / "af-state"
-    (base,) = free_ports(1)
-    cli = [sys.executable, "-m", "simulator.cli", "--state", str(state)]
-    subprocess.run(
-        [*cli, "pki", "init", "--suppliers", "1", "--base-port", str(base - 1)],
-        check=True,
-        capture_output=True,
-    )
-    stub = subprocess.Popen(
-        [*cli, "serve", "supplier-stub", "--db", str(tmp_path / "stub.sqlite")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    """``b2bsim pki init --suppliers 1`` then ``b2bsim serve supplier-stub``; stopped after.
+
+    A free port can be taken by another process before the stub binds it: then the
+    stub exits before it is ready, and it is started again on other ports (3 tries).
+    """
+    for attempt in range(3):
+        state = tmp_path / f"af-state-{attempt}" if attempt else tmp_path / "af-state"
+        (base,) = free_ports(1)
+        cli = [sys.executable, "-m", "simulator.cli", "--state", str(state)]
+        subprocess.run(
+            [*cli, "pki", "init", "--suppliers", "1", "--base-port", str(base - 1)],
+            check=True,
+            capture_output=True,
+        )
+        log = state / "stub.log"
+        with log.open("w") as err:
+            stub = subprocess.Popen(
+                [*cli, "serve", "supplier-stub", "--db", str(state / "stub.sqlite")],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
         assert stub.stdout is not None
-        ready = json.loads(stub.stdout.readline())
+        line = stub.stdout.readline()
+        if line:
+            break
+        stub.wait(20)
+        stub.stdout.close()
+    else:
+        raise AssertionError(f"the supplier stub did not start: {log.read_text()[-2000:]}")
+    try:
+        ready = json.loads(line)
         registry = json.loads((state / "registry.json").read_text())
         yield HandStartedStub(state, ready["urls"][0], str(registry["suppliers"][0]["org_number"]))
     finally:
         stub.send_signal(signal.SIGTERM)
         stub.wait(20)
-        if stub.stdout is not None:
-            stub.stdout.close()
+        stub.stdout.close()
