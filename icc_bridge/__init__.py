@@ -4,7 +4,8 @@ Public face: :class:`Bridge` with :class:`BridgeConfig` — build it, ``await
 bridge.run(stop_event)``, set the event to stop.  Pull mode: give the bridge an
 ``outbox`` and run a :class:`PullApi` on the same file (docs/pull.md); a
 :class:`PullFaultPlan` makes it lose an acknowledgement or answer 503 on purpose.
-Faults for tests and teaching: :func:`write_delivery_faults` writes the
+Faults for tests and teaching: :func:`write_delivery_faults` (and
+:func:`write_hold_ack`, a kill point) writes the
 fault file a running ICC reads (docs/files.md), :func:`read_delivery_faults`
 reads it back.  TEST ONLY, never in production: :func:`read_test_switches`
 reads the switches that break pinning or retries on purpose
@@ -15,7 +16,7 @@ reads the switches that break pinning or retries on purpose
 from icc_bridge.bridge import Bridge, envelope_id_for
 from icc_bridge.bridge_config import BridgeConfig
 from icc_bridge.broken_on_purpose import IccTestSwitches, read_test_switches
-from icc_bridge.faults import read_delivery_faults, write_delivery_faults
+from icc_bridge.faults import read_delivery_faults, write_delivery_faults, write_hold_ack
 from icc_bridge.outbox import Outbox
 from icc_bridge.pull_api import PullApi, PullApiConfig
 from icc_bridge.pull_faults import PullFaultPlan
@@ -34,4 +35,5 @@ __all__ = [
     "read_delivery_faults",
     "read_test_switches",
     "write_delivery_faults",
+    "write_hold_ack",
 ]

@@ -292,6 +292,7 @@ class Bridge:
             again = await self._push.push(supplier, signed)  # fault injection
             self._event("duplicated", meta, envelope.envelope_id, **_answer(again))
         if attempt.outcome is Outcome.DELIVERED:
+            await self._hold_ack(meta, envelope.envelope_id, attempt)
             await self._ack(frame)
             self.delivered += 1
             self._event("delivered", meta, envelope.envelope_id, **_answer(attempt))
@@ -305,6 +306,17 @@ class Bridge:
             envelope_id=envelope.envelope_id,
             status=attempt.status,
         )
+
+    async def _hold_ack(self, meta: MessageMeta, envelope_id: str, attempt: Attempt) -> None:
+        """Fault injection (``hold_ack``): the supplier has answered, the ack waits, so
+        that a scenario can kill -9 this worker here (docs/files.md: ``ack_held``)."""
+        hold = self._faults.hold_ack(meta.org_number)
+        if hold <= 0:
+            return
+        self._event("ack_held", meta, envelope_id, **_answer(attempt))
+        until = time.monotonic() + hold
+        while time.monotonic() < until and self._faults.hold_ack(meta.org_number) > 0:  # noqa: ASYNC110 - the faults file is polled
+            await asyncio.sleep(0.05)
 
     async def _hold_for_pull(
         self, frame: Frame, meta: MessageMeta, envelope_id: str, signed: bytes

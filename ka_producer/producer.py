@@ -26,7 +26,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -149,6 +149,12 @@ class Producer:
     def _raise_if_failed(self) -> None:
         if self._failed is not None:
             raise self._failed
+
+    def continue_sequences(self, last: Mapping[str, int]) -> None:
+        """Number these suppliers' next messages after ``last`` (organisation number →
+        last sequence): for a supplier whose endpoint remembers an earlier stream."""
+        for org_number, sequence in last.items():
+            self._sequences[org_number] = max(self._sequences.get(org_number, 0), sequence)
 
     def has_recorded(self, message_id: str) -> bool:
         """Whether KA has recorded ``message_id`` (in this outbox, before a restart too)."""

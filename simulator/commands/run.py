@@ -87,7 +87,54 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="its read-back, GET /b2b/ledger (docs/openapi.yaml): grades order and double loads",
     )
     add_pull_options(e)
+    add_target_option(e)
     p.set_defaults(func=run)
+
+
+def add_target_option(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--target",
+        type=Path,
+        metavar="FILE",
+        help="several external suppliers: a YAML/JSON list (org_number, endpoint, endpoint_ca, "
+        "optional endpoint_cert_sha256, readback, mode), the first is supplier 1 "
+        "(docs/testing-your-endpoint.md)",
+    )
+
+
+def targets_of(args: argparse.Namespace) -> tuple[ExternalEndpoint, ...]:
+    """The external suppliers of ``--target FILE`` (checked, line-named errors), or ()."""
+    if getattr(args, "target", None) is None:
+        return ()
+    alone = [
+        name
+        for name, value in (
+            ("--endpoint", args.endpoint),
+            ("--endpoint-ca", args.endpoint_ca),
+            ("--org-number", args.org_number),
+            ("--endpoint-cert-sha256", args.endpoint_cert_sha256),
+            ("--readback", args.readback),
+        )
+        if value is not None
+    ]
+    if alone:
+        raise ConfigError(
+            f"--target and {', '.join(alone)} both name external suppliers",
+            hint="list every external supplier in the --target file, or use --endpoint alone",
+        )
+    from simulator.runs.target_file import read_target
+
+    return tuple(read_target(args.target))
+
+
+def prepare_targets(
+    state: StateDir, targets: tuple[ExternalEndpoint, ...]
+) -> tuple[ExternalEndpoint, ...]:
+    """Check every external supplier of --target before anything starts; say where each is."""
+    checked = tuple(prepare_endpoint(state, t) for t in targets)
+    for i, t in enumerate(checked, 1):
+        print(f"external supplier {t.org_number} (supplier {i}) at {t.url}", flush=True)
+    return checked
 
 
 def endpoint_of(args: argparse.Namespace) -> ExternalEndpoint | None:
@@ -146,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
     tty = console.is_terminal
     state = StateDir.resolve(args.state)
+    targets = prepare_targets(state, targets_of(args))  # before anything starts, as below
     endpoint = pull_endpoint_of(args, state) or endpoint_of(args)
     if endpoint is not None:  # once, before anything starts (each run checks it again)
         endpoint = prepare_endpoint(state, endpoint)
@@ -164,7 +212,12 @@ def run(args: argparse.Namespace) -> int:
             progress(f"running {scenario.name} (seed {scenario.seed}): {scenario.description}")
             url = None if scenario.needs_embedded_broker else broker_url
             options = RunOptions(
-                state=state, broker_url=url, rules=rules, progress=progress, endpoint=endpoint
+                state=state,
+                broker_url=url,
+                rules=rules,
+                progress=progress,
+                endpoint=endpoint,
+                endpoints=targets,
             )
             if view is not None:
                 options = view.wire(options, scenario, step=args.step)
@@ -278,11 +331,15 @@ def print_summary(result: RunResult, console: Console | None) -> None:
 
 
 def _print_endpoint(result: RunResult) -> None:
-    if result.endpoint is not None:
-        grade = result.endpoint.to_json()
+    for g in result.endpoints or ([result.endpoint] if result.endpoint is not None else []):
+        grade = g.to_json()
         latency = grade["latency_ms"]
         print(
             f"  external supplier {grade['org_number']}: lost {grade['lost']}, "
             f"double {grade['double_ingested']}, answers p50 {latency['p50']} ms, "
             f"p99 {latency['p99']} ms"
+        )
+        print(
+            f"  re-signed re-sends after an ICC crash that reached it: {grade['crash_resends']}, "
+            f"receipts: {grade['accepted']} accepted, {grade['duplicates']} duplicate"
         )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from simulator.kits.plugin_config import ExternalSupplier
 from simulator.kits.plugin_faults import FaultCalls
+from simulator.runs.endpoint_grading import GRADED, NOT_GRADED
 from simulator.vocabulary.errors import ConfigError, RunTimeoutError
 from simulator.vocabulary.state import StateDir
 
@@ -314,13 +315,14 @@ class B2BSimChain(FaultCalls):
         """The grade, or AssertionError naming each case the endpoint failed and why.
 
         A case only a read-back can grade (order, loaded once) fails as **not
-        graded (no read-back)** unless ``need_readback=False``.
+        graded (no read-back)** unless ``need_readback=False``; a case whose
+        situation did not arise (**not exercised**) is not a failure, and not a pass.
         """
         grade = self.grade()
         wrong = [
             f"{c.name}: {c.reason}"
             for c in grade.checks
-            if not c.passed and (need_readback or c.status == "graded")
+            if (c.status == GRADED and not c.passed) or (need_readback and c.status == NOT_GRADED)
         ]
         if wrong:
             raise AssertionError(
@@ -337,7 +339,7 @@ class B2BSimChain(FaultCalls):
                 "grade() needs an external supplier",
                 hint="pass --b2bsim-endpoint URL --b2bsim-state DIR --b2bsim-org-number N",
             )
-        return grade_run_endpoint(
+        grades, figures = grade_run_endpoint(
             self.external.state,
             self.external.endpoint,
             self.run_dir,
@@ -345,6 +347,7 @@ class B2BSimChain(FaultCalls):
             self.components.db,
             icc_revoked_at_ms=self.components.icc_revoked_at_ms,
         )
+        return grades[0], figures
 
     # --- the registry ------------------------------------------------------------------
     @property

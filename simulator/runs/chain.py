@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from icc_bridge import write_delivery_faults
+from icc_bridge import write_delivery_faults, write_hold_ack
 from simulator.lab.broker import BrokerInfo, LocalBroker
 from simulator.lab.components import Component
 from simulator.lab.network import BrokerNetwork, kill_jvm
@@ -99,6 +99,7 @@ class RunningChain:
         self._rng = random.Random(spec.seed)  # noqa: S311 - which worker to kill, not security
         self._fault_rules: list[dict[str, Any]] = []
         self._icc_faults: dict[str, float] = {}
+        self._hold_ack: dict[str, float] = {}  # kill_at_receipt's kill point, while it waits
         self.icc_revoked_at_ms: int | None = None  # when a step revoked the ICC's certificate
 
     @property
@@ -193,14 +194,17 @@ class RunningChain:
         )
 
     # --- faults -----------------------------------------------------------------
-    async def kill_worker(self) -> None:
-        """kill -9 one ICC worker (chosen by the seed), then start it again."""
-        i = self._rng.randrange(len(self.workers))
+    async def kill_worker(self, index: int | None = None, *, when: str = "") -> None:
+        """kill -9 ICC worker ``index`` (from 0; None: chosen by the seed), start it again."""
+        i = self._rng.randrange(len(self.workers)) if index is None else index
         worker = self.workers[i]
         if worker is not None:
             await worker.kill()
         self.kills += 1
-        self.say(f"fault: killed icc worker {i + 1} (kill -9 #{self.kills})")
+        self.say(f"fault: killed icc worker {i + 1} (kill -9 #{self.kills}){when}")
+        if self._hold_ack:  # the kill point struck: the other workers ack again
+            self._hold_ack = {}
+            write_delivery_faults(self.icc_faults_file, **self._icc_faults)
         await self.start_worker(i)
 
     async def supplier_down(self, seconds: float) -> None:
@@ -278,7 +282,34 @@ class RunningChain:
     def icc_fault(self, kind: str, probability: float) -> None:
         """Make every ICC worker duplicate or reorder deliveries (clear: stop)."""
         self._icc_faults = {} if kind == "clear" else {**self._icc_faults, kind: probability}
-        write_delivery_faults(self.icc_faults_file, **self._icc_faults)
+        write_hold_ack(self.icc_faults_file, self._hold_ack, **self._icc_faults)
+
+    async def kill_at_receipt(self, org_number: str, *, within: float) -> bool:
+        """kill -9 the ICC worker that has just had ``org_number``'s receipt, before its
+        broker ack (icc_bridge/faults.py ``hold_ack``), and start it again: the broker
+        redelivers a message the supplier already has, re-signed by the next worker.
+
+        False (and no kill) if no receipt of that supplier came ``within`` seconds.
+        """
+        seen = {f: held_answers(f) for f in self.events_files()}
+        self._hold_ack = {org_number: within + 5}
+        write_hold_ack(self.icc_faults_file, self._hold_ack, **self._icc_faults)
+        deadline = asyncio.get_running_loop().time() + within
+        try:
+            while asyncio.get_running_loop().time() < deadline:
+                for i in range(len(self.workers)):
+                    events = self.spec.run_dir / f"icc-{i + 1}.jsonl"
+                    if held_answers(events) > seen.get(events, 0):
+                        when = f" right after supplier {org_number}'s receipt, before the ack"
+                        await self.kill_worker(i, when=when)
+                        return True
+                await asyncio.sleep(0.02)
+            self.say(f"fault: no receipt of supplier {org_number} within {within:g} s: no kill")
+            return False
+        finally:
+            if self._hold_ack:
+                self._hold_ack = {}
+                write_delivery_faults(self.icc_faults_file, **self._icc_faults)
 
     async def restart_broker(self, down: float) -> None:
         if self.broker is None:
@@ -336,6 +367,14 @@ class RunningChain:
             return launched
         what = f"{broker.name} (broker {index} of {self.network.size})"
         return await asyncio.to_thread(broker.await_started, launched, 120, what)
+
+
+def held_answers(events: Path) -> int:
+    """How many ``ack_held`` events an ICC worker's events file has (0 if none yet)."""
+    try:
+        return events.read_bytes().count(b'"event": "ack_held"')
+    except FileNotFoundError:
+        return 0
 
 
 def rule_for(

@@ -6,7 +6,9 @@ events (``icc-*.jsonl``: per answer the HTTP status, the receipt status
 ``--readback``, the supplier's read-back (``GET /b2b/ledger``).  Each check is
 a case with a name; a failure says which messages and why.  Without a
 read-back, order, double loading and a credit before its invoice cannot be
-seen from outside: those checks are **not graded (no read-back)**.
+seen from outside: those checks are **not graded (no read-back)**.  A check
+that the run gave nothing to grade (no re-send, no revocation) is **not
+exercised**: never passed.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from simulator.runs.endpoint import LedgerEntry
 from simulator.runs.reconcile import out_of_order_rows
 from simulator.vocabulary.messages import MessageType
 
-__all__ = ["EndpointCheck", "EndpointGrade", "grade_endpoint", "percentile"]
+__all__ = [
+    "NOT_EXERCISED",
+    "EndpointCheck",
+    "EndpointGrade",
+    "grade_endpoint",
+    "percentile",
+]
 
-GRADED, NOT_GRADED = "graded", "not graded"
+GRADED, NOT_GRADED, NOT_EXERCISED = "graded", "not graded", "not exercised"
 NO_READBACK = "not graded (no read-back)"
 #: A revocation of the ICC's certificate is given this long to reach the supplier.
 CRL_GRACE_MS = 1000
@@ -35,7 +43,7 @@ class EndpointCheck:
     name: str
     failures: int
     reason: str = ""
-    status: str = GRADED  # or NOT_GRADED
+    status: str = GRADED  # or NOT_GRADED, NOT_EXERCISED
 
     @property
     def passed(self) -> bool:
@@ -48,6 +56,9 @@ class EndpointGrade:
     produced: int = 0
     accepted: int = 0  # accepted receipts
     duplicates: int = 0  # duplicate receipts
+    # Re-signed re-sends after an ICC crash that reached the endpoint (a message it had
+    # answered, or answered `duplicate`, consumed again by a worker after a kill -9).
+    crash_resends: int = 0
     loaded: int | None = None  # read-back entries (None: no read-back)
     lost_ids: list[str] = field(default_factory=list)
     double_ids: list[str] = field(default_factory=list)
@@ -60,6 +71,7 @@ class EndpointGrade:
             "produced": self.produced,
             "accepted": self.accepted,
             "duplicates": self.duplicates,
+            "crash_resends": self.crash_resends,
             "loaded": self.loaded,
             "lost": len(self.lost_ids),
             "double_ingested": len(self.double_ids),
@@ -89,6 +101,77 @@ def _some(ids: list[str]) -> str:
     return shown + (f" and {len(ids) - EXAMPLES} more" if len(ids) > EXAMPLES else "")
 
 
+class _Answers:
+    """What the endpoint answered, message by message, from the ICC's events in time order.
+
+    An answer recorded while the ack was held (``ack_held``) is the same answer as the
+    `delivered` that follows, unless the worker was killed first and the message
+    consumed again: then it is an answer of its own, and what follows a re-send's.
+    The ICC's own re-send (``duplicated``) is written before the `delivered` of the
+    first push: it comes after it.
+    """
+
+    def __init__(self, icc_revoked_at_ms: int | None) -> None:
+        self.revoked_at = icc_revoked_at_ms
+        self.receipts: dict[str, list[str]] = defaultdict(list)
+        self.consumed: Counter[str] = Counter()
+        self.dead: dict[str, dict[str, Any]] = {}
+        self.late_accepts: list[str] = []
+        self.latency_ms: list[int] = []
+        self.crash_resent: set[str] = set()  # re-sent after an ICC crash, and answered
+        self._held: dict[str, dict[str, Any]] = {}
+        self._resent: dict[str, list[dict[str, Any]]] = defaultdict(list)  # `duplicated`
+
+    def scan(self, events: list[dict[str, Any]]) -> None:
+        for e in events:
+            kind, message_id = e.get("event"), str(e.get("message_id"))
+            if kind == "consumed":
+                self.consumed[message_id] += 1
+                if message_id in self._held:  # its worker died after the answer
+                    self._answered(message_id, self._held.pop(message_id))
+                    self.crash_resent.add(message_id)
+                elif self.consumed[message_id] > 1 and message_id in self.receipts:
+                    self.crash_resent.add(message_id)  # answered, yet handed out again
+                self._flush(message_id)
+            elif kind == "duplicated" and isinstance(e.get("status"), int):
+                self._resent[message_id].append(e)
+            elif kind == "delivered" and isinstance(e.get("status"), int):
+                self._held.pop(message_id, None)
+                self._answered(message_id, e)
+                self._flush(message_id)
+            elif kind == "dead_lettered":
+                self._held.pop(message_id, None)
+                self._flush(message_id)
+                self.dead[message_id] = e
+            elif kind == "ack_held" and isinstance(e.get("status"), int):
+                self._held[message_id] = e
+        for message_id, e in self._held.items():  # killed after the answer, not handed out
+            self._answered(message_id, e)
+        for message_id in list(self._resent):
+            self._flush(message_id)
+        # A re-send after a crash whose first answer died unrecorded: it said `duplicate`.
+        self.crash_resent |= {
+            m for m, rs in self.receipts.items() if self.consumed[m] > 1 and "duplicate" in rs
+        }
+
+    def _flush(self, message_id: str) -> None:
+        """The ICC's own re-sends of the message, after the answer they followed."""
+        for e in self._resent.pop(message_id, []):
+            self._answered(message_id, e)
+
+    def _answered(self, message_id: str, e: dict[str, Any]) -> None:
+        self.receipts[message_id].append(str(e.get("receipt")))
+        if isinstance(e.get("latency_ms"), int):
+            self.latency_ms.append(int(e["latency_ms"]))
+        sent = int(e.get("at_ms", 0)) - int(e.get("latency_ms") or 0)
+        if (
+            e.get("receipt") == "accepted"
+            and self.revoked_at is not None
+            and sent > self.revoked_at + CRL_GRACE_MS
+        ):
+            self.late_accepts.append(message_id)
+
+
 def grade_endpoint(
     org_number: str,
     produced_rows: list[dict[str, Any]],
@@ -102,27 +185,11 @@ def grade_endpoint(
     produced = {str(r["message_id"]): r for r in produced_rows if r.get("org_number") == org_number}
     mine = [e for e in events if e.get("org_number") == org_number]
     grade = EndpointGrade(org_number, produced=len(produced))
-    receipts: dict[str, list[str]] = defaultdict(list)
-    consumed: Counter[str] = Counter()
-    dead: dict[str, dict[str, Any]] = {}
-    late_accepts: list[str] = []
-    for e in sorted(mine, key=lambda e: int(e.get("at_ms", 0))):
-        kind, message_id = e.get("event"), str(e.get("message_id"))
-        if kind == "consumed":
-            consumed[message_id] += 1
-        elif kind in ("delivered", "duplicated") and isinstance(e.get("status"), int):
-            receipts[message_id].append(str(e.get("receipt")))
-            if isinstance(e.get("latency_ms"), int):
-                grade.latency_ms.append(int(e["latency_ms"]))
-            sent = int(e.get("at_ms", 0)) - int(e.get("latency_ms") or 0)
-            if (
-                e.get("receipt") == "accepted"
-                and icc_revoked_at_ms is not None
-                and sent > icc_revoked_at_ms + CRL_GRACE_MS
-            ):
-                late_accepts.append(message_id)
-        elif kind == "dead_lettered":
-            dead[message_id] = e
+    answers = _Answers(icc_revoked_at_ms)
+    answers.scan(sorted(mine, key=lambda e: int(e.get("at_ms", 0))))
+    grade.latency_ms = answers.latency_ms
+    receipts, consumed, dead = answers.receipts, answers.consumed, answers.dead
+    late_accepts, crash_resent = answers.late_accepts, answers.crash_resent
     all_receipts = [r for rs in receipts.values() for r in rs]
     grade.accepted = all_receipts.count("accepted")
     grade.duplicates = all_receipts.count("duplicate")
@@ -159,6 +226,8 @@ def grade_endpoint(
         f"{m} (answered {r!r})" for m, rs in receipts.items() for r in rs[1:] if r != "duplicate"
     ]
     resends = sum(max(0, len(rs) - 1) for rs in receipts.values())
+    # A re-send after a crash whose first answer died unrecorded is one more.
+    resends += sum(1 for m in crash_resent if len(receipts.get(m, [])) == 1)
     grade.checks.append(
         EndpointCheck(
             "endpoint.resend_duplicate",
@@ -166,21 +235,16 @@ def grade_endpoint(
             f"resend-is-duplicate: {len(bad_resends)} re-sent envelope(s) not answered "
             f"`duplicate`: {_some(bad_resends)}"
             if bad_resends
-            else f"each of {resends} re-send(s) was answered `duplicate`",
+            else f"each of {resends} re-send(s) was answered `duplicate`"
+            if resends
+            else "the ICC re-sent no answered envelope in this run",
+            GRADED if resends else NOT_EXERCISED,
         )
     )
     conflicts = [m for m, e in dead.items() if e.get("status") == 409]
-    grade.checks.append(
-        EndpointCheck(
-            "endpoint.redelivery_not_conflict",
-            len(conflicts),
-            f"redelivery-after-crash: the endpoint answered 409 (conflict) to a re-sent "
-            f"envelope (same envelope id and document, new signature and creation time), so "
-            f"the ICC dead-lettered it; it must answer 200 `duplicate`: {_some(conflicts)}"
-            if conflicts
-            else "no re-sent envelope was answered 409",
-        )
-    )
+    crash_resent |= {m for m in conflicts if consumed[m] > 1}
+    grade.crash_resends = len(crash_resent & set(produced))
+    grade.checks.append(_redelivery_check(conflicts, grade.crash_resends))
     grade.checks.append(
         EndpointCheck(
             "endpoint.nothing_refused_accepted",
@@ -190,11 +254,40 @@ def grade_endpoint(
             f"{_some(late_accepts)}"
             if late_accepts
             else "nothing that had to be refused was accepted"
-            + ("" if icc_revoked_at_ms is not None else " (nothing had to be refused in this run)"),
+            if icc_revoked_at_ms is not None
+            else "nothing had to be refused in this run",
+            GRADED if icc_revoked_at_ms is not None else NOT_EXERCISED,
         )
     )
     _grade_ledger(grade, produced, receipts, dead, ledger, readback_error=readback_error)
     return grade
+
+
+def _redelivery_check(conflicts: list[str], crash_resent: int) -> EndpointCheck:
+    """A redelivery after an ICC crash (re-signed: new signature and creation time) is a
+    duplicate, never a 409; not exercised if no such re-send reached the endpoint."""
+    name = "endpoint.redelivery_not_conflict"
+    if conflicts:
+        return EndpointCheck(
+            name,
+            len(conflicts),
+            f"redelivery-after-crash: the endpoint answered 409 (conflict) to a re-sent "
+            f"envelope (same envelope id and document, new signature and creation time), so "
+            f"the ICC dead-lettered it; it must answer 200 `duplicate`: {_some(conflicts)}",
+        )
+    if not crash_resent:
+        return EndpointCheck(
+            name,
+            0,
+            "no envelope was re-sent to the endpoint after an ICC crash in this run "
+            "(`{kill: icc, at: receipt}` makes one)",
+            NOT_EXERCISED,
+        )
+    return EndpointCheck(
+        name,
+        0,
+        f"each of {crash_resent} re-signed re-send(s) after an ICC crash was answered `duplicate`",
+    )
 
 
 def _grade_ledger(

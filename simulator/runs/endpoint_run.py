@@ -9,7 +9,9 @@ read-back)** and **not applicable** ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +37,9 @@ __all__ = [
     "NOT_GRADED",
     "endpoint_expectations",
     "grade_run_endpoint",
+    "last_sequences",
     "prepare_endpoint",
+    "record_sequences",
     "verdict_of",
 ]
 
@@ -44,6 +48,9 @@ GRADED, NOT_GRADED, NOT_APPLICABLE = "graded", "not graded", "not applicable"
 LEDGER_FIGURES = ("ingested", "double_ingested", "out_of_order")
 #: Figures that hold whatever steps did not apply (the rest assume every step ran).
 INVARIANTS = ("produced", "lost", "double_ingested", "out_of_order")
+
+#: KA's last sequence per external supplier, across runs (STATE/external-sequences.json).
+SEQUENCES_FILE = "external-sequences.json"
 
 #: (name, expected, actual, status, reason): an expectation, as the runner builds it.
 Row = tuple[str, int, int, str, str]
@@ -63,57 +70,96 @@ def prepare_endpoint(state: StateDir, endpoint: ExternalEndpoint) -> ExternalEnd
     return replace(endpoint, readback_after=last_position(state, endpoint))
 
 
+def last_sequences(state: StateDir, orgs: Iterable[str]) -> dict[str, int]:
+    """KA's last sequence for each external supplier in earlier runs of this state
+    directory: an endpoint remembers them, as in production it sees one stream, so
+    a run numbers on from there (not from 1, which the endpoint has loaded)."""
+    try:
+        known = json.loads((state.root / SEQUENCES_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {org: int(known[org]) for org in orgs if isinstance(known.get(org), int)}
+
+
+def record_sequences(state: StateDir, run_dir: Path, orgs: Iterable[str]) -> None:
+    """After a run: the last sequence KA gave each external supplier, for the next run."""
+    wanted = set(orgs)
+    last = last_sequences(state, wanted)
+    for row in read_jsonl(run_dir / "produced.jsonl"):
+        org = str(row.get("org_number"))
+        if org in wanted and isinstance(row.get("sequence"), int):
+            last[org] = max(last.get(org, 0), int(row["sequence"]))
+    path = state.root / SEQUENCES_FILE
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        known = {}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**known, **last}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
 def grade_run_endpoint(
     state: StateDir,
-    endpoint: ExternalEndpoint,
+    endpoint: ExternalEndpoint | Sequence[ExternalEndpoint],
     run_dir: Path,
     events_files: list[Path],
     stub_db: Path,
     *,
     icc_revoked_at_ms: int | None,
-) -> tuple[EndpointGrade, Reconciliation]:
-    """The external supplier's grade, and the run's figures with its ledger in them."""
-    ledger: list[LedgerEntry] | None = None
-    error = None
-    if endpoint.readback is not None:
-        try:
-            ledger = read_ledger(state, endpoint)
-        except ReadbackError as exc:
-            error = str(exc)
+) -> tuple[list[EndpointGrade], Reconciliation]:
+    """Each external supplier's grade (``--target``: several, supplier 1 first), and
+    the run's figures with their ledgers in them."""
+    endpoints = [endpoint] if isinstance(endpoint, ExternalEndpoint) else list(endpoint)
     produced_log = run_dir / "produced.jsonl"
-    if pulls(endpoint):
-        grade = grade_pull(
-            endpoint.org_number,
-            read_jsonl(produced_log),
-            icc_events(events_files),
-            read_jsonl(run_dir / "pull.jsonl"),
-            ledger,
-            readback_error=error,
-        )
-    else:
-        grade = grade_endpoint(
-            endpoint.org_number,
-            read_jsonl(produced_log),
-            icc_events(events_files),
-            ledger,
-            readback_error=error,
-            icc_revoked_at_ms=icc_revoked_at_ms if endpoint.sees_run_crl else None,
-        )
-    order = None if ledger is None else [e.message_id for e in ledger]
-    figures = reconcile(produced_log, events_files, stub_db, (endpoint.org_number, order))
-    return grade, figures
+    produced, events = read_jsonl(produced_log), icc_events(events_files)
+    grades: list[EndpointGrade] = []
+    orders: list[tuple[str, list[str] | None]] = []
+    for ext in endpoints:
+        ledger: list[LedgerEntry] | None = None
+        error = None
+        if ext.readback is not None:
+            try:
+                ledger = read_ledger(state, ext)
+            except ReadbackError as exc:
+                error = str(exc)
+        if pulls(ext):
+            grade = grade_pull(
+                ext.org_number,
+                produced,
+                events,
+                read_jsonl(run_dir / "pull.jsonl"),
+                ledger,
+                readback_error=error,
+            )
+        else:
+            grade = grade_endpoint(
+                ext.org_number,
+                produced,
+                events,
+                ledger,
+                readback_error=error,
+                icc_revoked_at_ms=icc_revoked_at_ms if ext.sees_run_crl else None,
+            )
+        grades.append(grade)
+        orders.append((ext.org_number, None if ledger is None else [e.message_id for e in ledger]))
+    return grades, reconcile(produced_log, events_files, stub_db, orders)
 
 
 def endpoint_expectations(
-    scenario: Scenario, graded: Iterable[tuple[str, int, int]], grade: EndpointGrade
+    scenario: Scenario,
+    graded: Iterable[tuple[str, int, int]],
+    grade: EndpointGrade | Sequence[EndpointGrade],
 ) -> list[Row]:
-    """The scenario's expectations for a run with an external supplier, then its cases."""
+    """The scenario's expectations for a run with external suppliers, then their cases
+    (with several, each case's name ends with the supplier's number: ``endpoint.lost[N]``)."""
+    grades = [grade] if isinstance(grade, EndpointGrade) else list(grade)
     skipped = [
         (i, reason)
         for i, step in enumerate(scenario.steps, 1)
-        if (reason := not_applicable_to_endpoint(step)) is not None
+        if (reason := not_applicable_to_endpoint(step, len(grades))) is not None
     ]
-    no_readback = any(c.status == NOT_GRADED for c in grade.checks)
+    no_readback = any(c.status == NOT_GRADED for g in grades for c in g.checks)
     rows: list[Row] = []
     for name, expected, actual in graded:
         if skipped and name not in INVARIANTS:
@@ -131,8 +177,10 @@ def endpoint_expectations(
             rows.append((name, expected, actual, NOT_GRADED, NO_READBACK))
         else:
             rows.append((name, expected, actual, GRADED, ""))
-    for c in grade.checks:
-        rows.append((c.name, 0, c.failures, c.status, c.reason))
+    for g in grades:
+        for c in g.checks:
+            name = c.name if len(grades) == 1 else f"{c.name}[{g.org_number}]"
+            rows.append((name, 0, c.failures, c.status, c.reason))
     for i, reason in skipped:
         rows.append((f"step {i}", 0, 0, NOT_APPLICABLE, reason))
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,18 +134,30 @@ def delivered_ids_of(events: Iterable[dict[str, Any]], org_number: str) -> set[s
     }
 
 
+#: An external supplier for :func:`reconcile`: its number, and its read-back's order.
+External = tuple[str, list[str] | None]
+
+
+def _externals(external: External | Sequence[External] | None) -> list[External]:
+    if external is None:
+        return []
+    if len(external) == 2 and isinstance(external[0], str):  # one: (org, order)
+        return [external]  # type: ignore[list-item]
+    return list(external)  # type: ignore[arg-type]
+
+
 def reconcile(
     produced_log: Path,
     icc_logs: Iterable[Path],
     stub_db: Path,
-    external: tuple[str, list[str] | None] | None = None,
+    external: External | Sequence[External] | None = None,
 ) -> Reconciliation:
     """Compare KA's log, the ICC workers' event logs and the supplier's ledger.
 
     ``external`` is (organisation number, message ids in the order its read-back
     says it loaded them) of a supplier at an external endpoint, whose ledger is
     not the stub's; without a read-back (None) what it acknowledged with a 2xx
-    counts as loaded, once.
+    counts as loaded, once.  Several such (``--target``): a list of them.
     """
     record = read_record(produced_log)
     rows = list(record.recorded.values())
@@ -155,14 +167,11 @@ def reconcile(
     dead = {e["message_id"]: e for e in events if e.get("event") == "dead_lettered"}
     loaded = loaded_messages(stub_db)
     redelivered = duplicate_arrivals(stub_db)
-    if external is not None:
-        org, order = external
+    for org, order in _externals(external):
         meta = {str(r["message_id"]): r for r in rows if r.get("org_number") == org}
-        if order is None:
-            order = sorted(delivered_ids_of(events, org) & set(meta))
         loaded = loaded + [
             (m, org, int(meta[m]["produced_at_ms"]), int(meta[m]["sequence"]))
-            for m in order
+            for m in (sorted(delivered_ids_of(events, org) & set(meta)) if order is None else order)
             if m in meta
         ]
         redelivered += sum(

@@ -7,7 +7,7 @@ keep its promises.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ __all__ = [
     "init_run_suppliers",
     "local_broker",
     "new_run_dir",
+    "refuse_too_few_suppliers",
     "refuse_unrunnable",
     "run_suppliers",
     "start_network",
@@ -57,6 +58,16 @@ def refuse_unrunnable(scenario: Scenario, url: str | None) -> None:
         raise ConfigError(
             f"scenario {scenario.name!r}: {problem}",
             hint="raise `stub: {gap_timeout: S}`, or use one broker",
+        )
+
+
+def refuse_too_few_suppliers(scenario: Scenario, externals: int) -> None:
+    """Refuse a run with more external suppliers (``--target``) than the scenario has."""
+    if externals > scenario.supplier_count:
+        raise ConfigError(
+            f"scenario {scenario.name!r} has {scenario.supplier_count} supplier(s), but "
+            f"{externals} external supplier(s) are given",
+            hint="list at most that many in --target, or run a scenario with more suppliers",
         )
 
 
@@ -101,19 +112,31 @@ def start_network(
     return network, network.urls[0]
 
 
-def run_suppliers(scenario: Scenario, external: str | None = None) -> list[SupplierIdentity]:
-    """The scenario's suppliers; with ``external`` (an organisation number), supplier
-    EXTERNAL_SUPPLIER has that number (it is the one at the external endpoint)."""
+def run_suppliers(
+    scenario: Scenario, external: str | Sequence[str] | None = None
+) -> list[SupplierIdentity]:
+    """The scenario's suppliers; with ``external`` (an organisation number, or several:
+    ``--target``), supplier EXTERNAL_SUPPLIER (and the next ones) has that number: it is
+    the one at the external endpoint."""
     count = scenario.supplier_count
-    if external is None:
+    orgs = _orgs(external)
+    if not orgs:
         return make_suppliers(count, scenario.seed)
-    others = [s for s in make_suppliers(count + 1, scenario.seed) if s.org_number != external]
+    made = make_suppliers(count + len(orgs), scenario.seed)
+    others = [s for s in made if s.org_number not in orgs]
     index = EXTERNAL_SUPPLIER - 1
-    others[index] = replace(others[index], org_number=external)  # never twice
+    for i, org in enumerate(orgs):  # never twice
+        others[index + i] = replace(others[index + i], org_number=org)
     return others[:count]
 
 
-def suppliers_of(scenario: Scenario, external: str | None = None) -> list[Seller]:
+def _orgs(external: str | Sequence[str] | None) -> tuple[str, ...]:
+    if external is None:
+        return ()
+    return (external,) if isinstance(external, str) else tuple(external)
+
+
+def suppliers_of(scenario: Scenario, external: str | Sequence[str] | None = None) -> list[Seller]:
     """The scenario's suppliers as KA's documents name them (seller profiles)."""
     return [seller_profile(s.org_number, s.name) for s in run_suppliers(scenario, external)]
 
@@ -123,7 +146,7 @@ def init_run_suppliers(
     suppliers: list[SupplierIdentity],
     *,
     pull_count: int = 0,
-    external: ExternalEndpoint | None = None,
+    external: ExternalEndpoint | Sequence[ExternalEndpoint] | None = None,
     state: StateDir | None = None,
 ) -> tuple[StateDir, int]:
     """A run's own PKI (RUN_DIR/pki) and registry (RUN_DIR/registry.json).
@@ -141,14 +164,23 @@ def init_run_suppliers(
     (RUN_DIR/pki/server-ca.pem); the pin still decides.
     """
     run_state = StateDir(run_dir)
-    if external is not None:
+    externals = (
+        ()
+        if external is None
+        else (external,)
+        if isinstance(external, ExternalEndpoint)
+        else tuple(external)
+    )
+    k = len(externals)
+    if externals:
         assert state is not None
-        _copy_state_pki(state, run_state, external)
-    ours = suppliers[1:] if external is not None else suppliers
+        _copy_state_pki(state, run_state, externals)
+    ours = suppliers[k:]
     init_pki(run_state, ours)
     *ports, pull_port = free_ports(len(suppliers) + 1)
-    if external is not None and external.pull_port is not None:  # a puller knows this port
-        pull_port = external.pull_port
+    pullers = [e.pull_port for e in externals if e.pull_port is not None]
+    if pullers:  # a puller knows this port
+        pull_port = pullers[0]
     first_pull = len(suppliers) - pull_count
     entries = [
         SupplierEntry(
@@ -163,26 +195,27 @@ def init_run_suppliers(
             delivery_mode=DeliveryMode.PUSH if i < first_pull else DeliveryMode.PULL,
         )
         for i, (s, port) in enumerate(zip(suppliers, ports, strict=True))
-        if external is None or i > 0
+        if i >= k
     ]
-    if external is not None:
-        assert external.cert_sha256 is not None, "check_endpoint() first: it takes the pin"
-        first = suppliers[0]
+    for i, (ext, supplier) in enumerate(zip(externals, suppliers, strict=False)):
+        assert ext.cert_sha256 is not None, "check_endpoint() first: it takes the pin"
         entries.insert(
-            0,
+            i,
             SupplierEntry(
-                org_number=first.org_number,
-                name=first.name,
-                url=external.url,
-                cert_sha256=external.cert_sha256,
-                delivery_mode=DeliveryMode.PULL if external.mode == "pull" else DeliveryMode.PUSH,
+                org_number=supplier.org_number,
+                name=supplier.name,
+                url=ext.url,
+                cert_sha256=ext.cert_sha256,
+                delivery_mode=DeliveryMode.PULL if ext.mode == "pull" else DeliveryMode.PUSH,
             ),
         )
     Registry(entries).save(run_dir / "registry.json")
     return run_state, pull_port
 
 
-def _copy_state_pki(state: StateDir, run_state: StateDir, external: ExternalEndpoint) -> None:
+def _copy_state_pki(
+    state: StateDir, run_state: StateDir, externals: Sequence[ExternalEndpoint]
+) -> None:
     """The state's CA, ICC certificate and CRL into the run's PKI; the server trust beside."""
     require_pki(state)
     run_state.pki.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -195,10 +228,12 @@ def _copy_state_pki(state: StateDir, run_state: StateDir, external: ExternalEndp
     ):
         if src.is_file():
             shutil.copy2(src, dst)
-    ours = run_state.ca_cert.read_bytes()
-    theirs = external.ca.read_bytes()
-    bundle = ours if theirs.strip() == ours.strip() else ours.rstrip() + b"\n" + theirs
-    (run_state.pki / SERVER_CA).write_bytes(bundle)
+    bundle = [run_state.ca_cert.read_bytes().strip()]
+    for external in externals:
+        theirs = external.ca.read_bytes().strip()
+        if theirs not in bundle:
+            bundle.append(theirs)
+    (run_state.pki / SERVER_CA).write_bytes(b"\n".join(bundle) + b"\n")
 
 
 def new_run_dir(state: StateDir, name: str) -> Path:

@@ -30,7 +30,9 @@ from simulator.runs.endpoint_run import (
     GRADED,
     endpoint_expectations,
     grade_run_endpoint,
+    last_sequences,
     prepare_endpoint,
+    record_sequences,
     verdict_of,
 )
 from simulator.runs.pull_grading import pull_fault_plan, pulls
@@ -40,6 +42,7 @@ from simulator.runs.run_setup import (
     init_run_suppliers,
     local_broker,
     new_run_dir,
+    refuse_too_few_suppliers,
     refuse_unrunnable,
     run_suppliers,
     start_network,
@@ -68,8 +71,13 @@ class RunOptions:
     # "next"); and told the run directory once the run starts (a live view tails it).
     before_step: Callable[[int, Step], Awaitable[None]] | None = None
     on_start: Callable[[Path], None] | None = None
-    # Supplier 1 at the supplier's own endpoint (b2bsim run --endpoint), if any.
+    # Supplier 1 at the supplier's own endpoint (b2bsim run --endpoint), if any; or
+    # suppliers 1..k at theirs (b2bsim run --target FILE), if ``endpoints`` is given.
     endpoint: ExternalEndpoint | None = None
+    endpoints: tuple[ExternalEndpoint, ...] = ()
+
+    def external_endpoints(self) -> tuple[ExternalEndpoint, ...]:
+        return self.endpoints or (() if self.endpoint is None else (self.endpoint,))
 
 
 @dataclass
@@ -97,7 +105,8 @@ class RunResult:
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
-    endpoint: EndpointGrade | None = None
+    endpoint: EndpointGrade | None = None  # supplier 1's (the first external one)
+    endpoints: list[EndpointGrade] = field(default_factory=list)  # each external one's
 
     @property
     def verdict(self) -> str:
@@ -128,6 +137,11 @@ class RunResult:
                 for e in self.expectations
             ],
             **({} if self.endpoint is None else {"endpoint": self.endpoint.to_json()}),
+            **(
+                {"endpoints": [g.to_json() for g in self.endpoints]}
+                if len(self.endpoints) > 1
+                else {}
+            ),
             "faults": self.faults,
             "dead_letters": f.dead_letters,
             "lost_ids": f.lost_ids,
@@ -144,18 +158,20 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     url = resolve_broker_url(options.broker_url)
     refuse_unrunnable(scenario, url)
     state = options.state.ensure()
-    endpoint = options.endpoint
-    if endpoint is not None:  # before anything starts: a one-line error, nothing left behind
-        endpoint = prepare_endpoint(state, endpoint)
+    # Before anything starts: a one-line error, nothing left behind.
+    endpoints = [prepare_endpoint(state, e) for e in options.external_endpoints()]
+    refuse_too_few_suppliers(scenario, len(endpoints))
+    endpoint = endpoints[0] if endpoints else None
     external = endpoint.org_number if endpoint is not None else None
+    externals = tuple(e.org_number for e in endpoints)
     started = time.monotonic()
     run_dir = new_run_dir(state, scenario.name)
-    suppliers = run_suppliers(scenario, external)
+    suppliers = run_suppliers(scenario, externals)
     # Each run has a PKI of its own (run_dir/pki), so that a scenario may revoke,
     # expire or rotate certificates without touching any other run.  With an external
     # supplier it starts from the state's CA and ICC certificate (run_setup says why).
     run_state, pull_port = init_run_suppliers(
-        run_dir, suppliers, pull_count=scenario.pull_count, external=endpoint, state=state
+        run_dir, suppliers, pull_count=scenario.pull_count, external=endpoints, state=state
     )
     timings = {"prepare": time.monotonic() - started}
 
@@ -182,7 +198,9 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         pull_port=pull_port if scenario.pull_count or pulls(endpoint) else None,
         pull_faults=pull_fault_plan(endpoint),
         worker_broker_urls=worker_urls,
-        stub_orgs=None if external is None else tuple(s.org_number for s in suppliers[1:]),
+        stub_orgs=None
+        if external is None
+        else tuple(s.org_number for s in suppliers[len(externals) :]),
         server_ca=None if external is None else run_state.pki / SERVER_CA,
         broker_give_up=broker_give_up(scenario),
     )
@@ -195,11 +213,12 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             _play(
                 scenario,
                 chain,
-                sellers=suppliers_of(scenario, external),
+                sellers=suppliers_of(scenario, externals),
                 result=result,
                 say=say,
                 options=options,
                 external=external,
+                externals=externals,
             )
         )
     except B2BSimError as exc:
@@ -209,6 +228,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
             chain.broker.stop()
         if network is not None:
             network.stop()
+    if externals:
+        record_sequences(state, run_dir, externals)
     result.faults = {
         "icc_kills": chain.kills,
         "broker_restarts": chain.broker_restarts,
@@ -218,29 +239,47 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         result.figures = reconcile(run_dir / "produced.jsonl", chain.events_files(), chain.db)
         result.expectations = _expectations(scenario, result.figures, run_dir)
     else:
-        say(
-            "grading the external "
-            + ("puller from the outbox's side" if pulls(endpoint) else "endpoint from its answers")
-            + (" and its read-back" * bool(endpoint.readback))
-        )
-        result.endpoint, result.figures = grade_run_endpoint(
-            state,
-            endpoint,
-            run_dir,
-            chain.events_files(),
-            chain.db,
-            icc_revoked_at_ms=chain.icc_revoked_at_ms,
-        )
-        graded = _expectations(scenario, result.figures, run_dir)
-        result.expectations = [
-            Expectation(*e)
-            for e in endpoint_expectations(
-                scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoint
-            )
-        ]
+        _grade_external(scenario, state, endpoints=endpoints, chain=chain, result=result, say=say)
     result.timings["total"] = time.monotonic() - started
     (run_dir / "result.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def _grade_external(
+    scenario: Scenario,
+    state: StateDir,
+    *,
+    endpoints: list[ExternalEndpoint],
+    chain: RunningChain,
+    result: RunResult,
+    say: Say,
+) -> None:
+    """The external suppliers' grades, the figures with their ledgers, the expectations."""
+    say(
+        "grading the external "
+        + (
+            "puller from the outbox's side"
+            if any(pulls(e) for e in endpoints)
+            else "endpoint from its answers"
+        )
+        + (" and its read-back" * any(e.readback for e in endpoints))
+    )
+    result.endpoints, result.figures = grade_run_endpoint(
+        state,
+        endpoints,
+        result.run_dir,
+        chain.events_files(),
+        chain.db,
+        icc_revoked_at_ms=chain.icc_revoked_at_ms,
+    )
+    result.endpoint = result.endpoints[0]
+    graded = _expectations(scenario, result.figures, result.run_dir)
+    result.expectations = [
+        Expectation(*e)
+        for e in endpoint_expectations(
+            scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoints
+        )
+    ]
 
 
 def broker_give_up(scenario: Scenario) -> float:
@@ -258,6 +297,7 @@ async def _play(
     say: Say,
     options: RunOptions,
     external: str | None = None,
+    externals: tuple[str, ...] = (),
 ) -> None:
     try:
         t0 = time.monotonic()
@@ -268,6 +308,8 @@ async def _play(
             player = StepPlayer(scenario, chain, sellers, say)
             player.before_step = options.before_step
             player.external = external
+            player.externals = externals
+            player.sequences_after = last_sequences(options.state, externals)
             if external is not None:  # an endpoint remembers earlier runs: ids of this run's own
                 player.id_salt = f"{chain.spec.run_dir.name}:"
             await player.play()

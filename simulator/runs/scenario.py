@@ -96,11 +96,17 @@ class Sleep(StepBase):
 
 @dataclass(frozen=True)
 class KillIcc(StepBase):
-    """kill -9 an ICC worker ``times`` times, ``every`` seconds (or once ``after`` N loads)."""
+    """kill -9 an ICC worker ``times`` times, ``every`` seconds (or once ``after`` N loads).
+
+    ``at``: ``any`` moment (the worker chosen by the seed), or ``receipt``: the worker
+    that has just had supplier 1's receipt, before its broker ack, so that the message
+    is redelivered, re-signed and re-sent to a supplier that already has it.
+    """
 
     times: int = 1
     every: float = 1.0
     after: int = 0
+    at: str = "any"
     background: bool = False
 
 
@@ -215,7 +221,7 @@ _STUB_ONLY = (
 )
 
 
-def not_applicable_to_endpoint(step: Step) -> str | None:
+def not_applicable_to_endpoint(step: Step, externals: int = EXTERNAL_SUPPLIER) -> str | None:
     """Why ``step`` does not apply to an external supplier, or None if it does.
 
     The one place that says it: ICC- and broker-side faults (kill -9 of an ICC
@@ -224,16 +230,20 @@ def not_applicable_to_endpoint(step: Step) -> str | None:
     publications for the other suppliers) apply; supplier faults, attacks or
     certificate changes aimed at the external supplier (its key and process are
     not ours), and revoking the ICC's certificate (the supplier reads another
-    CRL), do not.
+    CRL), do not.  ``externals``: suppliers 1 to this are external (``--target``).
     """
+
+    def external(number: int) -> bool:
+        return 1 <= number <= externals
+
     if isinstance(step, SupplierFault):
         return f"`fault: {{supplier: {step.kind}}}`: {_STUB_ONLY}"
-    if isinstance(step, Attack) and step.supplier == EXTERNAL_SUPPLIER:
+    if isinstance(step, Attack) and external(step.supplier):
         return (
             f"`attack` on supplier {step.supplier}: the attacks are graded against the "
             "reference stub; `b2bsim conformance` sends them to your endpoint"
         )
-    if isinstance(step, PkiChange) and step.supplier == EXTERNAL_SUPPLIER:
+    if isinstance(step, PkiChange) and external(step.supplier):
         return (
             f"`pki: {{{step.action}: {step.supplier}}}`: the external supplier's key and "
             "certificate are its own, not the run's"
@@ -245,7 +255,7 @@ def not_applicable_to_endpoint(step: Step) -> str | None:
             "(it checks the CRL of its state directory, which a run never changes); our "
             "stub's suppliers get it"
         )
-    if isinstance(step, PkiChange) and step.other == EXTERNAL_SUPPLIER:
+    if isinstance(step, PkiChange) and external(step.other):
         return f"`pki: {{swap: {step.supplier}, with: {step.other}}}`: that key is not the run's"
     return None
 
@@ -358,6 +368,7 @@ def _fault(body: dict[str, Any], background: bool) -> Step:
             times=body.get("times", 1),
             every=float(body.get("every", 1.0)),
             after=body.get("after", 0),
+            at=body.get("at", "any"),
             background=background,
         )
     if "restart" in body:

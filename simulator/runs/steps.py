@@ -46,6 +46,8 @@ Say = Callable[[str], None]
 
 #: A valid organisation number that no run's registry holds (poison messages).
 UNREGISTERED_ORG = "5560360793"
+#: How long `{kill: icc, at: receipt}` waits for supplier 1's receipt before it gives up a kill.
+RECEIPT_WITHIN = 30.0
 
 
 class StepPlayer:
@@ -65,6 +67,10 @@ class StepPlayer:
         # and what KA's ids are salted with then (the endpoint remembers earlier runs).
         self.external: str | None = None
         self.id_salt = ""
+        # All of them, with --target (supplier 1 first; ``external`` is the first); and
+        # the last sequence each had in earlier runs, from which KA numbers on.
+        self.externals: tuple[str, ...] = ()
+        self.sequences_after: dict[str, int] = {}
 
     def clock(self) -> int:
         return now_ms() + self.skew_ms
@@ -81,6 +87,7 @@ class StepPlayer:
             give_up=spec.broker_give_up or GIVE_UP_AFTER,
         ) as ka:
             self.ka = ka
+            ka.continue_sequences(self.sequences_after)
             for index, step in enumerate(self.scenario.steps):
                 if self.before_step is not None:
                     await self.before_step(index, step)
@@ -103,13 +110,26 @@ class StepPlayer:
         reason = self._skipped(step)
         if reason is not None:  # aimed at the external supplier: not ours to do
             return self._not_applicable(reason)
+        reason = self._not_for_external(step)
+        if reason is not None:  # played for the stub's suppliers only
+            self.say(
+                f"not applicable to the external endpoint (the stub's suppliers get it): {reason}"
+            )
         return self._played(step)
 
-    def _skipped(self, step: Step) -> str | None:
-        """Why an attack or certificate change is not played (aimed at the external one)."""
-        if self.external is None or not isinstance(step, Attack | PkiChange):
+    def _not_for_external(self, step: Step) -> str | None:
+        if self.external is None:
             return None
-        return not_applicable_to_endpoint(step)
+        return not_applicable_to_endpoint(step, max(1, len(self.externals)))
+
+    def _skipped(self, step: Step) -> str | None:
+        """Why an attack or certificate change is not played (aimed at the external one;
+        a revocation of the ICC is played: the stub's suppliers read the run's CRL)."""
+        if not isinstance(step, Attack | PkiChange):
+            return None
+        if isinstance(step, PkiChange) and step.action == "revoke" and step.supplier == 0:
+            return None
+        return self._not_for_external(step)
 
     def _played(self, step: Step) -> Coroutine[Any, Any, None]:
         if isinstance(step, Produce):
@@ -164,7 +184,10 @@ class StepPlayer:
             while len(await self._loaded()) < step.after:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         for n in range(step.times):
-            await self.chain.kill_worker()
+            if step.at == "receipt":
+                await self.chain.kill_at_receipt(self._org(1), within=RECEIPT_WITHIN)
+            else:
+                await self.chain.kill_worker()
             if n < step.times - 1:
                 await asyncio.sleep(step.every)
 
@@ -209,9 +232,12 @@ class StepPlayer:
         spec = self.chain.spec
         registry = Registry.load(spec.run_dir / "registry.json")
         target = registry.lookup(self._org(step.supplier))
-        # Another supplier whose key is the run's: never the external one (its key is its own).
-        others = [s for s in registry if s.org_number != target.org_number]
-        other = next((s for s in others if s.org_number != self.external), others[0])
+        # The other supplier whose key the attacks borrow: one of ours (an external
+        # supplier's key is its own, not in the run's PKI).
+        theirs = {*self.externals, *([self.external] if self.external else [])}
+        other = next(
+            s for s in registry if s.org_number != target.org_number and s.org_number not in theirs
+        )
         seller = self.sellers[step.supplier - 1]
         document = documents_for(DocumentFactory(self.scenario.seed + 1), seller, doc_type="order")
         replay = await asyncio.to_thread(latest_envelope, self.chain.db, target.org_number)
@@ -249,8 +275,8 @@ class StepPlayer:
         with a 2xx receipt (its own ledger is graded after the run, from its read-back)."""
         loaded = await asyncio.to_thread(loaded_messages, self.chain.db)
         ids = {m for m, *_ in loaded}
-        if self.external is not None:
-            ids |= delivered_ids(self.chain.events_files(), self.external)
+        for org in self.externals or ((self.external,) if self.external is not None else ()):
+            ids |= delivered_ids(self.chain.events_files(), org)
         return ids
 
     async def _wait(self, step: Wait) -> None:

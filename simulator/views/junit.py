@@ -17,7 +17,9 @@ Shape (the common JUnit schema that Jenkins, GitLab and GitHub read)::
 An expectation either held or it did not; only in a run against an external
 supplier (``b2bsim run --endpoint``) is one ``<skipped>``, with its reason: **not
 applicable** (a step the external supplier did not get) or **not graded (no
-read-back)**, never passed.
+read-back)**, never passed; and so is its ``run`` testcase when the
+scenario as a whole is not applicable or not graded.  A case the run gave
+nothing to grade is skipped as **not exercised**.
 """
 
 from __future__ import annotations
@@ -106,6 +108,10 @@ def _suite(result: RunResult) -> etree._Element:
                 e.reason or _expectation_detail(result, e.name, e.expected, e.actual)
             )
     run = etree.SubElement(suite, "testcase", classname=classname, name="run", time=f"{total:.3f}")
+    if result.error is None and result.verdict != "passed" and not failures:
+        # Not applicable or not graded as a whole: the scenario is never a pass.
+        skipped += 1
+        etree.SubElement(run, "skipped", message=_clean(_why_not_passed(result)))
     if result.error:
         failures += 1
         failure = etree.SubElement(
@@ -124,6 +130,13 @@ def _suite(result: RunResult) -> etree._Element:
     suite.set("time", f"{total:.3f}")
     suite.set("timestamp", _timestamp(result))
     return suite
+
+
+def _why_not_passed(result: RunResult) -> str:
+    """The verdict of a scenario that neither passed nor failed, with the first reason."""
+    wanted = "not applicable" if result.verdict == "not applicable" else "not graded"
+    reasons = [e.reason for e in result.expectations if e.status == wanted and e.reason]
+    return f"{result.verdict}: {reasons[-1] if reasons else 'see the expectations'}"
 
 
 def _expectation_detail(result: RunResult, name: str, expected: int, actual: int) -> str:
@@ -152,7 +165,7 @@ def _summary(result: RunResult) -> str:
     figures = ", ".join(f"{k} {v}" for k, v in result.figures.figures().items())
     return (
         f"{result.scenario.name} (seed {result.scenario.seed}): "
-        f"{'PASSED' if result.passed else 'FAILED'}\n{figures}\n"
+        f"{result.verdict.upper()}\n{figures}\n"
         f"run directory: {result.run_dir}\nre-run: {rerun_command(result)}\n"
     )
 

@@ -140,7 +140,9 @@ def _failed_first(results: Sequence[RunResult]) -> list[etree._Element]:
     """Each failed scenario: its failures explained, each with the command that re-runs it."""
     # What did not pass and is not merely not applicable (a step that does not apply
     # to an external supplier is no failure).
-    failed = [(i, r) for i, r in enumerate(results) if r.verdict in ("failed", "not graded")]
+    failed = [
+        (i, r) for i, r in enumerate(results) if r.verdict == "failed" or _not_graded_verdict(r)
+    ]
     if not failed:
         return []
     out = [el("h2", "What went wrong and how to fix it", css_class("failed"), id="failed")]
@@ -267,11 +269,17 @@ def _scenario(i: int, result: RunResult, timeline: Timeline, detail_rows: int) -
     return block
 
 
-def _verdict_cell(verdict: str) -> etree._Element:
-    """pass, FAIL, or (against an external supplier) not applicable / not graded."""
+def _not_graded_verdict(result: RunResult) -> bool:
+    return result.verdict.startswith("not graded")
+
+
+def _verdict_cell(verdict: str, reason: str = "") -> etree._Element:
+    """pass, FAIL, or (against an external supplier) not applicable / not graded / not
+    exercised, with the reason when there is one (never a pass)."""
     if verdict in ("passed", "failed"):
         return verdict_cell(verdict == "passed")
-    return el("td", verdict, css_class("na"))
+    shown = reason if reason.startswith(verdict) else f"{verdict}: {reason}" if reason else verdict
+    return el("td", shown, css_class("na"))
 
 
 def _expectations(result: RunResult) -> etree._Element:
@@ -284,7 +292,9 @@ def _expectations(result: RunResult) -> etree._Element:
                 el("td", e.name),
                 num_cell(e.expected),
                 num_cell(e.actual),
-                verdict_cell(e.passed) if e.status == "graded" else _verdict_cell(e.status),
+                verdict_cell(e.passed)
+                if e.status == "graded"
+                else _verdict_cell(e.status, e.reason),
             )
         )
     rows.append(

@@ -183,6 +183,8 @@ def _pki(s: Any, _n: int) -> tuple[str, str]:
 
 def _kill_icc(s: Any, _n: int) -> tuple[str, str]:
     when = f" once {s.after} messages are loaded" if s.after else ""
+    if getattr(s, "at", "any") == "receipt":
+        when += ", each time right after supplier 1's receipt and before the broker ack"
     every = f", every {s.every:g} s" if s.times > 1 else ""
     return f"An ICC worker is killed (kill -9) {_times(s.times, 'time', 'times')}{every}{when}.", (
         "the broker hand an unacknowledged message out again, and the supplier answer 'duplicate'."

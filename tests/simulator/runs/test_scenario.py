@@ -114,3 +114,24 @@ class TestLoadScenario:
         path = write(tmp_path, GOOD.replace("  - wait: {timeout: 10}\n", step))
         with pytest.raises(ScenarioError, match=message):
             load_scenario(path)
+
+
+class TestKillAtReceipt:
+    def test_at_receipt_is_read_and_any_is_the_default(self, tmp_path: Path) -> None:
+        from simulator.runs.scenario import KillIcc
+
+        text = GOOD.replace(
+            "  - wait: {timeout: 10}\n",
+            "  - fault: {kill: icc, times: 2, at: receipt}\n  - fault: {kill: icc}\n"
+            "  - wait: {timeout: 10}\n",
+        )
+        steps = [s for s in load_scenario(write(tmp_path, text)).steps if isinstance(s, KillIcc)]
+        assert [s.at for s in steps] == ["receipt", "any"]
+
+    def test_an_unknown_kill_point_names_its_line(self, tmp_path: Path) -> None:
+        text = GOOD.replace(
+            "  - wait: {timeout: 10}\n",
+            "  - fault: {kill: icc, at: ack}\n  - wait: {timeout: 10}\n",
+        )
+        with pytest.raises(ScenarioError, match=r"s\.yaml:10:.*steps\[2\]\.fault\.at"):
+            load_scenario(write(tmp_path, text))

@@ -218,3 +218,28 @@ def test_a_run_with_only_not_applicable_steps_is_not_applicable(tmp_path: Path) 
     assert not res.passed
     no_readback = Expectation("endpoint.out_of_order", 0, 0, "not graded", "no read-back")
     assert result(tmp_path, "b", [no_readback]).verdict == "not graded (no read-back)"
+
+
+def test_a_not_applicable_scenario_is_never_counted_as_passed(tmp_path: Path) -> None:
+    """Its `run` case is <skipped> with the verdict and the reason; its summary says so."""
+    na = Expectation("step 2", 0, 0, "not applicable", "`attack` on supplier 1: stub only")
+    unexercised = Expectation("endpoint.resend_duplicate", 0, 0, "not exercised", "no re-send")
+    res = result(tmp_path, "hostile-xml", [Expectation("lost", 0, 0), na, unexercised])
+    suite = junit_tree([res])[0]
+    run = cases(suite)["run"].find("skipped")
+    assert run is not None
+    assert run.get("message") == "not applicable: `attack` on supplier 1: stub only"
+    assert suite.get("skipped") == "3"  # the step, the case not exercised, the run
+    assert suite.get("failures") == "0"
+    message = cases(suite)["endpoint.resend_duplicate"].find("skipped")
+    assert message is not None
+    assert message.get("message") == "not exercised: no re-send"
+    out = suite.find("system-out")
+    assert out is not None
+    assert "NOT APPLICABLE" in str(out.text)
+    assert "PASSED" not in str(out.text)
+
+
+def test_a_passed_scenario_has_no_skipped_run_case(tmp_path: Path) -> None:
+    suite = junit_tree([passing(tmp_path)])[0]
+    assert cases(suite)["run"].find("skipped") is None

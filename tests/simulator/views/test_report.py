@@ -464,3 +464,26 @@ class TestPrettyEnvelope:
         env, doc = pretty_envelope(b"<a><b>1</b></a>")
         assert env == "<a>\n  <b>1</b>\n</a>"
         assert doc == ""
+
+
+class TestNotApplicable:
+    def test_a_not_applicable_step_shows_its_reason_and_never_passes(
+        self, tmp_path: Path, passing: RunResult
+    ) -> None:
+        run_dir = tmp_path / "na-run"
+        run_dir.mkdir()
+        na = make_result(
+            run_dir,
+            "supplier-outage",
+            [
+                Expectation("lost", 0, 0),
+                Expectation("step 4", 0, 0, "not applicable", "`fault: {supplier: down}`: stub"),
+                Expectation("endpoint.resend_duplicate", 0, 0, "not exercised", "no re-send"),
+            ],
+        )
+        text, tree = page([passing, na])
+        assert "1 of 2 scenario(s) passed" in text
+        cells = [td.text_content() for td in tree.xpath("//td[@class='na']")]
+        assert "not applicable: `fault: {supplier: down}`: stub" in cells
+        assert "not exercised: no re-send" in cells
+        assert "not applicable" in cells  # the scenario's verdict in the overview

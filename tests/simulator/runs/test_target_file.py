@@ -1,0 +1,193 @@
+"""`b2bsim run --target FILE`: several external suppliers, each graded on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulator.cli import main
+from simulator.lab.pki import SupplierIdentity, init_pki
+from simulator.runs.target_file import read_target
+from simulator.vocabulary.errors import EndpointError
+from simulator.vocabulary.state import StateDir
+from tests.simulator.runs.receivers import Receiver
+
+REPO = Path(__file__).resolve().parents[3]
+ORGS = ("5520000000", "5520000018")  # both Luhn-valid
+CA = "state/pki/ca.pem"
+
+
+@pytest.fixture
+def two_state(tmp_path: Path) -> StateDir:
+    """A state directory with AF's test CA and ICC, and two suppliers' certificates."""
+    state = StateDir(tmp_path / "state").ensure()
+    init_pki(state, [SupplierIdentity(org, f"Leverantör {org} AB") for org in ORGS])
+    return state
+
+
+def write(tmp_path: Path, text: str, name: str = "target.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+ENTRY = """\
+- org_number: 5520000000
+  endpoint: https://127.0.0.1:9444/b2b/envelopes
+  endpoint_ca: state/pki/ca.pem
+  readback: https://127.0.0.1:9444/b2b/ledger
+"""
+
+
+class TestReading:
+    def test_entries_in_order_with_the_ca_relative_to_the_file(
+        self, tmp_path: Path, two_state: StateDir
+    ) -> None:
+        path = write(
+            tmp_path,
+            ENTRY
+            + """\
+- org_number: "552000-0018"
+  endpoint: https://127.0.0.1:9445/b2b/envelopes
+  endpoint_ca: state/pki/ca.pem
+  endpoint_cert_sha256: "{PIN}"
+  mode: push
+""".replace("{PIN}", "AB:CD:" + "ef" * 30),
+        )
+        first, second = read_target(path)
+        assert (first.org_number, second.org_number) == ORGS
+        assert first.ca == tmp_path / CA
+        assert first.readback == "https://127.0.0.1:9444/b2b/ledger"
+        assert second.readback is None
+        assert second.cert_sha256 is not None
+
+    def test_json_is_read_too(self, tmp_path: Path, two_state: StateDir) -> None:
+        entry = {"org_number": ORGS[0], "endpoint": "https://h:1/b2b/envelopes", "endpoint_ca": CA}
+        (only,) = read_target(write(tmp_path, json.dumps([entry]), "target.json"))
+        assert only.url == "https://h:1/b2b/envelopes"
+
+    @pytest.mark.parametrize(
+        ("text", "where", "what"),
+        [
+            (ENTRY + "  mdoe: push\n", ":5:", "unknown key 'mdoe' (at [0].mdoe)"),
+            (ENTRY.replace("5520000000", "5520000001"), ":1:", "not a valid organisation"),
+            (ENTRY + ENTRY, ":5:", "listed twice (also entry 1) (at [1].org_number)"),
+            (ENTRY.replace("pki/ca.pem", "pki/none.pem"), ":3:", "no CA file"),
+            (ENTRY.replace("https://127.0.0.1:9444/b2b/ledger", "http://x"), ":4:", "https"),
+            (ENTRY + "  mode: pull\n", ":5:", "`mode: pull` is not yet supported"),
+            (ENTRY + "  mode: poll\n", ":5:", "(at [0].mode)"),
+            ("org_number: 5520000000\n", ":1:", "expected a list"),
+            ("- endpoint: https://h/b2b/envelopes\n", ":1:", "org_number"),
+            ("- [oops\n", ":2:", "YAML syntax error"),
+        ],
+    )
+    def test_a_mistake_names_file_line_and_key(
+        self, tmp_path: Path, two_state: StateDir, text: str, where: str, what: str
+    ) -> None:
+        path = write(tmp_path, text)
+        with pytest.raises(EndpointError) as caught:
+            read_target(path)
+        message = str(caught.value)
+        assert f"{path}{where}" in message
+        assert what in message
+        assert len(caught.value.one_line().splitlines()) == 1
+
+    def test_no_such_file(self, tmp_path: Path) -> None:
+        with pytest.raises(EndpointError, match="no such file"):
+            read_target(tmp_path / "nothing.yaml")
+
+
+class TestTheCommand:
+    def test_a_bad_target_file_is_exit_2_before_anything_starts(
+        self, tmp_path: Path, two_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = write(tmp_path, ENTRY + "  mode: pull\n")
+        scenario = str(REPO / "scenarios" / "bridge-crash.yaml")
+        code = main(["--state", str(two_state.root), "run", scenario, "--target", str(path)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2
+        assert len(err.splitlines()) == 1
+        assert "not yet supported" in err
+        assert not two_state.runs.exists() or not any(two_state.runs.iterdir())
+
+    def test_target_and_endpoint_together_are_refused(
+        self, tmp_path: Path, two_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = write(tmp_path, ENTRY)
+        scenario = str(REPO / "scenarios" / "bridge-crash.yaml")
+        argv = ["--state", str(two_state.root), "run", scenario, "--target", str(path)]
+        code = main([*argv, "--org-number", ORGS[0]])
+        assert code == 2
+        assert "--target and --org-number" in capsys.readouterr().err
+
+    def test_more_external_suppliers_than_the_scenario_has(
+        self, tmp_path: Path, two_state: StateDir, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with Receiver(two_state, ORGS[0]) as one, Receiver(two_state, ORGS[1]) as two:
+            path = write(tmp_path, _target([one, two]))
+            scenario = write(
+                tmp_path,
+                (REPO / "scenarios" / "happy-path.yaml")
+                .read_text()
+                .replace("  count: 3", "  count: 1")
+                .replace("produced: 9", "produced: 3"),
+                "one-supplier.yaml",
+            )
+            argv = ["--state", str(two_state.root), "run", str(scenario), "--target", str(path)]
+            code = main(argv)
+        assert code == 2
+        assert "has 1 supplier(s), but 2 external supplier(s)" in capsys.readouterr().err
+
+
+def _target(receivers: list[Receiver]) -> str:
+    return "".join(
+        f"- org_number: {r.org}\n  endpoint: {r.url}\n  endpoint_ca: {CA}\n"
+        f"  readback: {r.readback}\n"
+        for r in receivers
+    )
+
+
+@pytest.mark.broker
+@pytest.mark.integration
+def test_each_external_supplier_is_graded_on_its_own(
+    broker_url: str, tmp_path: Path, two_state: StateDir
+) -> None:
+    """Supplier 1 a receiver that loads duplicates twice, supplier 2 a correct one: the
+    run fails, naming supplier 1's case only, and each is graded in the result."""
+    scenario = write(
+        tmp_path,
+        (REPO / "scenarios" / "bridge-crash.yaml")
+        .read_text()
+        .replace("suppliers: {count: 20}", "suppliers: {count: 3}")
+        .replace("produce: {chains: 34, rate: 80", "produce: {chains: 3, rate: 2")
+        .replace("times: 3, every: 0.5, at: receipt", "times: 2, every: 0.5, at: receipt")
+        .replace("times: 10, every: 1.5", "times: 1, every: 1")
+        .replace("produced: 2040", "produced: 27")
+        .replace("ingested: 2040", "ingested: 27"),
+        "bridge-crash.yaml",
+    )
+    out = tmp_path / "result.json"
+    with Receiver(two_state, ORGS[0], "double") as one, Receiver(two_state, ORGS[1]) as two:
+        path = write(tmp_path, _target([one, two]))
+        code = main(
+            [
+                *("--state", str(two_state.root), "run", str(scenario)),
+                *("--broker", broker_url, "--target", str(path), "--result-json", str(out)),
+            ]
+        )
+    result = json.loads(out.read_text())
+    assert code == 1
+    grades = {g["org_number"]: g for g in result["endpoints"]}
+    assert set(grades) == set(ORGS)
+    assert grades[ORGS[0]]["produced"] == grades[ORGS[1]]["produced"] == 9
+    assert grades[ORGS[0]]["crash_resends"] >= 2  # the kills at supplier 1's receipt
+    assert grades[ORGS[0]]["double_ingested"] >= 2
+    assert grades[ORGS[1]]["double_ingested"] == 0
+    failed = {e["name"] for e in result["expectations"] if not e["passed"] and "status" not in e}
+    assert f"endpoint.double_ingested[{ORGS[0]}]" in failed
+    assert not any(name.endswith(f"[{ORGS[1]}]") for name in failed)
+    assert one.resends >= 2
+    assert two.ledger  # supplier 2 got its messages at its own endpoint
+    assert result["endpoint"]["org_number"] == ORGS[0]
