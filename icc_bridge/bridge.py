@@ -21,8 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
 import sqlite3
 import time
@@ -31,6 +29,7 @@ from typing import IO
 
 from icc_bridge.bridge_config import BridgeConfig
 from icc_bridge.delivery import Attempt, Outcome, PushClient
+from icc_bridge.event_lines import answer_fields, event_line, sent_line
 from icc_bridge.faults import DeliveryFaults
 from icc_bridge.outbox import Outbox, OutboxRow
 from icc_bridge.pull_ack import Refusal
@@ -290,12 +289,12 @@ class Bridge:
         assert attempt is not None
         if attempt.outcome is Outcome.DELIVERED and self._faults.happens("duplicate"):
             again = await self._push.push(supplier, signed)  # fault injection
-            self._event("duplicated", meta, envelope.envelope_id, **_answer(again))
+            self._event("duplicated", meta, envelope.envelope_id, **answer_fields(again))
         if attempt.outcome is Outcome.DELIVERED:
             await self._hold_ack(meta, envelope.envelope_id, attempt)
             await self._ack(frame)
             self.delivered += 1
-            self._event("delivered", meta, envelope.envelope_id, **_answer(attempt))
+            self._event("delivered", meta, envelope.envelope_id, **answer_fields(attempt))
             return
         code = DELIVERY_REFUSED if attempt.outcome is Outcome.REFUSED else DELIVERY_GAVE_UP
         await self._dead_letter(
@@ -313,7 +312,7 @@ class Bridge:
         hold = self._faults.hold_ack(meta.org_number)
         if hold <= 0:
             return
-        self._event("ack_held", meta, envelope_id, **_answer(attempt))
+        self._event("ack_held", meta, envelope_id, **answer_fields(attempt))
         until = time.monotonic() + hold
         while time.monotonic() < until and self._faults.hold_ack(meta.org_number) > 0:  # noqa: ASYNC110 - the faults file is polled
             await asyncio.sleep(0.05)
@@ -417,41 +416,12 @@ class Bridge:
 
     def _record_sent(self, meta: MessageMeta, envelope_id: str, signed: bytes) -> None:
         """Append the envelope about to be pushed to the sent log, if there is one."""
-        if self._sent is None:
-            return
-        record = {
-            "at_ms": now_ms(),
-            "envelope_id": envelope_id,
-            "message_id": meta.message_id,
-            "org_number": meta.org_number,
-            "sha256": hashlib.sha256(signed).hexdigest(),
-            "envelope": signed.decode("utf-8"),
-        }
-        self._sent.write(json.dumps(record) + "\n")
+        if self._sent is not None:
+            self._sent.write(sent_line(meta, envelope_id, signed))
 
     def _event(
         self, kind: str, meta: MessageMeta | None, envelope_id: str, **extra: object
     ) -> None:
         """Append one line to the ICC's events log (docs/files.md)."""
-        if self._events is None:
-            return
-        record: dict[str, object] = {"event": kind, "at_ms": now_ms(), "envelope_id": envelope_id}
-        if meta is not None:
-            record.update(
-                message_id=meta.message_id,
-                message_type=meta.message_type.value,
-                org_number=meta.org_number,
-                sequence=meta.sequence,
-            )
-        record.update(extra)
-        self._events.write(json.dumps(record) + "\n")
-
-
-def _answer(attempt: Attempt) -> dict[str, object]:
-    """What an event records of a supplier's answer (docs/files.md)."""
-    return {
-        "status": attempt.status,
-        "detail": attempt.detail,
-        "receipt": attempt.receipt,
-        "latency_ms": attempt.latency_ms,
-    }
+        if self._events is not None:
+            self._events.write(event_line(kind, meta, envelope_id, **extra))
