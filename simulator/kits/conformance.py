@@ -37,7 +37,7 @@ import aiohttp
 from lxml import etree
 
 from simulator.kits.conformance_cases import select_cases
-from simulator.kits.conformance_certs import make_material
+from simulator.kits.conformance_certs import Material, make_material
 from simulator.kits.conformance_grading import Grade, Verdict
 from simulator.kits.conformance_kit import DEFAULT_TIMEOUT, Answer, ConformanceTarget, Kit
 from simulator.vocabulary.errors import (
@@ -264,8 +264,13 @@ async def run_conformance(
     target: ConformanceTarget,
     *,
     progress: Callable[[CaseResult], None] | None = None,
+    make_kit: Callable[[ConformanceTarget, str, Material, aiohttp.ClientSession], Kit] = Kit,
 ) -> ConformanceReport:
-    """Probe the target, then run and grade every case (or ``target.case_ids``)."""
+    """Probe the target, then run and grade every case (or ``target.case_ids``).
+
+    ``make_kit``: e.g. a :class:`Kit` that also keeps what the cases exchange (the
+    plan's recorder); it is told each case's id before the case runs (:meth:`Kit.begin`).
+    """
     cases = select_cases(target.case_ids)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     sha = await probe_target(target)
@@ -275,8 +280,9 @@ async def run_conformance(
         timeout = aiohttp.ClientTimeout(total=target.timeout)
         connector = aiohttp.TCPConnector(force_close=True)  # each case on its own connection
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            kit = Kit(target, sha, material, session)
+            kit = make_kit(target, sha, material, session)
             for case in cases:
+                kit.begin(case.id)
                 begin = time.monotonic()
                 try:
                     verdict = await case.run(kit)

@@ -254,6 +254,9 @@ class Kit:
                 return org
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def begin(self, case_id: str) -> None:
+        """The case ``case_id`` starts (a recording kit keeps its exchanges apart)."""
+
     async def post(
         self,
         body: bytes,

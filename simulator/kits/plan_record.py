@@ -4,22 +4,17 @@ The conformance kit (:mod:`simulator.kits.conformance`) grades; the plan also
 keeps what each case sent and got back, for the decision meeting's evidence.
 Every POST of a case goes through :meth:`Kit.post`, so a :class:`RecordingKit`
 that notes each body and answer before returning it sees everything a case
-exchanges; :func:`run_recorded` is the kit's own runner loop
-(:func:`~simulator.kits.conformance.run_conformance`: probe, material, one
-connection per case) with such a kit, and returns the kit's report with each
-case's exchanges.
+exchanges; :func:`run_recorded` runs the kit's own runner
+(:func:`~simulator.kits.conformance.run_conformance`) with such a kit, and
+returns the kit's report with each case's exchanges.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import aiohttp
+from typing import Any
 
 from simulator.kits.conformance import (
     Answer,
@@ -27,12 +22,9 @@ from simulator.kits.conformance import (
     ConformanceReport,
     ConformanceTarget,
     Kit,
-    probe_target,
+    run_conformance,
 )
-from simulator.kits.conformance_cases import select_cases
-from simulator.kits.conformance_certs import Credential, make_material
-from simulator.kits.conformance_grading import Verdict
-from simulator.vocabulary.errors import B2BSimError
+from simulator.kits.conformance_certs import Credential
 
 __all__ = ["Exchange", "RecordingKit", "run_recorded"]
 
@@ -52,7 +44,11 @@ class Exchange:
 class RecordingKit(Kit):
     """The conformance kit, keeping each case's exchanges in :attr:`exchanges`."""
 
-    exchanges: list[Exchange] = field(default_factory=list, init=False)
+    exchanges: dict[str, list[Exchange]] = field(default_factory=dict, init=False)
+    _case: list[Exchange] = field(default_factory=list, init=False)
+
+    def begin(self, case_id: str) -> None:
+        self._case = self.exchanges.setdefault(case_id, [])
 
     async def post(
         self,
@@ -64,7 +60,7 @@ class RecordingKit(Kit):
         at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         answer = await super().post(body, client=client, content_type=content_type)
         who = "icc" if client is None else client.description
-        self.exchanges.append(Exchange(body, content_type, who, answer, at))
+        self._case.append(Exchange(body, content_type, who, answer, at))
         return answer
 
 
@@ -77,48 +73,11 @@ async def run_recorded(
 
     TargetUnreachableError / TargetUntrustedError (before any case) as the kit raises.
     """
-    cases = select_cases(target.case_ids)
-    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    sha = await probe_target(target)
-    results: list[CaseResult] = []
-    exchanges: dict[str, list[Exchange]] = {}
-    with tempfile.TemporaryDirectory(prefix="b2bsim-plan-") as tmp:
-        material = make_material(target.state, Path(tmp))
-        timeout = aiohttp.ClientTimeout(total=target.timeout)
-        connector = aiohttp.TCPConnector(force_close=True)
-        async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            kit = RecordingKit(target, sha, material, session)
-            for case in cases:
-                kit.exchanges = []
-                begin = time.monotonic()
-                try:
-                    verdict = await case.run(kit)
-                except B2BSimError as exc:
-                    verdict = Verdict.not_graded(f"could not run: {exc}")
-                result = CaseResult(
-                    case.id,
-                    case.title,
-                    case.checks,
-                    case.why,
-                    verdict.passed,
-                    verdict.reason,
-                    time.monotonic() - begin,
-                    graded=verdict.graded,
-                    fix=case.fix,
-                    docs=case.docs,
-                    metrics=dict(verdict.metrics),
-                )
-                results.append(result)
-                exchanges[case.id] = kit.exchanges
-                if progress is not None:
-                    progress(result)
-    report = ConformanceReport(
-        target=target.url,
-        org_number=target.org_number,
-        target_cert_sha256=sha,
-        seed=target.seed,
-        started_at=started,
-        results=tuple(results),
-        notes=material.notes,
-    )
-    return report, exchanges
+    kits: list[RecordingKit] = []
+
+    def make_kit(*args: Any) -> RecordingKit:
+        kits.append(RecordingKit(*args))
+        return kits[-1]
+
+    report = await run_conformance(target, progress=progress, make_kit=make_kit)
+    return report, kits[0].exchanges if kits else {}

@@ -162,6 +162,7 @@ def read_page(state: StateDir, endpoint: ExternalEndpoint, after: int, limit: in
         with urllib.request.urlopen(request, timeout=TIMEOUT, context=ctx) as resp:  # noqa: S310
             body = resp.read(64 * 1024 * 1024)
     except urllib.error.HTTPError as exc:
+        exc.close()  # its body holds the connection
         raise ReadbackError(
             f"the read-back {endpoint.readback} answered HTTP {exc.code} to GET ?after={after}",
             hint="implement GET /b2b/ledger as docs/openapi.yaml says, or run without --readback",

@@ -27,14 +27,16 @@ from simulator.runs.endpoint_grading import NO_READBACK, EndpointGrade, grade_en
 from simulator.runs.pull_endpoint import check_puller
 from simulator.runs.pull_grading import NOT_EXERCISED, grade_pull, pulls
 from simulator.runs.reconcile import Reconciliation, icc_events, read_jsonl, reconcile
-from simulator.runs.scenario import Scenario, not_applicable_to_endpoint
+from simulator.runs.scenario import IccFault, KillIcc, Scenario, not_applicable_to_endpoint
 from simulator.vocabulary.errors import ReadbackError
 from simulator.vocabulary.state import StateDir
 
 __all__ = [
     "GRADED",
+    "NOT_AIMED",
     "NOT_APPLICABLE",
     "NOT_GRADED",
+    "aimed_checks",
     "endpoint_expectations",
     "grade_run_endpoint",
     "last_sequences",
@@ -150,9 +152,15 @@ def endpoint_expectations(
     scenario: Scenario,
     graded: Iterable[tuple[str, int, int]],
     grade: EndpointGrade | Sequence[EndpointGrade],
+    endpoints: Sequence[ExternalEndpoint] = (),
 ) -> list[Row]:
     """The scenario's expectations for a run with external suppliers, then their cases
-    (with several, each case's name ends with the supplier's number: ``endpoint.lost[N]``)."""
+    (with several, each case's name ends with the supplier's number: ``endpoint.lost[N]``).
+
+    A case **not exercised** that the scenario's steps aim at (a kill at receipt makes
+    a crash re-send; a pull fault loses an acknowledgement) keeps the scenario from
+    passing; one it does not aim at (no crash in ``happy-path``) is shown as
+    :data:`NOT_AIMED` and is neither a pass nor held against it."""
     grades = [grade] if isinstance(grade, EndpointGrade) else list(grade)
     skipped = [
         (i, reason)
@@ -177,13 +185,39 @@ def endpoint_expectations(
             rows.append((name, expected, actual, NOT_GRADED, NO_READBACK))
         else:
             rows.append((name, expected, actual, GRADED, ""))
+    aims = aimed_checks(scenario) | ALWAYS_AIMED
+    faulted = {e.org_number for e in endpoints if pulls(e) and e.pull_faults}
     for g in grades:
+        aimed = aims | (PULL_FAULT_CHECKS if g.org_number in faulted else set())
         for c in g.checks:
             name = c.name if len(grades) == 1 else f"{c.name}[{g.org_number}]"
-            rows.append((name, 0, c.failures, c.status, c.reason))
+            if c.status == NOT_EXERCISED and c.name not in aimed:
+                # Not what this scenario is about: shown, never a pass, not held against it.
+                rows.append((name, 0, c.failures, NOT_AIMED, c.reason))
+            else:
+                rows.append((name, 0, c.failures, c.status, c.reason))
     for i, reason in skipped:
         rows.append((f"step {i}", 0, 0, NOT_APPLICABLE, reason))
     return rows
+
+
+#: A case whose situation did not arise and that the scenario does not aim at.
+NOT_AIMED = "not exercised (not this scenario's aim)"
+#: Cases every run gives something to grade; not exercised, they keep it from passing.
+ALWAYS_AIMED = frozenset({"pull.ack_only_fetched"})
+#: Cases the run's own pull faults (a lost acknowledgement, a 503) exercise.
+PULL_FAULT_CHECKS = frozenset({"pull.refetch_after_lost_ack", "pull.honours_retry_after"})
+
+
+def aimed_checks(scenario: Scenario) -> set[str]:
+    """The external supplier's cases that the scenario's steps are there to exercise."""
+    aimed: set[str] = set()
+    for step in scenario.steps:
+        if isinstance(step, KillIcc) and step.at == "receipt":
+            aimed |= {"endpoint.redelivery_not_conflict", "endpoint.resend_duplicate"}
+        elif isinstance(step, IccFault) and step.kind == "duplicate":
+            aimed.add("endpoint.resend_duplicate")
+    return aimed
 
 
 def verdict_of(error: str | None, expectations: Iterable[object]) -> str:

@@ -277,7 +277,7 @@ def _grade_external(
     result.expectations = [
         Expectation(*e)
         for e in endpoint_expectations(
-            scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoints
+            scenario, [(e.name, e.expected, e.actual) for e in graded], result.endpoints, endpoints
         )
     ]
 

@@ -134,7 +134,9 @@ def _suite(result: RunResult) -> etree._Element:
 
 def _why_not_passed(result: RunResult) -> str:
     """The verdict of a scenario that neither passed nor failed, with the first reason."""
-    wanted = "not applicable" if result.verdict == "not applicable" else "not graded"
+    wanted = (
+        result.verdict if result.verdict in ("not applicable", "not exercised") else "not graded"
+    )
     reasons = [e.reason for e in result.expectations if e.status == wanted and e.reason]
     return f"{result.verdict}: {reasons[-1] if reasons else 'see the expectations'}"
 
