@@ -10,10 +10,12 @@ import pytest
 
 from simulator.cli import main
 from simulator.lab.pki import SupplierIdentity, cert_sha256, init_pki
+from simulator.lab.ports import free_ports
 from simulator.runs.pull_endpoint import DEFAULT_PULL_PORT, outbox_url
 from simulator.runs.target_file import read_target
 from simulator.vocabulary.errors import EndpointError
 from simulator.vocabulary.state import StateDir
+from tests.simulator.runs.pullers import PULL_CHECKS, Puller
 from tests.simulator.runs.receivers import Receiver
 
 REPO = Path(__file__).resolve().parents[3]
@@ -342,3 +344,62 @@ def test_each_external_supplier_is_graded_on_its_own(
     assert one.resends >= 2
     assert two.ledger  # supplier 2 got its messages at its own endpoint
     assert result["endpoint"]["org_number"] == ORGS[0]
+
+
+@pytest.mark.broker
+@pytest.mark.integration
+def test_a_push_endpoint_and_a_puller_in_one_run_each_graded_on_its_own(
+    broker_url: str, tmp_path: Path, two_state: StateDir, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Supplier 1 a correct push receiver, supplier 2 a puller that retries a 503 too soon:
+    the puller meets the pull faults and is graded with the pull checks, failing only its
+    own case; the receiver is graded from its answers and fails none."""
+    scenario = write(
+        tmp_path,
+        "name: push-and-pull\ndescription: a push endpoint and a puller in one run\n"
+        "seed: 3\nsuppliers: {count: 2}\nicc: {workers: 1}\ntimeout: 120\n"
+        "steps:\n  - produce: {chains: 3, rate: 20, background: true}\n"
+        "  - wait: {timeout: 60}\n"
+        "expect: {produced: 18, ingested: 17, dead_lettered: 1}\n",  # the puller refuses 1
+        "push-and-pull.yaml",
+    )
+    (port,) = free_ports(1)
+    out = tmp_path / "result.json"
+    with (
+        Receiver(two_state, ORGS[0]) as receiver,
+        Puller(two_state, ORGS[1], outbox_url(port), "impatient") as puller,
+    ):
+        path = write(
+            tmp_path,
+            _target([receiver])
+            + f"- org_number: {ORGS[1]}\n  mode: pull\n"
+            + f"  endpoint_cert: state/pki/suppliers/{ORGS[1]}.pem\n"
+            + f"  readback: {puller.readback}\n",
+        )
+        code = main(
+            [
+                *("--state", str(two_state.root), "run", str(scenario), "--broker", broker_url),
+                *("--target", str(path), "--pull-port", str(port), "--result-json", str(out)),
+            ]
+        )
+    said = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert f"external supplier {ORGS[0]} (supplier 1) at {receiver.url}" in said
+    assert f"external supplier {ORGS[1]} (supplier 2) pulls from {outbox_url(port)}" in said
+    grades = {g["org_number"]: g for g in result["endpoints"]}
+    assert set(grades) == set(ORGS)
+    pushed = {c["name"]: c for c in grades[ORGS[0]]["checks"]}
+    pulled = {c["name"]: c for c in grades[ORGS[1]]["checks"]}
+    assert not any(name.startswith("pull.") for name in pushed)
+    assert set(pulled) >= PULL_CHECKS
+    assert {n: pulled[n]["status"] for n in PULL_CHECKS} == dict.fromkeys(PULL_CHECKS, "graded")
+    # The faults reached this puller: its acknowledgement was lost and fetched again.
+    assert pulled["pull.refetch_after_lost_ack"]["failures"] == 0
+    failed = {e["name"] for e in result["expectations"] if not e["passed"] and "status" not in e}
+    assert failed == {f"pull.honours_retry_after[{ORGS[1]}]"}, result["expectations"]
+    assert code == 1
+    assert (grades[ORGS[0]]["lost"], grades[ORGS[0]]["double_ingested"]) == (0, 0)
+    assert (grades[ORGS[1]]["lost"], grades[ORGS[1]]["double_ingested"]) == (0, 0)
+    assert len(receiver.ledger) == 9
+    assert len(puller.ledger) == 8  # the credit note it refused reached the DLQ
+    assert [d["code"] for d in result["dead_letters"]] == ["PULL_REFUSED"]
