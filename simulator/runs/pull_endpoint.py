@@ -8,7 +8,9 @@ own certificate, issued by that CA for its organisation number; the run
 registers that certificate's SHA-256 (``--endpoint-cert FILE``, or
 ``--endpoint-cert-sha256 HEX``, or else the supplier's certificate in the
 state directory).  There is no push endpoint: ``--endpoint`` is refused; a
-``--readback`` is checked and pinned as for push.
+``--readback`` is checked and pinned as for push.  Each ``mode: pull`` entry of
+``--target FILE`` (:mod:`simulator.runs.target_file`) is made here too, every
+one on the same outbox port.
 """
 
 from __future__ import annotations
