@@ -4,7 +4,7 @@
 
     {"org_numbers": ["5560000001"], "drop_acks": 1, "busy_seconds": 2, "retry_after": 2}
 
-- ``drop_acks``: the first N acknowledgements of one of these suppliers that
+- ``drop_acks``: the first N acknowledgements of each of these suppliers that
   would acknowledge something are **lost**: the pull API reads them, applies
   nothing and closes the connection without an answer.  A correct puller
   fetches the same envelopes again and acknowledges them again.
@@ -74,7 +74,7 @@ class PullFaults:
     """What the plan makes the pull API do now, per supplier (one process's memory)."""
 
     plan: PullFaultPlan = field(default_factory=PullFaultPlan)
-    _dropped: int = 0
+    _dropped: dict[str, int] = field(default_factory=dict)  # per supplier
     _armed: set[str] = field(default_factory=set)  # busy from their next request
     _busy_until: dict[str, int] = field(default_factory=dict)
 
@@ -82,9 +82,9 @@ class PullFaults:
         """Lose this acknowledgement (it would acknowledge ``pending``)?"""
         if org_number not in self.plan.org_numbers or not pending:
             return False
-        if self._dropped >= self.plan.drop_acks:
+        if self._dropped.get(org_number, 0) >= self.plan.drop_acks:
             return False
-        self._dropped += 1
+        self._dropped[org_number] = self._dropped.get(org_number, 0) + 1
         self._arm(org_number)
         return True
 

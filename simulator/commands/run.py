@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.commands.run_pull import add_pull_options, pull_endpoint_of, say_endpoint
+from simulator.commands.run_target import add_target_option, prepare_targets, targets_of
 from simulator.lab.broker import LocalBroker, resolve_broker_url
 from simulator.runs.endpoint import ExternalEndpoint
 from simulator.runs.endpoint_run import prepare_endpoint
@@ -91,52 +92,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=run)
 
 
-def add_target_option(group: argparse._ArgumentGroup) -> None:
-    group.add_argument(
-        "--target",
-        type=Path,
-        metavar="FILE",
-        help="several external suppliers: a YAML/JSON list (org_number, endpoint, endpoint_ca, "
-        "optional endpoint_cert_sha256, readback, mode), the first is supplier 1 "
-        "(docs/testing-your-endpoint.md)",
-    )
-
-
-def targets_of(args: argparse.Namespace) -> tuple[ExternalEndpoint, ...]:
-    """The external suppliers of ``--target FILE`` (checked, line-named errors), or ()."""
-    if getattr(args, "target", None) is None:
-        return ()
-    alone = [
-        name
-        for name, value in (
-            ("--endpoint", args.endpoint),
-            ("--endpoint-ca", args.endpoint_ca),
-            ("--org-number", args.org_number),
-            ("--endpoint-cert-sha256", args.endpoint_cert_sha256),
-            ("--readback", args.readback),
-        )
-        if value is not None
-    ]
-    if alone:
-        raise ConfigError(
-            f"--target and {', '.join(alone)} both name external suppliers",
-            hint="list every external supplier in the --target file, or use --endpoint alone",
-        )
-    from simulator.runs.target_file import read_target
-
-    return tuple(read_target(args.target))
-
-
-def prepare_targets(
-    state: StateDir, targets: tuple[ExternalEndpoint, ...]
-) -> tuple[ExternalEndpoint, ...]:
-    """Check every external supplier of --target before anything starts; say where each is."""
-    checked = tuple(prepare_endpoint(state, t) for t in targets)
-    for i, t in enumerate(checked, 1):
-        print(f"external supplier {t.org_number} (supplier {i}) at {t.url}", flush=True)
-    return checked
-
-
 def endpoint_of(args: argparse.Namespace) -> ExternalEndpoint | None:
     """The external supplier the options name, or None; a usage error if half given."""
     given = {
@@ -193,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=False, highlight=False)
     tty = console.is_terminal
     state = StateDir.resolve(args.state)
-    targets = prepare_targets(state, targets_of(args))  # before anything starts, as below
-    endpoint = pull_endpoint_of(args, state) or endpoint_of(args)
+    targets = prepare_targets(state, targets_of(args, state))  # before anything starts
+    endpoint = None if targets else pull_endpoint_of(args, state) or endpoint_of(args)
     if endpoint is not None:  # once, before anything starts (each run checks it again)
         endpoint = prepare_endpoint(state, endpoint)
         say_endpoint(endpoint, state)

@@ -38,13 +38,13 @@ def add_pull_options(e: argparse._ArgumentGroup) -> None:
         type=int,
         metavar="P",
         help="pull: serve the outbox at https://127.0.0.1:P/b2b/outbox "
-        f"(default {DEFAULT_PULL_PORT})",
+        f"(default {DEFAULT_PULL_PORT}); every puller of --target fetches from it",
     )
     e.add_argument(
         "--no-pull-faults",
         action="store_true",
-        help="pull: do not lose an acknowledgement nor answer 503 on purpose (those checks "
-        "are then not exercised)",
+        help="pull: do not lose an acknowledgement nor answer 503 on purpose, to any puller "
+        "(--target: each one's; those checks are then not exercised)",
     )
 
 

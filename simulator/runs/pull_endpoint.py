@@ -8,7 +8,9 @@ own certificate, issued by that CA for its organisation number; the run
 registers that certificate's SHA-256 (``--endpoint-cert FILE``, or
 ``--endpoint-cert-sha256 HEX``, or else the supplier's certificate in the
 state directory).  There is no push endpoint: ``--endpoint`` is refused; a
-``--readback`` is checked and pinned as for push.
+``--readback`` is checked and pinned as for push.  Each ``mode: pull`` entry of
+``--target FILE`` (:mod:`simulator.runs.target_file`) is made here too, every
+one on the same outbox port.
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ from simulator.vocabulary.errors import B2BSimError, EndpointError
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import normalise_pin
 
-__all__ = ["DEFAULT_PULL_PORT", "check_puller", "outbox_url", "pull_endpoint", "puller_pin"]
+__all__ = [
+    "CLI_NAMES",
+    "DEFAULT_PULL_PORT",
+    "check_puller",
+    "outbox_url",
+    "pull_endpoint",
+    "puller_pin",
+]
 
 #: The run's outbox port when ``--pull-port`` is not given.
 DEFAULT_PULL_PORT = 9443
 OUTBOX_HOST = "127.0.0.1"
+#: What :func:`puller_pin`'s errors call the certificate, the number and the pin.
+CLI_NAMES = ("--endpoint-cert", "--org-number", "--endpoint-cert-sha256")
 
 
 def outbox_url(port: int) -> str:
@@ -66,46 +77,55 @@ def pull_endpoint(
     )
 
 
-def puller_pin(state: StateDir, org_number: str, cert: Path, pin: str | None = None) -> str:
+def puller_pin(
+    state: StateDir,
+    org_number: str,
+    cert: Path,
+    pin: str | None = None,
+    *,
+    names: tuple[str, str, str] = CLI_NAMES,
+) -> str:
     """The SHA-256 of the puller's certificate file, checked: issued by the AF test CA of
-    ``state`` for ``org_number``, valid now, and the same as ``pin`` if one is given."""
+    ``state`` for ``org_number``, valid now, and the same as ``pin`` if one is given.
+
+    ``names``: what the errors call the certificate, the organisation number and the
+    pin (the options; a target file's keys)."""
+    cert_is, org_is, pin_is = names
     try:
         certificate = load_certificate(cert)
     except B2BSimError as exc:
         raise EndpointError(
-            f"--endpoint-cert {cert}: {exc}", hint="pass the puller's certificate, a PEM file"
+            f"{cert_is} {cert}: {exc}", hint="pass the puller's certificate, a PEM file"
         ) from None
     ca = load_certificate(state.ca_cert)
     try:
         certificate.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
-        raise _not_ours(cert, state) from None
+        raise _not_ours(f"{cert_is} {cert}", state) from None
     named = org_number_of(certificate)
     if named != org_number:
         raise EndpointError(
-            f"--endpoint-cert {cert} names organisation {named or '(none)'}, not --org-number "
-            f"{org_number}",
+            f"{cert_is} {cert} names organisation {named or '(none)'}, not {org_is} {org_number}",
             hint="pass the certificate AF issued to this supplier (b2bsim pki issue ORG)",
         )
     now = datetime.now(UTC)
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise EndpointError(
-            f"--endpoint-cert {cert} is not valid now "
-            f"(until {certificate.not_valid_after_utc:%Y-%m-%d})",
+            f"{cert_is} {cert} is not valid now (until {certificate.not_valid_after_utc:%Y-%m-%d})",
             hint="renew the puller's certificate (b2bsim pki issue ORG)",
         )
     sha = cert_sha256(certificate)
     if pin is not None and normalise_pin(pin) != sha:
         raise EndpointError(
-            f"--endpoint-cert {cert} has the fingerprint {sha}, not --endpoint-cert-sha256 {pin}",
+            f"{cert_is} {cert} has the fingerprint {sha}, not {pin_is} {pin}",
             hint="give one of the two, or both for the same certificate",
         )
     return sha
 
 
-def _not_ours(cert: Path, state: StateDir) -> EndpointError:
+def _not_ours(cert: str, state: StateDir) -> EndpointError:
     return EndpointError(
-        f"--endpoint-cert {cert} is not issued by the AF test CA of --state ({state.ca_cert})",
+        f"{cert} is not issued by the AF test CA of --state ({state.ca_cert})",
         hint="the ICC accepts only pullers with a certificate from that CA: issue one with "
         "b2bsim pki issue ORG",
     )

@@ -25,6 +25,7 @@ passed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,12 +62,19 @@ def pulls(endpoint: ExternalEndpoint | None) -> bool:
     return endpoint is not None and endpoint.mode == "pull"
 
 
-def pull_fault_plan(endpoint: ExternalEndpoint | None) -> dict[str, object] | None:
-    """The pull API's faults for the external puller (icc_bridge/pull_faults.py), if any."""
-    if endpoint is None or not pulls(endpoint) or not endpoint.pull_faults:
+def pull_fault_plan(
+    endpoints: ExternalEndpoint | Sequence[ExternalEndpoint] | None,
+) -> dict[str, object] | None:
+    """The pull API's faults for the external pullers (icc_bridge/pull_faults.py), if any:
+    each one (``--target``: several) loses its own first acknowledgement, then is busy."""
+    if endpoints is None:
+        return None
+    many = [endpoints] if isinstance(endpoints, ExternalEndpoint) else list(endpoints)
+    orgs = frozenset(e.org_number for e in many if pulls(e) and e.pull_faults)
+    if not orgs:
         return None
     plan = PullFaultPlan(
-        org_numbers=frozenset({endpoint.org_number}),
+        org_numbers=orgs,
         drop_acks=PULL_DROP_ACKS,
         busy_seconds=PULL_BUSY_SECONDS,
         retry_after=PULL_RETRY_AFTER,

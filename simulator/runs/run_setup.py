@@ -35,6 +35,7 @@ __all__ = [
     "local_broker",
     "new_run_dir",
     "refuse_too_few_suppliers",
+    "refuse_two_outboxes",
     "refuse_unrunnable",
     "run_suppliers",
     "start_network",
@@ -68,6 +69,17 @@ def refuse_too_few_suppliers(scenario: Scenario, externals: int) -> None:
             f"scenario {scenario.name!r} has {scenario.supplier_count} supplier(s), but "
             f"{externals} external supplier(s) are given",
             hint="list at most that many in --target, or run a scenario with more suppliers",
+        )
+
+
+def refuse_two_outboxes(externals: Sequence[ExternalEndpoint]) -> None:
+    """Refuse external pullers that expect different outbox ports: a run serves one."""
+    ports = sorted({e.pull_port for e in externals if e.pull_port is not None})
+    if len(ports) > 1:
+        raise ConfigError(
+            f"the external pullers expect the outbox on ports {', '.join(map(str, ports))}, "
+            "but a run's ICC serves one outbox",
+            hint="give every puller the same port (b2bsim run --pull-port P)",
         )
 
 
@@ -179,7 +191,7 @@ def init_run_suppliers(
     init_pki(run_state, ours)
     *ports, pull_port = free_ports(len(suppliers) + 1)
     pullers = [e.pull_port for e in externals if e.pull_port is not None]
-    if pullers:  # a puller knows this port
+    if pullers:  # the pullers know this port (one: refuse_two_outboxes)
         pull_port = pullers[0]
     first_pull = len(suppliers) - pull_count
     entries = [

@@ -43,6 +43,7 @@ from simulator.runs.run_setup import (
     local_broker,
     new_run_dir,
     refuse_too_few_suppliers,
+    refuse_two_outboxes,
     refuse_unrunnable,
     run_suppliers,
     start_network,
@@ -161,6 +162,7 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
     # Before anything starts: a one-line error, nothing left behind.
     endpoints = [prepare_endpoint(state, e) for e in options.external_endpoints()]
     refuse_too_few_suppliers(scenario, len(endpoints))
+    refuse_two_outboxes(endpoints)
     endpoint = endpoints[0] if endpoints else None
     external = endpoint.org_number if endpoint is not None else None
     externals = tuple(e.org_number for e in endpoints)
@@ -195,8 +197,8 @@ def run_scenario(scenario: Scenario, options: RunOptions) -> RunResult:
         gap_timeout=scenario.gap_timeout,
         rules=options.rules,
         seed=scenario.seed,
-        pull_port=pull_port if scenario.pull_count or pulls(endpoint) else None,
-        pull_faults=pull_fault_plan(endpoint),
+        pull_port=pull_port if scenario.pull_count or any(map(pulls, endpoints)) else None,
+        pull_faults=pull_fault_plan(endpoints),
         worker_broker_urls=worker_urls,
         stub_orgs=None
         if external is None
@@ -255,12 +257,15 @@ def _grade_external(
     say: Say,
 ) -> None:
     """The external suppliers' grades, the figures with their ledgers, the expectations."""
+    pulling = {pulls(e) for e in endpoints}
     say(
         "grading the external "
         + (
             "puller from the outbox's side"
-            if any(pulls(e) for e in endpoints)
+            if pulling == {True}
             else "endpoint from its answers"
+            if pulling == {False}
+            else "endpoints from their answers and pullers from the outbox's side"
         )
         + (" and its read-back" * any(e.readback for e in endpoints))
     )

@@ -20,6 +20,7 @@ import yaml
 from icc_bridge.outbox import Outbox, OutboxRow
 from icc_bridge.pull_ack import Ack, Refusal, parse_ack
 from icc_bridge.pull_api import PullApi, PullApiConfig
+from icc_bridge.pull_faults import PullFaultPlan, PullFaults
 from simulator.lab.pki import cert_sha256, init_pki, numbered_suppliers
 from simulator.lab.ports import free_ports
 from simulator.vocabulary.registry import DeliveryMode, Registry, SupplierEntry
@@ -326,3 +327,16 @@ class TestFaults:
             assert (await a.get())[0] == 200
         finally:
             await a.api.stop()
+
+
+def test_each_named_supplier_loses_its_own_first_acks() -> None:
+    """With several pullers (``--target``), each one's first ``drop_acks`` are lost, not
+    only the first puller's; a supplier not named loses none."""
+    other = "5560000001"
+    faults = PullFaults(PullFaultPlan(org_numbers=frozenset({ORG, other}), drop_acks=1))
+    assert faults.drop_ack(ORG, [1, 2]) is True
+    assert faults.drop_ack(ORG, [1, 2]) is False  # only its first
+    assert faults.drop_ack(other, [3]) is True  # the other's first is lost too
+    assert faults.drop_ack(other, [3]) is False
+    assert faults.drop_ack("5520000018", [4]) is False  # not named
+    assert faults.drop_ack(ORG, []) is False  # acknowledging nothing is never lost

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from simulator.runs.endpoint import LedgerEntry
-from simulator.runs.pull_grading import NOT_EXERCISED, grade_pull
+from simulator.runs.endpoint import ExternalEndpoint, LedgerEntry
+from simulator.runs.pull_grading import (
+    NOT_EXERCISED,
+    PULL_BUSY_SECONDS,
+    grade_pull,
+    pull_fault_plan,
+)
 
 ORG = "5520000000"
 PULL_CHECKS = (
@@ -214,3 +220,33 @@ def test_other_suppliers_requests_are_not_graded() -> None:
     other = {**page(1000, 0, [9]), "org_number": "5560000001"}
     got = checks([other, ack(1100, 0)])
     assert got["pull.ack_only_fetched"].passed
+
+
+def puller(org: str, *, faults: bool = True, mode: str = "pull") -> ExternalEndpoint:
+    return ExternalEndpoint(
+        url="https://127.0.0.1:9443/b2b/outbox",
+        ca=Path("ca.pem"),
+        org_number=org,
+        mode=mode,
+        pull_port=9443 if mode == "pull" else None,
+        pull_faults=faults,
+    )
+
+
+def test_the_fault_plan_names_every_puller_and_no_push_endpoint() -> None:
+    """--target with two pullers and a push endpoint: both pullers meet the faults."""
+    other = "5520000018"
+    plan = pull_fault_plan([puller("5560000001", mode="push"), puller(ORG), puller(other)])
+    assert plan is not None
+    assert plan["org_numbers"] == sorted([ORG, other])
+    assert plan["drop_acks"] == 1
+    assert plan["busy_seconds"] == PULL_BUSY_SECONDS
+
+
+def test_no_fault_plan_without_a_puller_that_meets_faults() -> None:
+    assert pull_fault_plan(None) is None
+    assert pull_fault_plan([puller(ORG, mode="push")]) is None
+    assert pull_fault_plan([puller(ORG, faults=False)]) is None
+    one = pull_fault_plan(puller(ORG))  # one puller (--endpoint-mode pull)
+    assert one is not None
+    assert one["org_numbers"] == [ORG]

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from simulator.lab.suppliers import make_suppliers
+from simulator.runs.endpoint import ExternalEndpoint
 from simulator.runs.run_setup import (
     init_run_suppliers,
     new_run_dir,
+    refuse_two_outboxes,
     refuse_unrunnable,
     suppliers_of,
 )
@@ -76,3 +78,14 @@ def test_init_run_suppliers_writes_pki_and_registry(tmp_path: Path) -> None:
     assert str(pull_port) not in push_ports
     for s in identities:
         assert run_state.supplier_cert(s.org_number).exists()
+
+
+def test_external_pullers_share_one_outbox_port() -> None:
+    def puller(org: str, port: int) -> ExternalEndpoint:
+        url = f"https://127.0.0.1:{port}/b2b/outbox"
+        return ExternalEndpoint(url, Path("ca.pem"), org, mode="pull", pull_port=port)
+
+    push = ExternalEndpoint("https://127.0.0.1:9444/b2b/envelopes", Path("ca.pem"), "5560000001")
+    refuse_two_outboxes([push, puller("5520000000", 9443), puller("5520000018", 9443)])
+    with pytest.raises(ConfigError, match="ports 9443, 9500, but a run's ICC serves one"):
+        refuse_two_outboxes([puller("5520000000", 9443), puller("5520000018", 9500)])
