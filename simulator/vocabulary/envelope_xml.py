@@ -11,7 +11,9 @@ from.  The format is described in ``docs/envelope.md``.
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -114,42 +116,82 @@ def _payload(envelope: Envelope) -> etree._Element:
 
 
 def to_xml(envelope: Envelope) -> etree._Element:
-    """The unsigned XML form of ``envelope``: ``env:Envelope`` around an SBDH document."""
-    mt = envelope.message_type
+    """The unsigned XML form of ``envelope``: ``env:Envelope`` around an SBDH document.
+
+    The part that depends only on the addressee and the message type (most of
+    the header) is built once and copied; this message's own fields are set
+    in the copy.
+    """
+    root = copy.deepcopy(
+        _skeleton(
+            envelope.message_type,
+            envelope.org_number,
+            envelope.receiver_cert_sha256,
+            envelope.receiver_url,
+        )
+    )
+    sbd = root[0]
+    header = sbd[0]
+    docid, scopes = header[3], header[4]
+    docid[2].text = envelope.envelope_id
+    docid[4].text = format_timestamp(envelope.created_at_ms)
+    own = _OWN_SCOPES
+    scopes[own[Scope.PRODUCED_AT]][1].text = format_timestamp(envelope.produced_at_ms)
+    scopes[own[Scope.PRODUCED_AT]][2].text = str(envelope.produced_at_ms)
+    scopes[own[Scope.SEQUENCE]][1].text = str(envelope.sequence)
+    scopes[own[Scope.MESSAGE_ID]][1].text = envelope.message_id
+    scopes[own[Scope.CORRELATION_ID]][1].text = envelope.correlation_id
+    sbd.append(_payload(envelope))
+    return root
+
+
+#: The scopes each message fills in (by position in sbd:BusinessScope).
+_OWN_SCOPES = {
+    name: Scope.ALL.index(name)
+    for name in (Scope.PRODUCED_AT, Scope.SEQUENCE, Scope.MESSAGE_ID, Scope.CORRELATION_ID)
+}
+_SKELETONS = threading.local()  # lxml trees are not shared between threads
+_MAX_SKELETONS = 1024
+
+
+def _skeleton(mt: MessageType, org_number: str, cert_sha256: str, url: str) -> etree._Element:
+    """``env:Envelope`` and the header of the addressee's envelopes of type ``mt``, the
+    message's own fields left empty for :func:`to_xml` to set in a copy."""
+    cache: dict[tuple[str, ...], etree._Element] | None = getattr(_SKELETONS, "cache", None)
+    if cache is None:
+        cache = _SKELETONS.cache = {}
+    key = (mt.value, org_number, cert_sha256, url)
+    root = cache.get(key)
+    if root is not None:
+        return root
     root = etree.Element(_ENVELOPE, nsmap={"env": ENV_NS})
     sbd = etree.SubElement(root, _SBD, nsmap={"sbd": SBDH_NS})
     header = _sub(sbd, "StandardBusinessDocumentHeader")
     _sub(header, "HeaderVersion", HEADER_VERSION)
     _partner(header, "Sender", AF_PEPPOL_ID)
-    _partner(header, "Receiver", peppol_id(envelope.org_number))
+    _partner(header, "Receiver", peppol_id(org_number))
     docid = _sub(header, "DocumentIdentification")
     _sub(docid, "Standard", UBL_NAMESPACES[mt])
     _sub(docid, "TypeVersion", UBL_VERSION)
-    _sub(docid, "InstanceIdentifier", envelope.envelope_id)
+    _sub(docid, "InstanceIdentifier")
     _sub(docid, "Type", mt.document_root)
-    _sub(docid, "CreationDateAndTime", format_timestamp(envelope.created_at_ms))
+    _sub(docid, "CreationDateAndTime")
     scopes = _sub(header, "BusinessScope")
-    values = {
-        Scope.MESSAGE_TYPE: (mt.value, None),
-        Scope.ORG_NUMBER: (envelope.org_number, None),
-        Scope.RECEIVER_CERT_SHA256: (envelope.receiver_cert_sha256, None),
-        Scope.RECEIVER_URL: (envelope.receiver_url, None),
-        Scope.PRODUCED_AT: (
-            format_timestamp(envelope.produced_at_ms),
-            str(envelope.produced_at_ms),
-        ),
-        Scope.SEQUENCE: (str(envelope.sequence), None),
-        Scope.MESSAGE_ID: (envelope.message_id, None),
-        Scope.CORRELATION_ID: (envelope.correlation_id, None),
+    fixed = {
+        Scope.MESSAGE_TYPE: mt.value,
+        Scope.ORG_NUMBER: org_number,
+        Scope.RECEIVER_CERT_SHA256: cert_sha256,
+        Scope.RECEIVER_URL: url,
     }
     for name in Scope.ALL:
-        instance, identifier = values[name]
         scope = _sub(scopes, "Scope")
         _sub(scope, "Type", name)
-        _sub(scope, "InstanceIdentifier", instance)
-        if identifier is not None:
-            _sub(scope, "Identifier", identifier)
-    sbd.append(_payload(envelope))
+        _sub(scope, "InstanceIdentifier", fixed.get(name))
+        if name == Scope.PRODUCED_AT:
+            _sub(scope, "Identifier")
+    if len(cache) >= _MAX_SKELETONS:
+        cache.clear()
+    cache[key] = root
     return root
 
 

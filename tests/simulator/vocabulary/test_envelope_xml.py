@@ -5,8 +5,11 @@ The XML form itself (to_xml, from_xml) is tested in test_envelope.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from simulator.vocabulary.canonical import normalise_document
 from simulator.vocabulary.envelope_model import Envelope
 from simulator.vocabulary.envelope_xml import from_xml, parse_envelope, to_xml
 from simulator.vocabulary.messages import MessageMeta, MessageType
@@ -57,3 +60,36 @@ class TestParseEnvelope:
         parsed = parse_envelope(root)
         assert parsed.document.getparent() is None
         assert len(list(root.iter(parsed.document.tag))) == 1
+
+
+def _fields(env: Envelope) -> Envelope:
+    """``env`` with its document in the canonical form it has after a trip through XML."""
+    return dataclasses.replace(env, document=normalise_document(env.document))
+
+
+class TestToXml:
+    """to_xml copies the addressee's part of the header; each message's own fields are its."""
+
+    def test_envelopes_to_one_addressee_keep_their_own_fields(self) -> None:
+        """Two envelopes to the same supplier, written in turn, each read back as itself,
+        and changing one's tree leaves the next one written alone."""
+        first, second = credit_envelope(), credit_envelope()
+        assert first.envelope_id != second.envelope_id
+        a = to_xml(first)
+        b = to_xml(second)
+        assert from_xml(a) == _fields(first)
+        assert from_xml(b) == _fields(second)
+        a[0].remove(a[0][0])  # the header out of the first's tree
+        assert from_xml(to_xml(first)) == _fields(first)
+
+    def test_another_addressee_gets_its_own_header(self) -> None:
+        """The same message to another URL and certificate: those are in its header."""
+        env = credit_envelope()
+        moved = Envelope.create(
+            MessageMeta.new(MessageType.KREDIT, "5560000019", 3),
+            CREDIT,
+            receiver_cert_sha256="cd" * 32,
+            receiver_url="https://127.0.0.1:9444/b2b/envelopes",
+        )
+        assert from_xml(to_xml(env)) == _fields(env)
+        assert from_xml(to_xml(moved)) == _fields(moved)
