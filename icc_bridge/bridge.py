@@ -115,6 +115,7 @@ class Bridge:
         self._lanes: dict[str, asyncio.Queue[tuple[Frame, MessageMeta]]] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._events: IO[str] | None = None
+        self._events_out: list[str] = []  # lines written together at the end of a loop turn
         self._outbox = Outbox(config.outbox) if config.outbox is not None else None
         if self._outbox is None and any(
             s.delivery_mode is DeliveryMode.PULL for s in self.registry
@@ -138,7 +139,7 @@ class Bridge:
         consumes.
         """
         if self.config.events_log is not None:
-            self._events = self.config.events_log.open("a", encoding="utf-8", buffering=1)
+            self._events = self.config.events_log.open("a", encoding="utf-8")
         await self._push.start()
         try:
             if self._outbox is not None:
@@ -174,6 +175,7 @@ class Bridge:
             if self._outbox is not None:
                 await self._outbox.close()
             if self._events is not None:
+                self._flush_events()
                 self._events.close()
 
     async def _subscribe(self, url: str) -> StompConnection:
@@ -411,7 +413,15 @@ class Bridge:
                 sequence=meta.sequence,
             )
         record.update(extra)
-        self._events.write(json.dumps(record) + "\n")
+        if not self._events_out:  # the lines of one turn of the loop go in one write
+            asyncio.get_running_loop().call_soon(self._flush_events)
+        self._events_out.append(json.dumps(record) + "\n")
+
+    def _flush_events(self) -> None:
+        if self._events is not None and self._events_out:
+            self._events.write("".join(self._events_out))
+            self._events.flush()
+        self._events_out.clear()
 
 
 def _answer(attempt: Attempt) -> dict[str, object]:
