@@ -276,6 +276,69 @@ def _scopes(el: etree._Element) -> dict[str, tuple[str, str | None]]:
     return found
 
 
+_Header = tuple[str, str, str, tuple[str, ...], dict[str, tuple[str, str | None]]]
+
+
+def _header(header: etree._Element) -> _Header:
+    """HeaderVersion, the Sender's and Receiver's ids, the DocumentIdentification texts and
+    the envelope fields, read strictly (any deviation is an EnvelopeError saying what)."""
+    version, sender, receiver, docid, scope_el = _expect_children(header, _HEADER_ORDER)
+    version_text = _text(version)
+    if version_text != HEADER_VERSION:  # checked here too: the first fault is the one said
+        raise EnvelopeError(f"HeaderVersion is {version_text!r}", hint=f"use {HEADER_VERSION!r}")
+    sender_id = _partner_id(sender, "Sender")
+    if sender_id != AF_PEPPOL_ID:
+        return version_text, sender_id, "", (), {}  # refused by the caller
+    receiver_id = _partner_id(receiver, "Receiver")
+    ids = tuple(_text(el) for el in _expect_children(docid, _DOCID_ORDER))
+    return version_text, sender_id, receiver_id, ids, _scopes(scope_el)
+
+
+def _layout() -> tuple[list[str], list[int], dict[str, tuple[int, int | None]]]:
+    """The header as to_xml writes it, element by element (``header.iter()``): the tags,
+    the positions of the elements that hold text, and of each field's texts."""
+    names = ["StandardBusinessDocumentHeader", "HeaderVersion"]
+    names += ["Sender", "Identifier", "Receiver", "Identifier", "DocumentIdentification"]
+    names += [*_DOCID_ORDER, "BusinessScope"]
+    fields: dict[str, tuple[int, int | None]] = {}
+    for name in Scope.ALL:
+        at = len(names)
+        names += ["Scope", "Type", "InstanceIdentifier"]
+        if name == Scope.PRODUCED_AT:
+            names.append("Identifier")
+        fields[name] = (at + 2, at + 3 if name == Scope.PRODUCED_AT else None)
+    parents = {"StandardBusinessDocumentHeader", "Sender", "Receiver"}
+    parents |= {"DocumentIdentification", "BusinessScope", "Scope"}
+    texts = [i for i, n in enumerate(names) if n not in parents]
+    return [_q(SBDH_NS, n) for n in names], texts, fields
+
+
+_LAYOUT_TAGS, _LAYOUT_TEXTS, _LAYOUT_FIELDS = _layout()
+_LAYOUT_TYPES = [at - 1 for at, _ in _LAYOUT_FIELDS.values()]
+
+
+def _quick_header(header: etree._Element) -> _Header | None:
+    """:func:`_header` in one pass, for a header laid out exactly as to_xml writes it (no
+    comments, the fields in their order, every text there); None: read it strictly."""
+    els = list(header.iter())
+    if [el.tag for el in els] != _LAYOUT_TAGS:
+        return None
+    texts = [el.text for el in els]
+    if (
+        not all(texts[i] for i in _LAYOUT_TEXTS)
+        or [texts[i] for i in _LAYOUT_TYPES] != list(Scope.ALL)
+        or els[3].get("Authority") != PARTNER_AUTHORITY
+        or els[5].get("Authority") != PARTNER_AUTHORITY
+    ):
+        return None
+    fields = {
+        name: (str(texts[at]), None if more is None else str(texts[more]))
+        for name, (at, more) in _LAYOUT_FIELDS.items()
+    }
+    ids = tuple(str(texts[i]) for i in range(7, 12))
+    return str(texts[1]), str(texts[3]), str(texts[5]), ids, fields
+
+
 def _whole(name: str, text: str) -> int:
     if not _DIGITS.fullmatch(text):
         raise EnvelopeError(f"{name} {text!r} is not a whole number", hint="write digits only")
@@ -328,19 +391,15 @@ def parse_envelope(root: etree._Element) -> ParsedEnvelope:
             hint="see docs/envelope.md for the envelope layout",
         )
     header, payload = parts
-    version, sender, receiver, docid, scope_el = _expect_children(header, _HEADER_ORDER)
-    if _text(version) != HEADER_VERSION:
-        raise EnvelopeError(f"HeaderVersion is {version.text!r}", hint=f"use {HEADER_VERSION!r}")
-    if (sender_id := _partner_id(sender, "Sender")) != AF_PEPPOL_ID:
+    version, sender_id, receiver_id, docid, fields = _quick_header(header) or _header(header)
+    if version != HEADER_VERSION:
+        raise EnvelopeError(f"HeaderVersion is {version!r}", hint=f"use {HEADER_VERSION!r}")
+    if sender_id != AF_PEPPOL_ID:
         raise EnvelopeError(
             f"the envelope's Sender is {sender_id!r}, not Arbetsförmedlingen",
             hint=f"AF sends every envelope as {AF_PEPPOL_ID}",
         )
-    receiver_id = _partner_id(receiver, "Receiver")
-    standard, type_version, instance, doc_type, created = (
-        _text(el) for el in _expect_children(docid, _DOCID_ORDER)
-    )
-    fields = _scopes(scope_el)
+    standard, type_version, instance, doc_type, created = docid
     message_type = MessageType.parse(fields[Scope.MESSAGE_TYPE][0])
     org_number = fields[Scope.ORG_NUMBER][0]
     if receiver_id != peppol_id(org_number):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from lxml import etree
 
 from simulator.vocabulary.canonical import normalise_document
 from simulator.vocabulary.envelope_model import Envelope
 from simulator.vocabulary.envelope_xml import from_xml, parse_envelope, to_xml
+from simulator.vocabulary.errors import EnvelopeError
 from simulator.vocabulary.messages import MessageMeta, MessageType
 from simulator.vocabulary.xmlsafe import parse_xml, serialize
 
@@ -93,3 +95,24 @@ class TestToXml:
         )
         assert from_xml(to_xml(env)) == _fields(env)
         assert from_xml(to_xml(moved)) == _fields(moved)
+
+
+class TestHeaderReading:
+    """The header as to_xml writes it is read in one pass; any other layout strictly."""
+
+    def test_quick_and_strict_read_the_same(self) -> None:
+        """A comment in the header sends it the strict way: the same envelope comes out."""
+        env = credit_envelope()
+        quick = parse_xml(serialize(to_xml(env)))
+        strict = parse_xml(serialize(to_xml(env)))
+        strict[0][0].insert(0, etree.Comment("the strict way"))
+        assert from_xml(quick) == from_xml(strict) == _fields(env)
+
+    def test_the_first_fault_is_the_one_said(self) -> None:
+        """A wrong HeaderVersion and a broken BusinessScope: the version is named."""
+        root = to_xml(credit_envelope())
+        header = root[0][0]
+        header[0].text = "2.0"
+        header[4].remove(header[4][0])
+        with pytest.raises(EnvelopeError, match=r"HeaderVersion is '2\.0'"):
+            from_xml(root)
