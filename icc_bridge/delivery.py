@@ -139,9 +139,13 @@ class PushClient:
 
 
 def _classify(status: int, retry_after: str | None, body: bytes) -> Attempt:
-    detail = _detail(body)
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    detail = _detail(body, doc)
     if 200 <= status < 300:
-        return Attempt(Outcome.DELIVERED, status, detail, receipt=_receipt_status(body))
+        return Attempt(Outcome.DELIVERED, status, detail, receipt=_receipt_status(doc))
     if status in (408, 429) or status >= 500:
         return Attempt(Outcome.RETRY, status, detail, _retry_after_seconds(retry_after))
     return Attempt(Outcome.REFUSED, status, detail)
@@ -153,13 +157,10 @@ def _moved(location: str | None) -> str:
     return f"moved to {where}; the ICC does not follow redirects: update the registry's url"
 
 
-def _detail(body: bytes) -> str:
-    """The receipt status of a JSON answer, a problem's code and detail (``CODE: detail``,
-    so that the DLQ reason says what the supplier said), else a short excerpt."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
+def _detail(body: bytes, doc: object) -> str:
+    """The receipt status of a JSON answer (``doc``, the body parsed), a problem's code and
+    detail (``CODE: detail``, so that the DLQ reason says what the supplier said), else a
+    short excerpt of ``body``."""
     if isinstance(doc, dict):
         code, said = doc.get("code"), doc.get("detail")
         if isinstance(code, str) and isinstance(said, str) and said.strip():
@@ -171,12 +172,8 @@ def _detail(body: bytes) -> str:
     return _excerpt(head.decode("utf-8", "replace"), cut=len(head) < len(body))
 
 
-def _receipt_status(body: bytes) -> str | None:
+def _receipt_status(doc: object) -> str | None:
     """The ``status`` of a JSON receipt (accepted, duplicate), or None if it has none."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
     status = doc.get("status") if isinstance(doc, dict) else None
     return status if isinstance(status, str) else None
 

@@ -124,7 +124,9 @@ class KaOutbox:
         """Store ``batch`` (and its suppliers' sequences) durably, then record it (fsync)."""
         if not batch:
             return
-        await self._db.call(_insert, batch, now_ms())
+        # In memory nothing is read back after a restart: the bodies (KA's unconfirmed list
+        # has them to resend) would only leave their rows' pages unused once confirmed.
+        await self._db.call(_insert, batch, now_ms(), keep_bodies=self.path is not None)
         if self._log is not None:
             lines = "".join(json.dumps(o.record) + "\n" for o in batch)
             log = self._log
@@ -171,7 +173,9 @@ def _restore(db: sqlite3.Connection) -> Restored:
     return restored
 
 
-def _insert(db: sqlite3.Connection, batch: list[Outgoing], at_ms: int) -> None:
+def _insert(
+    db: sqlite3.Connection, batch: list[Outgoing], at_ms: int, *, keep_bodies: bool = True
+) -> None:
     with db:
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
@@ -183,7 +187,7 @@ def _insert(db: sqlite3.Connection, batch: list[Outgoing], at_ms: int) -> None:
                     str(o.record["org_number"]),
                     int(o.record["sequence"]),
                     json.dumps(o.headers),
-                    o.body,
+                    o.body if keep_bodies else None,
                     json.dumps(o.record),
                     at_ms,
                 )

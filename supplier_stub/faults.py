@@ -167,18 +167,19 @@ class FaultInjector:
         self.rules = rules
         log.info("faults: %d rule(s) active from %s", len(rules), self.path)
 
-    def disk_full(self) -> bool:
-        """Whether the file says the database's disk is full now."""
-        self.reload()
+    def disk_full(self, *, reload: bool = True) -> bool:
+        """Whether the file says the database's disk is full now (``reload``: read it first)."""
+        if reload:
+            self.reload()
         now = now_ms()
         return any(r.kind == DISK_FULL and r.in_window(now) for r in self.rules)
 
-    async def apply_disk_full(self) -> None:
+    async def apply_disk_full(self, *, reload: bool = True) -> None:
         """Fill or free the disk if the file's disk-full rule came or went."""
         if self._fill is None:
             return
         async with self._disk_lock:
-            full = self.disk_full()
+            full = self.disk_full(reload=reload)
             if full != self._full:
                 await self._fill(full)
                 self._full = full
@@ -195,8 +196,10 @@ class FaultInjector:
                 log.error("fault disk-full could not be applied: %s", exc)
             await asyncio.sleep(interval)
 
-    def match(self, org_number: str) -> FaultRule | None:
-        self.reload()
+    def match(self, org_number: str, *, reload: bool = True) -> FaultRule | None:
+        """The first rule that answers a request to ``org_number`` now (counted), if any."""
+        if reload:
+            self.reload()
         now = now_ms()
         return next((r for r in self.rules if r.applies(org_number, now, self._rng)), None)
 
@@ -206,9 +209,11 @@ class FaultInjector:
         @web.middleware
         async def inject(request: web.Request, handler: Handler) -> web.StreamResponse:
             org = org_of(request)
+            rule = None
             if org and request.method == "POST":
-                await self.apply_disk_full()  # the file may have changed since the last look
-            rule = self.match(org) if org and request.method == "POST" else None
+                self.reload()  # once per request: the file may have changed since the last look
+                await self.apply_disk_full(reload=False)
+                rule = self.match(org, reload=False)
             if rule is None:
                 return await handler(request)
             log.info("fault %s for org=%s", rule.kind, org)

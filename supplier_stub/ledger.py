@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 
 from lxml import etree
@@ -34,6 +35,10 @@ from supplier_stub.store import EnvelopeStore, Receipt, ReceiptStatus, store_row
 __all__ = ["DEFAULT_GAP_TIMEOUT", "LEDGER_SCHEMA", "Ledger"]
 
 log = logging.getLogger(__name__)
+
+#: An envelope waiting for the store's thread, and what became of it there.
+_Arrival = tuple[Envelope, bytes, Item]
+_Outcome = tuple[Receipt, Batch] | Exception
 
 #: Seconds a held message waits for its predecessor (or a credit for its invoice).
 DEFAULT_GAP_TIMEOUT = 5.0
@@ -94,6 +99,10 @@ class Ledger:
         self._sequencer = Sequencer(round(gap_timeout * 1000), self._history)
         self._timer: asyncio.Task[None] | None = None
         self._open = False
+        # Group commit: envelopes waiting for the store's thread, and the call that takes them.
+        self._arrivals_lock = threading.Lock()
+        self._arrivals: list[_Arrival] = []
+        self._job: asyncio.Future[list[_Outcome]] | None = None
 
     @property
     def held(self) -> int:
@@ -145,35 +154,75 @@ class Ledger:
         """Store ``envelope`` once and, if it is new, load it (and what it unblocks) or hold it.
 
         One trip to the store's thread and one transaction
-        (:meth:`_store_and_load`).  ``document``: the envelope's document as
-        parsed when the envelope was opened
-        (:meth:`~simulator.vocabulary.signing.EnvelopeVerifier.open_parsed`),
+        (:meth:`_store_and_load`), shared with the envelopes that arrive
+        while the thread is busy (group commit: :meth:`_commit_arrivals`);
+        each is answered only after the transaction that holds it committed.
+        ``document``: the envelope's document as parsed when the envelope was
+        opened (:meth:`~simulator.vocabulary.signing.EnvelopeVerifier.open_parsed`),
         so that it is not parsed again; without it, it is parsed here.
         """
         item = Item.of(envelope, received_at_ms, document)
-        receipt, batch = await self._store.call(self._store_and_load, envelope, raw, item)
+        with self._arrivals_lock:
+            index = len(self._arrivals)
+            self._arrivals.append((envelope, raw, item))
+            job = self._job
+            if job is None:  # no call queued that has not yet taken the arrivals: queue one
+                job = self._job = self._store.call(self._commit_arrivals)
+        # Shielded: a cancelled request must not cancel the others' shared call.
+        outcome = (await asyncio.shield(job))[index]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        receipt, batch = outcome
         self._log(batch)
         return receipt
+
+    def _commit_arrivals(self, db: sqlite3.Connection) -> list[_Outcome]:
+        """On the store's thread: take every arrival so far, store and load them in one
+        transaction; if that fails (a full disk), each again in its own, as if alone."""
+        with self._arrivals_lock:
+            arrivals, self._arrivals, self._job = self._arrivals, [], None
+        if len(arrivals) > 1:
+            try:
+                return list(self._store_and_load_all(db, arrivals))
+            except Exception:  # rolled back, the sequencer's step undone: nothing happened
+                log.debug("group commit of %d failed; one by one", len(arrivals), exc_info=True)
+        outcomes: list[_Outcome] = []
+        for arrival in arrivals:
+            try:
+                outcomes.append(self._store_and_load_all(db, [arrival])[0])
+            except Exception as exc:  # this one only: the ICC retries it
+                outcomes.append(exc)
+        return outcomes
+
+    def _store_and_load_all(
+        self, db: sqlite3.Connection, arrivals: list[_Arrival]
+    ) -> list[tuple[Receipt, Batch]]:
+        """In one transaction: store each envelope once by id, offer it, write what loads.
+
+        The envelopes, their arrivals and what the ledger decided are committed
+        together (or not at all): if the transaction fails (a full disk), the
+        sequencer's step is undone too, so the ICC's retry finds it as before.
+        """
+        done: list[tuple[Receipt, Batch]] = []
+        with self._sequencer.step(), db:  # the COMMIT is inside the sequencer's step
+            db.execute("BEGIN IMMEDIATE")
+            for envelope, raw, item in arrivals:
+                done.append(self._store_and_load(db, envelope, raw, item))
+        return done
 
     def _store_and_load(
         self, db: sqlite3.Connection, envelope: Envelope, raw: bytes, item: Item
     ) -> tuple[Receipt, Batch]:
-        """In one transaction: store the envelope once by id, offer it, write what loads.
-
-        The envelope, its arrival and what the ledger decided are committed
-        together (or not at all): if the transaction fails (a full disk), the
-        sequencer's step is undone too, so the ICC's retry finds it as before.
-        """
-        with self._sequencer.step(), db:  # the COMMIT is inside the sequencer's step
-            db.execute("BEGIN IMMEDIATE")
-            receipt = store_rows(db, envelope, raw, item.received_at_ms)
-            if receipt.status is not ReceiptStatus.ACCEPTED or not self._open:
-                # Known already; or closing: a new envelope stays stored, loads on the next open.
-                return receipt, Batch()
-            now = self._clock()
-            with self._history.step(db):
-                batch = self._sequencer.offer(item, now)
-            write_rows(db, batch, now)
+        """Store one envelope once by id and, if new, offer it and write what loads
+        (in the caller's transaction and sequencer step)."""
+        receipt = store_rows(db, envelope, raw, item.received_at_ms)
+        if receipt.status is not ReceiptStatus.ACCEPTED or not self._open:
+            # Known already; or closing: a new envelope stays stored, loads on the next open.
+            return receipt, Batch()
+        now = self._clock()
+        with self._history.step(db):
+            batch = self._sequencer.offer(item, now)
+        write_rows(db, batch, now)
         return receipt, batch
 
     async def expire(self) -> None:

@@ -48,6 +48,22 @@ def _declarations(xml: bytes) -> tuple[dict[str | None, str], bool]:
     return top, bool(clashes)
 
 
+def _only_on_root(c14n: bytes, root: etree._Element) -> bool:
+    """Whether the declarations in ``c14n`` (``root`` written as C14N) are exactly the root's.
+
+    Then the reference way below (declarations found in the serialised tree,
+    moved to the root) writes the same bytes.  Anything else (a declaration
+    further down, an undeclared default namespace, a URI with a character
+    C14N escapes or writes raw, declaration-like text) says no: the reference
+    way decides.
+    """
+    found = _NS_DECLARATION.findall(c14n)
+    if len(found) != len(root.nsmap):
+        return False
+    own = sorted(((p or "").encode(), uri.encode()) for p, uri in root.nsmap.items())
+    return sorted(found) == own and not any(b"&" in uri for _, uri in found)
+
+
 def canonical_document(el: etree._Element) -> tuple[bytes, etree._Element]:
     """``el`` as a standalone document in one canonical form, and the tree written.
 
@@ -62,6 +78,12 @@ def canonical_document(el: etree._Element) -> tuple[bytes, etree._Element]:
     doc = copy.deepcopy(el)  # a document of its own, with the declarations it needs
     doc.tail = None
     etree.cleanup_namespaces(doc)
+    if next(doc.iter(etree.Comment), None) is None:
+        # The usual case (a UBL document, an envelope parsed without comments): if every
+        # declaration C14N writes is on the root already, moving them up changes nothing.
+        quick = etree.tostring(doc, method="c14n", with_comments=False)
+        if _only_on_root(quick, doc):
+            return quick, doc
     top, clashed = _declarations(etree.tostring(doc))
     if clashed:
         exc = etree.tostring(el, method="c14n", exclusive=True, with_comments=False)

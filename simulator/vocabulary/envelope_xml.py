@@ -11,7 +11,9 @@ from.  The format is described in ``docs/envelope.md``.
 
 from __future__ import annotations
 
+import copy
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -114,42 +116,82 @@ def _payload(envelope: Envelope) -> etree._Element:
 
 
 def to_xml(envelope: Envelope) -> etree._Element:
-    """The unsigned XML form of ``envelope``: ``env:Envelope`` around an SBDH document."""
-    mt = envelope.message_type
+    """The unsigned XML form of ``envelope``: ``env:Envelope`` around an SBDH document.
+
+    The part that depends only on the addressee and the message type (most of
+    the header) is built once and copied; this message's own fields are set
+    in the copy.
+    """
+    root = copy.deepcopy(
+        _skeleton(
+            envelope.message_type,
+            envelope.org_number,
+            envelope.receiver_cert_sha256,
+            envelope.receiver_url,
+        )
+    )
+    sbd = root[0]
+    header = sbd[0]
+    docid, scopes = header[3], header[4]
+    docid[2].text = envelope.envelope_id
+    docid[4].text = format_timestamp(envelope.created_at_ms)
+    own = _OWN_SCOPES
+    scopes[own[Scope.PRODUCED_AT]][1].text = format_timestamp(envelope.produced_at_ms)
+    scopes[own[Scope.PRODUCED_AT]][2].text = str(envelope.produced_at_ms)
+    scopes[own[Scope.SEQUENCE]][1].text = str(envelope.sequence)
+    scopes[own[Scope.MESSAGE_ID]][1].text = envelope.message_id
+    scopes[own[Scope.CORRELATION_ID]][1].text = envelope.correlation_id
+    sbd.append(_payload(envelope))
+    return root
+
+
+#: The scopes each message fills in (by position in sbd:BusinessScope).
+_OWN_SCOPES = {
+    name: Scope.ALL.index(name)
+    for name in (Scope.PRODUCED_AT, Scope.SEQUENCE, Scope.MESSAGE_ID, Scope.CORRELATION_ID)
+}
+_SKELETONS = threading.local()  # lxml trees are not shared between threads
+_MAX_SKELETONS = 1024
+
+
+def _skeleton(mt: MessageType, org_number: str, cert_sha256: str, url: str) -> etree._Element:
+    """``env:Envelope`` and the header of the addressee's envelopes of type ``mt``, the
+    message's own fields left empty for :func:`to_xml` to set in a copy."""
+    cache: dict[tuple[str, ...], etree._Element] | None = getattr(_SKELETONS, "cache", None)
+    if cache is None:
+        cache = _SKELETONS.cache = {}
+    key = (mt.value, org_number, cert_sha256, url)
+    root = cache.get(key)
+    if root is not None:
+        return root
     root = etree.Element(_ENVELOPE, nsmap={"env": ENV_NS})
     sbd = etree.SubElement(root, _SBD, nsmap={"sbd": SBDH_NS})
     header = _sub(sbd, "StandardBusinessDocumentHeader")
     _sub(header, "HeaderVersion", HEADER_VERSION)
     _partner(header, "Sender", AF_PEPPOL_ID)
-    _partner(header, "Receiver", peppol_id(envelope.org_number))
+    _partner(header, "Receiver", peppol_id(org_number))
     docid = _sub(header, "DocumentIdentification")
     _sub(docid, "Standard", UBL_NAMESPACES[mt])
     _sub(docid, "TypeVersion", UBL_VERSION)
-    _sub(docid, "InstanceIdentifier", envelope.envelope_id)
+    _sub(docid, "InstanceIdentifier")
     _sub(docid, "Type", mt.document_root)
-    _sub(docid, "CreationDateAndTime", format_timestamp(envelope.created_at_ms))
+    _sub(docid, "CreationDateAndTime")
     scopes = _sub(header, "BusinessScope")
-    values = {
-        Scope.MESSAGE_TYPE: (mt.value, None),
-        Scope.ORG_NUMBER: (envelope.org_number, None),
-        Scope.RECEIVER_CERT_SHA256: (envelope.receiver_cert_sha256, None),
-        Scope.RECEIVER_URL: (envelope.receiver_url, None),
-        Scope.PRODUCED_AT: (
-            format_timestamp(envelope.produced_at_ms),
-            str(envelope.produced_at_ms),
-        ),
-        Scope.SEQUENCE: (str(envelope.sequence), None),
-        Scope.MESSAGE_ID: (envelope.message_id, None),
-        Scope.CORRELATION_ID: (envelope.correlation_id, None),
+    fixed = {
+        Scope.MESSAGE_TYPE: mt.value,
+        Scope.ORG_NUMBER: org_number,
+        Scope.RECEIVER_CERT_SHA256: cert_sha256,
+        Scope.RECEIVER_URL: url,
     }
     for name in Scope.ALL:
-        instance, identifier = values[name]
         scope = _sub(scopes, "Scope")
         _sub(scope, "Type", name)
-        _sub(scope, "InstanceIdentifier", instance)
-        if identifier is not None:
-            _sub(scope, "Identifier", identifier)
-    sbd.append(_payload(envelope))
+        _sub(scope, "InstanceIdentifier", fixed.get(name))
+        if name == Scope.PRODUCED_AT:
+            _sub(scope, "Identifier")
+    if len(cache) >= _MAX_SKELETONS:
+        cache.clear()
+    cache[key] = root
     return root
 
 
@@ -234,6 +276,69 @@ def _scopes(el: etree._Element) -> dict[str, tuple[str, str | None]]:
     return found
 
 
+_Header = tuple[str, str, str, tuple[str, ...], dict[str, tuple[str, str | None]]]
+
+
+def _header(header: etree._Element) -> _Header:
+    """HeaderVersion, the Sender's and Receiver's ids, the DocumentIdentification texts and
+    the envelope fields, read strictly (any deviation is an EnvelopeError saying what)."""
+    version, sender, receiver, docid, scope_el = _expect_children(header, _HEADER_ORDER)
+    version_text = _text(version)
+    if version_text != HEADER_VERSION:  # checked here too: the first fault is the one said
+        raise EnvelopeError(f"HeaderVersion is {version_text!r}", hint=f"use {HEADER_VERSION!r}")
+    sender_id = _partner_id(sender, "Sender")
+    if sender_id != AF_PEPPOL_ID:
+        return version_text, sender_id, "", (), {}  # refused by the caller
+    receiver_id = _partner_id(receiver, "Receiver")
+    ids = tuple(_text(el) for el in _expect_children(docid, _DOCID_ORDER))
+    return version_text, sender_id, receiver_id, ids, _scopes(scope_el)
+
+
+def _layout() -> tuple[list[str], list[int], dict[str, tuple[int, int | None]]]:
+    """The header as to_xml writes it, element by element (``header.iter()``): the tags,
+    the positions of the elements that hold text, and of each field's texts."""
+    names = ["StandardBusinessDocumentHeader", "HeaderVersion"]
+    names += ["Sender", "Identifier", "Receiver", "Identifier", "DocumentIdentification"]
+    names += [*_DOCID_ORDER, "BusinessScope"]
+    fields: dict[str, tuple[int, int | None]] = {}
+    for name in Scope.ALL:
+        at = len(names)
+        names += ["Scope", "Type", "InstanceIdentifier"]
+        if name == Scope.PRODUCED_AT:
+            names.append("Identifier")
+        fields[name] = (at + 2, at + 3 if name == Scope.PRODUCED_AT else None)
+    parents = {"StandardBusinessDocumentHeader", "Sender", "Receiver"}
+    parents |= {"DocumentIdentification", "BusinessScope", "Scope"}
+    texts = [i for i, n in enumerate(names) if n not in parents]
+    return [_q(SBDH_NS, n) for n in names], texts, fields
+
+
+_LAYOUT_TAGS, _LAYOUT_TEXTS, _LAYOUT_FIELDS = _layout()
+_LAYOUT_TYPES = [at - 1 for at, _ in _LAYOUT_FIELDS.values()]
+
+
+def _quick_header(header: etree._Element) -> _Header | None:
+    """:func:`_header` in one pass, for a header laid out exactly as to_xml writes it (no
+    comments, the fields in their order, every text there); None: read it strictly."""
+    els = list(header.iter())
+    if [el.tag for el in els] != _LAYOUT_TAGS:
+        return None
+    texts = [el.text for el in els]
+    if (
+        not all(texts[i] for i in _LAYOUT_TEXTS)
+        or [texts[i] for i in _LAYOUT_TYPES] != list(Scope.ALL)
+        or els[3].get("Authority") != PARTNER_AUTHORITY
+        or els[5].get("Authority") != PARTNER_AUTHORITY
+    ):
+        return None
+    fields = {
+        name: (str(texts[at]), None if more is None else str(texts[more]))
+        for name, (at, more) in _LAYOUT_FIELDS.items()
+    }
+    ids = tuple(str(texts[i]) for i in range(7, 12))
+    return str(texts[1]), str(texts[3]), str(texts[5]), ids, fields
+
+
 def _whole(name: str, text: str) -> int:
     if not _DIGITS.fullmatch(text):
         raise EnvelopeError(f"{name} {text!r} is not a whole number", hint="write digits only")
@@ -286,19 +391,15 @@ def parse_envelope(root: etree._Element) -> ParsedEnvelope:
             hint="see docs/envelope.md for the envelope layout",
         )
     header, payload = parts
-    version, sender, receiver, docid, scope_el = _expect_children(header, _HEADER_ORDER)
-    if _text(version) != HEADER_VERSION:
-        raise EnvelopeError(f"HeaderVersion is {version.text!r}", hint=f"use {HEADER_VERSION!r}")
-    if (sender_id := _partner_id(sender, "Sender")) != AF_PEPPOL_ID:
+    version, sender_id, receiver_id, docid, fields = _quick_header(header) or _header(header)
+    if version != HEADER_VERSION:
+        raise EnvelopeError(f"HeaderVersion is {version!r}", hint=f"use {HEADER_VERSION!r}")
+    if sender_id != AF_PEPPOL_ID:
         raise EnvelopeError(
             f"the envelope's Sender is {sender_id!r}, not Arbetsförmedlingen",
             hint=f"AF sends every envelope as {AF_PEPPOL_ID}",
         )
-    receiver_id = _partner_id(receiver, "Receiver")
-    standard, type_version, instance, doc_type, created = (
-        _text(el) for el in _expect_children(docid, _DOCID_ORDER)
-    )
-    fields = _scopes(scope_el)
+    standard, type_version, instance, doc_type, created = docid
     message_type = MessageType.parse(fields[Scope.MESSAGE_TYPE][0])
     org_number = fields[Scope.ORG_NUMBER][0]
     if receiver_id != peppol_id(org_number):

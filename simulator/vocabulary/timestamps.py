@@ -15,8 +15,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def format_timestamp(ms: int) -> str:
     """UTC epoch milliseconds as ISO 8601 with milliseconds: ``2026-01-31T12:00:00.123Z``."""
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    m = _EPOCH + timedelta(milliseconds=ms)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+        f"{ms % 1000:03d}Z"
+    )
 
 
 def parse_timestamp(text: str, *, field: str = "timestamp") -> int:
@@ -26,8 +29,16 @@ def parse_timestamp(text: str, *, field: str = "timestamp") -> int:
             f"{field} {text!r} is not an ISO 8601 UTC time with milliseconds",
             hint="write it as YYYY-MM-DDTHH:MM:SS.mmmZ",
         )
-    try:
-        moment = datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    try:  # the digits are checked above; datetime checks the ranges, as strptime would
+        moment = datetime(
+            int(text[0:4]),
+            int(text[5:7]),
+            int(text[8:10]),
+            int(text[11:13]),
+            int(text[14:16]),
+            int(text[17:19]),
+            tzinfo=UTC,
+        )
     except ValueError:
         raise EnvelopeError(
             f"{field} {text!r} is not a real date and time", hint="check the date"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from contextlib import closing
 from pathlib import Path
@@ -314,6 +315,39 @@ class TestLedger:
         assert rows(store.path, "SELECT outcome FROM arrivals ORDER BY id") == [
             ("accepted",),
             ("duplicate",),
+        ]
+
+    async def test_arrivals_while_the_store_is_busy_share_one_transaction(
+        self, store: EnvelopeStore
+    ) -> None:
+        """Group commit: five envelopes arriving while the store's thread is busy are stored
+        and loaded in one transaction, in order; each is answered once it is committed."""
+        ledger = Ledger(store, gap_timeout=5, clock=Clock())
+        await ledger.open()
+        statements: list[str] = []
+        await store.call(lambda db: db.set_trace_callback(statements.append))
+        free = threading.Event()
+        busy = store.call(lambda _db: free.wait(10))
+        committed: list[int] = []
+
+        async def one(n: int) -> None:
+            env = envelope(n)
+            await ledger.receive(env, serialize(to_xml(env)), T0)
+            committed.append(rows(store.path, "SELECT count(*) FROM ledger")[0][0])
+
+        waiting = [asyncio.ensure_future(one(n)) for n in (5, 3, 1, 2, 4)]
+        await asyncio.sleep(0.01)
+        free.set()
+        await busy
+        await asyncio.gather(*waiting)
+        await store.call(lambda db: db.set_trace_callback(None))
+        assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+        assert committed == [5] * 5  # seen from another connection by the time each returns
+        assert rows(store.path, "SELECT sequence FROM ledger ORDER BY position") == [
+            (n,) for n in range(1, 6)
         ]
 
     async def test_receive_reads_the_document_tree_it_is_given(self, store: EnvelopeStore) -> None:

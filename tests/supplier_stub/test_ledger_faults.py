@@ -29,7 +29,7 @@ from simulator.vocabulary.envelope import Envelope, to_xml
 from simulator.vocabulary.messages import MessageMeta, MessageType, now_ms
 from simulator.vocabulary.xmlsafe import serialize
 from supplier_stub.ledger import Ledger
-from supplier_stub.store import EnvelopeStore
+from supplier_stub.store import EnvelopeStore, ReceiptStatus
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -388,3 +388,73 @@ def _free_pages(db: sqlite3.Connection, pages: int) -> None:
     db.execute("CREATE TABLE ballast (b BLOB)")
     db.execute("INSERT INTO ballast VALUES (zeroblob(?))", ((pages - 1) * size,))
     db.execute("DROP TABLE ballast")
+
+
+async def _busy(store: EnvelopeStore) -> tuple[asyncio.Future[Any], Any]:
+    """Occupy the store's thread until the returned event is set (arrivals then wait)."""
+    import threading
+
+    free = threading.Event()
+    busy = store.call(lambda _db: free.wait(10))
+    return busy, free
+
+
+class TestGroupCommit:
+    """Envelopes arriving while the store's thread is busy share one transaction."""
+
+    async def test_a_failed_group_is_tried_one_by_one(self, tmp_path: Path) -> None:
+        """The group's transaction fails once: each envelope is then stored alone, all load."""
+        store = FaultyStore(tmp_path / "stub.sqlite")
+        await store.open()
+        try:
+            ledger = Ledger(store, gap_timeout=5, clock=Clock())
+            await ledger.open()
+            busy, free = await _busy(store)
+            store.fault = Fault(r"^INSERT INTO arrivals", times=1)
+            waiting = [
+                asyncio.ensure_future(ledger.receive(E[n], serialize(to_xml(E[n])), T0))
+                for n in (1, 2, 3, 4)
+            ]
+            await asyncio.sleep(0.01)
+            free.set()
+            await busy
+            receipts = await asyncio.gather(*waiting)
+            assert store.fault.struck == 1
+            assert [r.status.value for r in receipts] == ["accepted"] * 4
+            await ledger.close()
+        finally:
+            await store.close()
+        assert [(r[0], r[5]) for r in ledger_rows(store.path)] == [(n, 0) for n in (1, 2, 3, 4)]
+
+    async def test_only_the_envelope_that_fails_alone_is_refused(self, tmp_path: Path) -> None:
+        """The group fails, then the first envelope fails alone too: it alone gets the error;
+        the others are stored (held behind it) and load when the ICC sends it again."""
+        store = FaultyStore(tmp_path / "stub.sqlite")
+        await store.open()
+        try:
+            ledger = Ledger(store, gap_timeout=5, clock=Clock())
+            await ledger.open()
+            busy, free = await _busy(store)
+            store.fault = Fault(r"^INSERT INTO arrivals", times=2)
+            waiting = [
+                asyncio.ensure_future(ledger.receive(E[n], serialize(to_xml(E[n])), T0))
+                for n in (1, 2, 3)
+            ]
+            await asyncio.sleep(0.01)
+            free.set()
+            await busy
+            outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+            assert isinstance(outcomes[0], sqlite3.OperationalError)
+            assert [getattr(o, "status", None) for o in outcomes[1:]] == [
+                ReceiptStatus.ACCEPTED,
+                ReceiptStatus.ACCEPTED,
+            ]
+            assert ledger_rows(store.path) == []
+            assert ledger.held == 2
+            store.fault = None
+            await ledger.receive(E[1], serialize(to_xml(E[1])), T0)  # the ICC's retry
+            assert ledger.held == 0
+            await ledger.close()
+        finally:
+            await store.close()
+        assert [(r[0], r[5]) for r in ledger_rows(store.path)] == [(1, 0), (2, 0), (3, 0)]

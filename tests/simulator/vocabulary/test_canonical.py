@@ -81,3 +81,31 @@ class TestCanonicalTree:
         assert tree.getroottree().getroot() is tree
         assert tree.findtext("c:ID", namespaces={"c": "urn:c"}) == "K-1"
         assert isinstance(tree, etree._Element)
+
+
+class TestQuickWay:
+    """Without comments the form is written at once when every declaration is on the root;
+    it must be byte for byte what the reference way (taken when there are comments) writes."""
+
+    DOCS = (
+        # declarations on the root only: written at once
+        b'<r xmlns="urn:d" xmlns:p="urn:p" xmlns:u="urn:unused"><a><p:b>t</p:b></a></r>',
+        # a declaration further down: the reference way
+        b'<r xmlns="urn:d"><a xmlns:p="urn:p"><p:b>t</p:b></a></r>',
+        # text that looks like a declaration, a repeated declaration, a PI
+        b'<r xmlns:p="urn:p"><p:a> xmlns:q="urn:q" </p:a></r>',
+        b'<r xmlns:p="urn:p"><p:a xmlns:p="urn:p">t</p:a><?pi x?></r>',
+        b'<r xmlns:p="urn:p" p:at="v &quot;1&quot;"><x:a xmlns:x="urn:x"/></r>',
+    )
+
+    @pytest.mark.parametrize("doc", DOCS)
+    def test_same_bytes_as_the_reference_way(self, doc: bytes) -> None:
+        """A comment added to the root sends the same document the reference way."""
+        quick, quick_tree = canonical_document(parse_xml(doc))
+        with_comment = parse_xml(doc)
+        with_comment.insert(0, etree.Comment("c"))
+        reference, _ = canonical_document(with_comment)
+        assert quick == reference
+        assert [(e.tag, e.text, e.tail) for e in quick_tree.iter()] == [
+            (e.tag, e.text, e.tail) for e in parse_xml(quick).iter()
+        ]

@@ -5,10 +5,15 @@ The XML form itself (to_xml, from_xml) is tested in test_envelope.py.
 
 from __future__ import annotations
 
-import pytest
+import dataclasses
 
+import pytest
+from lxml import etree
+
+from simulator.vocabulary.canonical import normalise_document
 from simulator.vocabulary.envelope_model import Envelope
 from simulator.vocabulary.envelope_xml import from_xml, parse_envelope, to_xml
+from simulator.vocabulary.errors import EnvelopeError
 from simulator.vocabulary.messages import MessageMeta, MessageType
 from simulator.vocabulary.xmlsafe import parse_xml, serialize
 
@@ -57,3 +62,57 @@ class TestParseEnvelope:
         parsed = parse_envelope(root)
         assert parsed.document.getparent() is None
         assert len(list(root.iter(parsed.document.tag))) == 1
+
+
+def _fields(env: Envelope) -> Envelope:
+    """``env`` with its document in the canonical form it has after a trip through XML."""
+    return dataclasses.replace(env, document=normalise_document(env.document))
+
+
+class TestToXml:
+    """to_xml copies the addressee's part of the header; each message's own fields are its."""
+
+    def test_envelopes_to_one_addressee_keep_their_own_fields(self) -> None:
+        """Two envelopes to the same supplier, written in turn, each read back as itself,
+        and changing one's tree leaves the next one written alone."""
+        first, second = credit_envelope(), credit_envelope()
+        assert first.envelope_id != second.envelope_id
+        a = to_xml(first)
+        b = to_xml(second)
+        assert from_xml(a) == _fields(first)
+        assert from_xml(b) == _fields(second)
+        a[0].remove(a[0][0])  # the header out of the first's tree
+        assert from_xml(to_xml(first)) == _fields(first)
+
+    def test_another_addressee_gets_its_own_header(self) -> None:
+        """The same message to another URL and certificate: those are in its header."""
+        env = credit_envelope()
+        moved = Envelope.create(
+            MessageMeta.new(MessageType.KREDIT, "5560000019", 3),
+            CREDIT,
+            receiver_cert_sha256="cd" * 32,
+            receiver_url="https://127.0.0.1:9444/b2b/envelopes",
+        )
+        assert from_xml(to_xml(env)) == _fields(env)
+        assert from_xml(to_xml(moved)) == _fields(moved)
+
+
+class TestHeaderReading:
+    """The header as to_xml writes it is read in one pass; any other layout strictly."""
+
+    def test_quick_and_strict_read_the_same(self) -> None:
+        """A comment in the header sends it the strict way: the same envelope comes out."""
+        env = credit_envelope()
+        quick = parse_xml(serialize(to_xml(env)))
+        strict = parse_xml(serialize(to_xml(env)))
+        strict[0][0].insert(0, etree.Comment("the strict way"))
+        assert from_xml(quick) == from_xml(strict) == _fields(env)
+
+    def test_the_first_fault_is_the_one_said(self) -> None:
+        """A wrong HeaderVersion and a broken BusinessScope: the version is named."""
+        root = to_xml(credit_envelope())
+        header = root[0][0]
+        header[0].text = "2.0"
+        header[4].remove(header[4][0])
+        with pytest.raises(EnvelopeError, match=r"HeaderVersion is '2\.0'"):
+            from_xml(root)

@@ -17,6 +17,8 @@ class TestTimestamps:
         """Epoch ms formats as ISO 8601 with a Z and three decimals."""
         assert format_timestamp(1_767_225_600_123) == "2026-01-01T00:00:00.123Z"
         assert format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+        assert format_timestamp(253_402_300_799_999) == "9999-12-31T23:59:59.999Z"
+        assert parse_timestamp("2024-02-29T12:34:56.789Z") == 1_709_210_096_789
 
     @given(st.integers(min_value=0, max_value=253_402_300_799_999))
     def test_round_trip(self, ms: int) -> None:
@@ -30,6 +32,12 @@ class TestTimestamps:
             "2026-01-01T00:00:00.123+01:00",
             "2026-01-01 00:00:00.123Z",
             "2026-02-30T00:00:00.000Z",
+            "2025-02-29T00:00:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2026-01-01T24:00:00.000Z",
+            "2026-01-01T00:60:00.000Z",
+            "2026-01-01T00:00:60.000Z",
+            "0000-01-01T00:00:00.000Z",
             "1767225600123",
         ],
     )
