@@ -176,6 +176,15 @@ def _checklist(plan: Plan, cases: tuple[CaseStatus, ...], pin: str | None) -> tu
             "no read-back: what the supplier loaded, and in which order, is not graded "
             "(give --readback to plan init)"
         )
+    if plan.pulls:  # the puller is met when it fetched and acknowledged a case's envelope
+        met = any(c.case.kind == CONFORMANCE and c.verdict == "passed" for c in cases)
+        built: tuple[str, ...] = (
+            () if met else ("the puller has not fetched and acknowledged from the kit yet",)
+        )
+        build = "b2bsim conformance --mode pull --listen HOST:PORT --org-number N"
+    else:
+        built = () if pin else ("the endpoint has not answered over mutual TLS yet",)
+        build = "b2bsim conformance --target URL --target-ca FILE --org-number N"
     steps = [
         Step(
             1,
@@ -204,8 +213,8 @@ def _checklist(plan: Plan, cases: tuple[CaseStatus, ...], pin: str | None) -> tu
         Step(
             4,
             "The supplier builds its integration point",
-            () if pin else ("the endpoint has not answered over mutual TLS yet",),
-            "b2bsim conformance --target URL --target-ca FILE --org-number N",
+            built,
+            build,
         ),
         Step(
             5,

@@ -13,6 +13,7 @@ case's exchanges.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from simulator.kits.conformance_certs import Credential, make_material
 from simulator.kits.conformance_grading import Verdict
 from simulator.vocabulary.errors import B2BSimError
 
-__all__ = ["Exchange", "RecordingKit", "run_recorded"]
+__all__ = ["Exchange", "RecordingKit", "run_recorded", "write_exchanges"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +123,28 @@ async def run_recorded(
         notes=material.notes,
     )
     return report, exchanges
+
+
+def write_exchanges(folder: Path, exchanges: list[Exchange]) -> tuple[str, ...]:
+    """``NNN-sent.xml`` (each body, byte for byte) and ``NNN-answer.json`` (its answer)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    for n, ex in enumerate(exchanges, 1):
+        sent = f"{n:03d}-sent.xml" if "xml" in ex.content_type else f"{n:03d}-sent.bin"
+        (folder / sent).write_bytes(ex.body)
+        answer = {
+            "sent": sent,
+            "at": ex.at,
+            "content_type": ex.content_type,
+            "client": ex.client,
+            "status": ex.answer.status,
+            "answer_content_type": ex.answer.content_type,
+            "body": ex.answer.text,
+            "error": ex.answer.error,
+        }
+        name = f"{n:03d}-answer.json"
+        (folder / name).write_text(
+            json.dumps(answer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        files += [f"cases/{folder.name}/{sent}", f"cases/{folder.name}/{name}"]
+    return tuple(files)
