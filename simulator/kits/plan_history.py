@@ -148,7 +148,7 @@ def status_of(plan: Plan, runs: list[dict[str, Any]]) -> PlanStatus:
 
 
 #: The order of what is still open: what went wrong first, what was never tried last.
-_URGENCY = ("failed", "not graded", "not run", NEVER_RUN)
+_URGENCY = ("failed", "not graded", "not exercised", "not run", NEVER_RUN)
 
 
 def _open_cases(cases: tuple[CaseStatus, ...], kind: str) -> list[str]:

@@ -16,9 +16,12 @@ listening elsewhere runs its scenarios not at all (:func:`scenario_blocker`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import hashlib
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +47,12 @@ __all__ = [
     "puller_of",
     "run_pull_recorded",
     "scenario_blocker",
+    "write_outbox",
     "write_served",
 ]
+
+#: A scenario run's ICC outbox (docs/files.md): what it served a puller, with the envelopes.
+OUTBOX_FILE = "icc-outbox.sqlite"
 
 
 def checked_listen(value: str | None) -> tuple[str, int]:
@@ -206,4 +213,48 @@ def write_served(folder: Path, served: Sequence[tuple[bytes, dict[str, Any]]]) -
             json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
         files += [f"cases/{folder.name}/{name}", f"cases/{folder.name}/{outcome_name}"]
+    return files
+
+
+def write_outbox(run_dir: Path, folder: Path, org_number: str) -> list[str]:
+    """What a scenario run's ICC put in its outbox for the puller: ``NNN-served.xml`` each
+    (byte for byte) and ``served.jsonl`` (cursor, ids, type, times, SHA-256, file)."""
+    db = run_dir / OUTBOX_FILE
+    if not db.is_file():
+        return []
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute(
+                "SELECT cursor, envelope_id, message_id, message_type, created_at_ms, "
+                "served_at_ms, acked_at_ms, envelope FROM outbox WHERE org_number = ? "
+                "ORDER BY cursor",
+                (org_number,),
+            ).fetchall()
+    except sqlite3.Error:  # an outbox the run left unreadable: the pull log still says it
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    index: list[str] = []
+    files: list[str] = []
+    for n, (cursor, envelope_id, message_id, kind, created, served, acked, body) in enumerate(
+        rows, 1
+    ):
+        name = f"{n:03d}-served.xml"
+        data = bytes(body)
+        (folder / name).write_bytes(data)
+        record = {
+            "cursor": cursor,
+            "envelope_id": envelope_id,
+            "message_id": message_id,
+            "message_type": kind,
+            "created_at_ms": created,
+            "served_at_ms": served,
+            "acked_at_ms": acked,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "file": name,
+        }
+        index.append(json.dumps(record))
+        files.append(f"cases/{folder.name}/{name}")
+    if index:
+        (folder / "served.jsonl").write_text("\n".join(index) + "\n", encoding="utf-8")
+        files.append(f"cases/{folder.name}/served.jsonl")
     return files

@@ -14,7 +14,8 @@ back), ``junit.xml`` and ``report.html``.  It is written in a temporary
 directory beside it and renamed into place at the end, so an interrupted run
 leaves nothing half-written.
 
-A case's verdict is passed, failed, not applicable, not graded or not run
+A case's verdict is passed, failed, not applicable, not graded, not exercised
+(a puller's check whose situation did not arise in a scenario run) or not run
 (with the reason); only passed is a pass.
 """
 
@@ -43,6 +44,7 @@ from simulator.kits.plan_pull import (
     pull_endpoint_of,
     run_pull_recorded,
     scenario_blocker,
+    write_outbox,
     write_served,
 )
 from simulator.kits.plan_record import run_recorded, write_exchanges
@@ -66,6 +68,7 @@ from simulator.vocabulary.state import StateDir
 __all__ = [
     "FAILED",
     "NOT_APPLICABLE",
+    "NOT_EXERCISED",
     "NOT_GRADED",
     "NOT_RUN",
     "PASSED",
@@ -80,6 +83,7 @@ PASSED, FAILED, NOT_APPLICABLE, NOT_GRADED, NOT_RUN = (
     "not graded",
     "not run",
 )
+NOT_EXERCISED = "not exercised"
 _GRADES = {Grade.PASSED: PASSED, Grade.FAILED: FAILED, Grade.NOT_GRADED: NOT_GRADED}
 Say = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -349,8 +353,9 @@ def _run_conformance(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
 
 
 #: What a scenario run's directory holds that the plan keeps: the result, KA's record and
-#: the ICC's events (each answer the endpoint gave, with the envelope id: docs/files.md).
-_KEPT = ("result.json", "produced.jsonl", "icc-*.jsonl")
+#: the ICC's events (each answer the endpoint gave, with the envelope id: docs/files.md)
+#: and, for a puller, the pull API's request log.
+_KEPT = ("result.json", "produced.jsonl", "icc-*.jsonl", "pull.jsonl")
 
 
 def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
@@ -387,7 +392,10 @@ def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
             with contextlib.suppress(OSError):
                 shutil.copyfile(source, folder / source.name)
                 files.append(f"cases/{folder.name}/{source.name}")
-    files += _write_sent(result.run_dir, folder, plan.org_number)
+    if plan.pulls:
+        files += write_outbox(result.run_dir, folder, plan.org_number)
+    else:
+        files += _write_sent(result.run_dir, folder, plan.org_number)
     verdict, reason = _scenario_verdict(result)
     say(f"{verdict.upper()} {case.id}: {reason}")
     return _Verdict(case, verdict, reason, time.monotonic() - begin, tuple(files))
@@ -429,6 +437,6 @@ def _scenario_verdict(result: RunResult) -> tuple[str, str]:
         return PASSED, f"every expectation held ({len(result.expectations)})"
     others = [e for e in result.expectations if e.status != "graded"]
     why = "; ".join(f"{e.name}: {e.reason}" for e in others[:3])
-    if verdict == NOT_APPLICABLE:
-        return NOT_APPLICABLE, why
+    if verdict in (NOT_APPLICABLE, NOT_EXERCISED):
+        return verdict, why
     return NOT_GRADED, why

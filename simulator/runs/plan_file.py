@@ -202,9 +202,10 @@ def read_plan(path: Path) -> Plan:
         raise PlanError(exc.message, hint=exc.hint) from None
     if not isinstance(located.data, dict):
         raise PlanError(f"{path}: not a plan (a YAML mapping)", hint=f"see {_DOCS}")
+    # An unknown key first: a misspelt key is also a missing one, and the typo is the news.
     problems = sorted(
         {located.problem(*f): None for f in findings(_validator().iter_errors(located.data))},
-        key=lambda p: p.line,
+        key=lambda p: (not p.what.startswith("unknown key"), p.line),
     )
     data = located.data
     if not problems:

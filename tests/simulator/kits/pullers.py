@@ -7,8 +7,9 @@ lxml, cryptography and signxml directly (not ``supplier_stub``, not
 ``simulator.vocabulary.verifier``), acknowledges with the ``refused`` list
 and serves its ledger as the read-back (docs/openapi.yaml).  A cursor the
 outbox does not know (``400 CURSOR_INVALID``: a new outbox, e.g. the next
-run's) makes it start again from 0, as docs/pull.md says.  :class:`Flaws`
-break it on purpose.
+run's) makes it start again from 0, as docs/pull.md says; after one it may
+"restart" once and refuse one document by its own rules, so that a scenario
+run exercises every check of a puller.  :class:`Flaws` break it on purpose.
 
 Used by tests/simulator/kits/test_conformance_pullers.py (the kit's grades)
 and tests/simulator/kits/test_plan_pull.py (a pull plan, kit and scenario);
@@ -92,6 +93,10 @@ class Puller:
     # After a CURSOR_INVALID (a new outbox), "restart" once at this acknowledgement: away
     # RESTART_PAUSE seconds, then on from the saved cursor (None: never).
     restart_after_reset: int | None = None
+    # After a CURSOR_INVALID, its own rules refuse the first envelope of this message type
+    # (DOCUMENT_INVALID), for good, as a supplier's business rules might (None: never).
+    refuse_after_reset: str | None = None
+    own_refusals: set[str] = field(default_factory=set)
     cursor: int = 0
     resets: int = 0
     acks_since_reset: int = 0
@@ -137,21 +142,8 @@ class Puller:
             return POLL
         if not page["envelopes"]:
             return POLL
-        refused, last = [], after
-        for entry in page["envelopes"]:
-            try:
-                self._receive(base64.b64decode(entry["envelope"]))
-            except Refused as refusal:
-                if not self.flaws.no_refusals:
-                    refused.append(
-                        {
-                            "cursor": entry["cursor"],
-                            "envelope_id": entry["envelope_id"],
-                            "code": refusal.code,
-                            "reason": refusal.reason,
-                        }
-                    )
-            last = entry["cursor"]
+        refused = [r for entry in page["envelopes"] if (r := self._judge(entry)) is not None]
+        last = page["envelopes"][-1]["cursor"]
         up_to = after + LIMIT if self.flaws.ack_beyond else last
         try:
             async with http.post(
@@ -168,6 +160,32 @@ class Puller:
         if self.resets and self.acks_since_reset == self.restart_after_reset:
             return RESTART_PAUSE
         return 0.0 if page["more"] else POLL
+
+    def _judge(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Receive one envelope of a page; its entry of the ``refused`` list, if refused."""
+        try:
+            if self._own_rule_refuses(entry):
+                raise Refused("DOCUMENT_INVALID", "our own rules refuse this document")
+            self._receive(base64.b64decode(entry["envelope"]))
+        except Refused as refusal:
+            if not self.flaws.no_refusals:
+                return {
+                    "cursor": entry["cursor"],
+                    "envelope_id": entry["envelope_id"],
+                    "code": refusal.code,
+                    "reason": refusal.reason,
+                }
+        return None
+
+    def _own_rule_refuses(self, entry: dict[str, Any]) -> bool:
+        envelope_id = str(entry["envelope_id"])
+        if envelope_id in self.own_refusals:
+            return True  # fetched again: refused again
+        first = self.resets and not self.own_refusals and envelope_id not in self.stored
+        if first and entry["message_type"] == self.refuse_after_reset:
+            self.own_refusals.add(envelope_id)
+            return True
+        return False
 
     @staticmethod
     async def _unknown_cursor(resp: aiohttp.ClientResponse) -> bool:
