@@ -5,7 +5,8 @@
 and the dashboard show: per case the last verdict, when and with which seed
 (``never run`` if no run had it), and AF's seven onboarding steps, each done
 or with what is still missing before the decision meeting.  Only a case
-whose last verdict is passed (or which does not apply) counts as done.
+whose last verdict is passed (or which does not apply, or a scenario whose
+checks held where they had an occasion: not exercised) counts as done.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from simulator.vocabulary.errors import PlanError
 __all__ = ["NEVER_RUN", "CaseStatus", "PlanStatus", "Step", "read_runs", "status_of"]
 
 NEVER_RUN = "never run"
-#: Verdicts that leave nothing to do for a case.
-_DONE = ("passed", "not applicable")
+#: Verdicts that leave nothing to do for a case: a scenario "not exercised" held in all it
+#: exercised, and names the checks that had no occasion (as ``b2bsim run`` exits 0 for it).
+_DONE = ("passed", "not applicable", "not exercised")
 
 
 def read_runs(plan: Plan) -> list[dict[str, Any]]:
@@ -148,7 +150,7 @@ def status_of(plan: Plan, runs: list[dict[str, Any]]) -> PlanStatus:
 
 
 #: The order of what is still open: what went wrong first, what was never tried last.
-_URGENCY = ("failed", "not graded", "not exercised", "not run", NEVER_RUN)
+_URGENCY = ("failed", "not graded", "not run", NEVER_RUN)
 
 
 def _open_cases(cases: tuple[CaseStatus, ...], kind: str) -> list[str]:

@@ -220,6 +220,9 @@ def test_a_pull_plan_runs_kit_and_scenario_then_status_and_evidence(
     assert order["envelope_id"] in {e["envelope_id"] for e in puller.puller.ledger}
     lost = json.loads((run_dir / "cases/conformance-lost-ack-503/001-outcome.json").read_text())
     assert lost["served"] >= 2  # fetched again after its acknowledgement was lost
+    html = (run_dir / "report.html").read_text()
+    assert "Puller fetching from" in html
+    assert "puller's client certificate SHA-256" in html
     files = {c["id"]: c["files"] for c in run["cases"]}
     assert "cases/conformance-tampered/001-served.xml" in files["conformance/tampered"]
 
