@@ -117,7 +117,12 @@ def init_plan(state: StateDir, request: PlanRequest) -> tuple[Plan, str]:
         raise PlanError("--name is empty", hint="give the supplier's name")
     if request.mode == "pull":
         return _init_pull(state, request)
-    wrong = [f for f, v in (("--listen", request.listen), ("--endpoint-cert", request.cert)) if v]
+    pull_only = (
+        ("--listen", request.listen),
+        ("--endpoint-cert", request.cert),
+        ("--endpoint-cert-sha256", request.cert_sha256),
+    )
+    wrong = [flag for flag, value in pull_only if value]
     if wrong or request.url is None or request.ca is None:
         raise PlanError(
             f"{', '.join(wrong)} only with --mode pull"
@@ -166,6 +171,11 @@ def _init_pull(state: StateDir, request: PlanRequest) -> tuple[Plan, str]:
         )
     host, port = checked_listen(request.listen)
     listen = listen_text(host, port)
+    if not state.ca_cert.is_file():
+        raise PlanError(
+            f"no AF test CA in {state.pki}: a puller's certificate is checked against it",
+            hint="give the state directory with --state, or make one with b2bsim pki init",
+        )
     endpoint = ExternalEndpoint(
         url=listen_url(listen),
         ca=request.ca or state.ca_cert,

@@ -151,6 +151,19 @@ class TestInit:
         assert code == 2
         assert "--listen only with --mode pull" in capsys.readouterr().err
 
+    def test_a_state_without_its_ca_is_refused(
+        self, setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        empty = StateDir(tmp_path / "empty").ensure()
+        code = main(
+            ["--state", str(empty.root), "plan", "init", "--org-number", ORG, "--name", "X",
+             "--mode", "pull", "--listen", "127.0.0.1:9443", "--scenarios", str(setup.scenarios),
+             "--out", str(setup.plan)]
+        )  # fmt: skip
+        assert code == 2
+        assert "no AF test CA in" in capsys.readouterr().err
+        assert not setup.plan.exists()
+
 
 class TestRunWithoutThePuller:
     def test_a_puller_that_never_comes_fails_not_exercised_never_passed(self, setup: Setup) -> None:
