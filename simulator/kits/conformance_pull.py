@@ -127,8 +127,12 @@ async def run_pull_conformance(
     *,
     listening: Callable[[PullSetup], None] | None = None,
     progress: Callable[[CaseResult], None] | None = None,
+    kit_factory: Callable[..., PullKit] = PullKit,
 ) -> ConformanceReport:
-    """Listen, wait for the puller, run and grade every pull case (or ``target.case_ids``)."""
+    """Listen, wait for the puller, run and grade every pull case (or ``target.case_ids``).
+
+    ``kit_factory`` makes the kit from :class:`PullKit`'s arguments (a subclass of it that
+    records, as ``b2bsim plan run`` does: :mod:`simulator.kits.plan_pull`)."""
     cases = select_pull_cases(target.case_ids)
     readback = target.readback_endpoint()
     if readback is not None:
@@ -156,7 +160,7 @@ async def run_pull_conformance(
         with tempfile.TemporaryDirectory(prefix="b2bsim-conformance-") as tmp:
             material = make_material(state, Path(tmp))
             async with aiohttp.ClientSession() as session:
-                kit = PullKit(
+                kit = kit_factory(
                     kit_target,
                     target.puller_pin,
                     material,

@@ -5,7 +5,8 @@
 and the dashboard show: per case the last verdict, when and with which seed
 (``never run`` if no run had it), and AF's seven onboarding steps, each done
 or with what is still missing before the decision meeting.  Only a case
-whose last verdict is passed (or which does not apply) counts as done.
+whose last verdict is passed (or which does not apply, or a scenario whose
+checks held where they had an occasion: not exercised) counts as done.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from simulator.vocabulary.errors import PlanError
 __all__ = ["NEVER_RUN", "CaseStatus", "PlanStatus", "Step", "read_runs", "status_of"]
 
 NEVER_RUN = "never run"
-#: Verdicts that leave nothing to do for a case.
-_DONE = ("passed", "not applicable")
+#: Verdicts that leave nothing to do for a case: a scenario "not exercised" held in all it
+#: exercised, and names the checks that had no occasion (as ``b2bsim run`` exits 0 for it).
+_DONE = ("passed", "not applicable", "not exercised")
 
 
 def read_runs(plan: Plan) -> list[dict[str, Any]]:
@@ -176,6 +178,15 @@ def _checklist(plan: Plan, cases: tuple[CaseStatus, ...], pin: str | None) -> tu
             "no read-back: what the supplier loaded, and in which order, is not graded "
             "(give --readback to plan init)"
         )
+    if plan.pulls:  # the puller is met when it fetched and acknowledged a case's envelope
+        met = any(c.case.kind == CONFORMANCE and c.verdict == "passed" for c in cases)
+        built: tuple[str, ...] = (
+            () if met else ("the puller has not fetched and acknowledged from the kit yet",)
+        )
+        build = "b2bsim conformance --mode pull --listen HOST:PORT --org-number N"
+    else:
+        built = () if pin else ("the endpoint has not answered over mutual TLS yet",)
+        build = "b2bsim conformance --target URL --target-ca FILE --org-number N"
     steps = [
         Step(
             1,
@@ -204,8 +215,8 @@ def _checklist(plan: Plan, cases: tuple[CaseStatus, ...], pin: str | None) -> tu
         Step(
             4,
             "The supplier builds its integration point",
-            () if pin else ("the endpoint has not answered over mutual TLS yet",),
-            "b2bsim conformance --target URL --target-ca FILE --org-number N",
+            built,
+            build,
         ),
         Step(
             5,

@@ -1,14 +1,17 @@
 """``b2bsim plan init``: a supplier's test plan, with the cases that apply to it.
 
 The cases are the conformance kit's (:data:`simulator.kits.conformance_cases.CASES`
-for a push endpoint; a pull supplier's are the kit's ``PULL_CASES`` where it
-has them, else the push cases, planned and reported "not run" until the kit
-can run them) and every library scenario (``scenarios/*.yaml``), each with
-the steps that do not apply to an external endpoint
+for a push endpoint; for a pull supplier the pull kit's
+:data:`simulator.kits.conformance_pull_cases.PULL_CASES`) and every library
+scenario (``scenarios/*.yaml``), each with the steps that do not apply to an
+external supplier, one that pushes or one that pulls alike
 (:func:`simulator.runs.scenario.not_applicable_to_endpoint`): a scenario none
-of whose steps apply is planned as not applicable, with the reason.  The
+of whose steps apply is planned as not applicable, with the reason.  A push
 endpoint's certificate pin is taken from the endpoint if it answers
-(:func:`simulator.runs.endpoint.check_endpoint`); the plan says so if not.
+(:func:`simulator.runs.endpoint.check_endpoint`); the plan says so if not.  A
+puller's is its client certificate's, known at init
+(:func:`simulator.kits.plan_pull.puller_of`), with the ``--listen`` address it
+fetches from.
 """
 
 from __future__ import annotations
@@ -21,8 +24,17 @@ from pathlib import Path
 
 from simulator.kits import conformance_cases
 from simulator.kits.conformance_grading import Case
+from simulator.kits.conformance_pull_cases import PULL_CASES
+from simulator.kits.plan_pull import checked_listen, listen_text, puller_of
 from simulator.runs.endpoint import ExternalEndpoint, check_endpoint, check_readback
-from simulator.runs.plan_file import CONFORMANCE, SCENARIO, Plan, PlanCase, write_plan
+from simulator.runs.plan_file import (
+    CONFORMANCE,
+    SCENARIO,
+    Plan,
+    PlanCase,
+    listen_url,
+    write_plan,
+)
 from simulator.runs.scenario import load_scenario, not_applicable_to_endpoint
 from simulator.vocabulary.errors import EndpointError, PlanError, ReadbackError
 from simulator.vocabulary.state import StateDir
@@ -38,24 +50,22 @@ class PlanRequest:
 
     org_number: str
     name: str
-    url: str
-    ca: Path
+    url: str | None  # push: the endpoint
+    ca: Path | None  # push: its CA; pull: the read-back's (None: the AF test CA)
     out: Path
     mode: str = "push"
     readback: str | None = None
     start: str | None = None
     go_live: str | None = None
     scenarios: Path = Path("scenarios")
+    listen: str | None = None  # pull: HOST:PORT the puller fetches from
+    cert: Path | None = None  # pull: the certificate the puller presents
+    cert_sha256: str | None = None  # pull: or its SHA-256
 
 
-def conformance_cases_for(mode: str) -> tuple[Sequence[Case], str]:
-    """The kit's cases for ``mode``, and "" or why they cannot run yet."""
-    if mode == "pull":
-        pull: Sequence[Case] | None = getattr(conformance_cases, "PULL_CASES", None)
-        if pull is not None:
-            return pull, ""
-        return conformance_cases.CASES, "the conformance kit of this version grades push only"
-    return conformance_cases.CASES, ""
+def conformance_cases_for(mode: str) -> Sequence[Case]:
+    """The kit's cases for ``mode``: the push kit's, or the pull kit's."""
+    return PULL_CASES if mode == "pull" else conformance_cases.CASES
 
 
 def planned_scenarios(directory: Path, relative_to: Path) -> list[PlanCase]:
@@ -105,22 +115,28 @@ def init_plan(state: StateDir, request: PlanRequest) -> tuple[Plan, str]:
         raise PlanError(f"--mode {request.mode!r} is neither push nor pull", hint="push or pull")
     if not request.name.strip():
         raise PlanError("--name is empty", hint="give the supplier's name")
+    if request.mode == "pull":
+        return _init_pull(state, request)
+    pull_only = (
+        ("--listen", request.listen),
+        ("--endpoint-cert", request.cert),
+        ("--endpoint-cert-sha256", request.cert_sha256),
+    )
+    wrong = [flag for flag, value in pull_only if value]
+    if wrong or request.url is None or request.ca is None:
+        raise PlanError(
+            f"{', '.join(wrong)} only with --mode pull"
+            if wrong
+            else "a push plan needs --endpoint URL and --endpoint-ca FILE",
+            hint="a push endpoint is named by --endpoint and --endpoint-ca; a puller by "
+            "--mode pull --listen HOST:PORT [--endpoint-cert FILE]",
+        )
     endpoint = ExternalEndpoint(
         url=request.url, ca=request.ca, org_number=request.org_number, readback=request.readback
     ).checked()  # EndpointError (exit 2) for a bad number, URL or CA file
     pin, checked = _pin(state, endpoint)
     base = request.out.resolve().parent
-    kinds, why_not = conformance_cases_for(request.mode)
-    cases = [
-        PlanCase(
-            id=f"{CONFORMANCE}/{c.id}",
-            kind=CONFORMANCE,
-            title=c.title,
-            reason=f"planned; not run yet: {why_not}" if why_not else "",
-        )
-        for c in kinds
-    ]
-    cases += planned_scenarios(request.scenarios, base)
+    cases = _cases(request.mode, request, base)
     plan = Plan(
         path=request.out,
         org_number=endpoint.org_number,
@@ -137,6 +153,55 @@ def init_plan(state: StateDir, request: PlanRequest) -> tuple[Plan, str]:
     )
     write_plan(plan)
     return plan, checked
+
+
+def _cases(mode: str, request: PlanRequest, base: Path) -> list[PlanCase]:
+    kinds = conformance_cases_for(mode)
+    cases = [PlanCase(id=f"{CONFORMANCE}/{c.id}", kind=CONFORMANCE, title=c.title) for c in kinds]
+    return cases + planned_scenarios(request.scenarios, base)
+
+
+def _init_pull(state: StateDir, request: PlanRequest) -> tuple[Plan, str]:
+    """A pull plan: the puller's pin and listen address; no endpoint to connect to."""
+    if request.url is not None:
+        raise PlanError(
+            "--endpoint is the URL the ICC pushes to; a pulling supplier has none",
+            hint="leave --endpoint out: name the puller with --listen HOST:PORT and "
+            "--endpoint-cert FILE (or --endpoint-cert-sha256 HEX)",
+        )
+    host, port = checked_listen(request.listen)
+    listen = listen_text(host, port)
+    if not state.ca_cert.is_file():
+        raise PlanError(
+            f"no AF test CA in {state.pki}: a puller's certificate is checked against it",
+            hint="give the state directory with --state, or make one with b2bsim pki init",
+        )
+    endpoint = ExternalEndpoint(
+        url=listen_url(listen),
+        ca=request.ca or state.ca_cert,
+        org_number=request.org_number,
+        readback=request.readback,
+    ).checked()  # EndpointError (exit 2) for a bad number, read-back URL or CA file
+    pin, checked = puller_of(state, endpoint.org_number, request.cert, request.cert_sha256)
+    base = request.out.resolve().parent
+    plan = Plan(
+        path=request.out,
+        org_number=endpoint.org_number,
+        name=request.name.strip(),
+        url=endpoint.url,
+        ca=None if request.ca is None else _relative(request.ca.resolve(), base),
+        mode="pull",
+        readback=endpoint.readback,
+        cert_sha256=pin,
+        checked=checked + "; the puller is met at the first run",
+        start=request.start,
+        go_live=request.go_live,
+        cases=tuple(_cases("pull", request, base)),
+        listen=listen,
+        puller_cert=None if request.cert is None else _relative(request.cert.resolve(), base),
+    )
+    write_plan(plan)
+    return plan, plan.checked
 
 
 def _pin(state: StateDir, endpoint: ExternalEndpoint) -> tuple[str | None, str]:

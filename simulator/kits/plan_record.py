@@ -12,8 +12,10 @@ returns the kit's report with each case's exchanges.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from simulator.kits.conformance import (
@@ -26,7 +28,7 @@ from simulator.kits.conformance import (
 )
 from simulator.kits.conformance_certs import Credential
 
-__all__ = ["Exchange", "RecordingKit", "run_recorded"]
+__all__ = ["Exchange", "RecordingKit", "run_recorded", "write_exchanges"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +83,28 @@ async def run_recorded(
 
     report = await run_conformance(target, progress=progress, make_kit=make_kit)
     return report, kits[0].exchanges if kits else {}
+
+
+def write_exchanges(folder: Path, exchanges: list[Exchange]) -> tuple[str, ...]:
+    """``NNN-sent.xml`` (each body, byte for byte) and ``NNN-answer.json`` (its answer)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    for n, ex in enumerate(exchanges, 1):
+        sent = f"{n:03d}-sent.xml" if "xml" in ex.content_type else f"{n:03d}-sent.bin"
+        (folder / sent).write_bytes(ex.body)
+        answer = {
+            "sent": sent,
+            "at": ex.at,
+            "content_type": ex.content_type,
+            "client": ex.client,
+            "status": ex.answer.status,
+            "answer_content_type": ex.answer.content_type,
+            "body": ex.answer.text,
+            "error": ex.answer.error,
+        }
+        name = f"{n:03d}-answer.json"
+        (folder / name).write_text(
+            json.dumps(answer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        files += [f"cases/{folder.name}/{sent}", f"cases/{folder.name}/{name}"]
+    return tuple(files)

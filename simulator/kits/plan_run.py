@@ -1,9 +1,12 @@
 """``b2bsim plan run``: run a plan's cases against the supplier's endpoint, keep the run.
 
 Conformance cases run through the kit (:func:`simulator.kits.plan_record.run_recorded`:
-the kit's cases, each envelope sent and answer received kept); scenarios
-through the runner with the supplier as the external endpoint
-(:func:`simulator.runs.runner.run_scenario`, as ``b2bsim run --endpoint``).
+the kit's cases, each envelope sent and answer received kept; for a pull
+supplier :func:`simulator.kits.plan_pull.run_pull_recorded`: the pull kit's,
+each envelope served and what the puller did with it); scenarios through the
+runner with the supplier as the external endpoint
+(:func:`simulator.runs.runner.run_scenario`, as ``b2bsim run --endpoint``, or
+``--endpoint-mode pull`` with the puller as supplier 1).
 Each run goes into the plan's history, ``PLAN.runs/<run-id>/`` (docs/plan.md):
 ``run.json`` (seed, times, tool and rule-set versions, the endpoint and its
 pin, each case's verdict and reason), ``cases/<case>/`` (what it sent and got
@@ -11,7 +14,8 @@ back), ``junit.xml`` and ``report.html``.  It is written in a temporary
 directory beside it and renamed into place at the end, so an interrupted run
 leaves nothing half-written.
 
-A case's verdict is passed, failed, not applicable, not graded or not run
+A case's verdict is passed, failed, not applicable, not graded, not exercised
+(a puller's check whose situation did not arise in a scenario run) or not run
 (with the reason); only passed is a pass.
 """
 
@@ -33,8 +37,17 @@ from typing import Any
 
 from simulator.kits import plan_history
 from simulator.kits.conformance import CaseResult, ConformanceTarget, Grade
-from simulator.kits.plan_init import conformance_cases_for
-from simulator.kits.plan_record import Exchange, run_recorded
+from simulator.kits.conformance_pull import PullSetup
+from simulator.kits.conformance_pull_kit import PULL_TIMEOUT, PullTarget
+from simulator.kits.plan_pull import (
+    checked_listen,
+    pull_endpoint_of,
+    run_pull_recorded,
+    scenario_blocker,
+    write_outbox,
+    write_served,
+)
+from simulator.kits.plan_record import run_recorded, write_exchanges
 from simulator.runs.endpoint import ExternalEndpoint
 from simulator.runs.endpoint_run import prepare_endpoint
 from simulator.runs.plan_file import CONFORMANCE, Plan, PlanCase
@@ -55,6 +68,7 @@ from simulator.vocabulary.state import StateDir
 __all__ = [
     "FAILED",
     "NOT_APPLICABLE",
+    "NOT_EXERCISED",
     "NOT_GRADED",
     "NOT_RUN",
     "PASSED",
@@ -69,6 +83,7 @@ PASSED, FAILED, NOT_APPLICABLE, NOT_GRADED, NOT_RUN = (
     "not graded",
     "not run",
 )
+NOT_EXERCISED = "not exercised"
 _GRADES = {Grade.PASSED: PASSED, Grade.FAILED: FAILED, Grade.NOT_GRADED: NOT_GRADED}
 Say = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -96,6 +111,7 @@ class _Run:
     out: Path  # the run's (temporary) directory
     say: Say
     broker_url: str | None = None  # for scenarios: this broker (None: $B2BSIM_BROKER, embedded)
+    timeout: float | None = None  # pull: how long the kit waits for each thing of the puller
 
 
 @dataclass
@@ -153,33 +169,43 @@ def run_plan(
     seed: int | None = None,
     say: Say | None = None,
     broker_url: str | None = None,
+    timeout: float | None = None,
 ) -> Path:
     """Run the cases; the run's directory in the plan's history.
 
-    EndpointError (nothing written) if the endpoint cannot be used at all.
+    EndpointError (nothing written) if the endpoint cannot be used at all (for a
+    puller: its certificate, the listen port taken, the read-back).  ``timeout``: how
+    long the pull kit waits for each thing the puller must do (default 30 s).
     """
     tell = say or (lambda _m: None)
     cases = select(plan, case_ids)
     seed = seed if seed is not None else int(time.time()) % 1_000_000
     if seed < 0:
         raise PlanError(f"--seed {seed} is negative", hint="use 0 or more")
+    if timeout is not None and not timeout > 0:
+        raise PlanError(f"--timeout {timeout} is not positive", hint="e.g. --timeout 30")
     started = _now()
-    endpoint = ExternalEndpoint(
-        url=plan.url,
-        ca=plan.ca_path,
-        org_number=plan.org_number,
-        cert_sha256=plan.cert_sha256,
-        readback=plan.readback,
-    )
-    if plan.mode == "push":  # before anything is written: a one-line error, exit 2
-        endpoint = prepare_endpoint(state, endpoint)
+    if plan.pulls:
+        endpoint = pull_endpoint_of(state, plan)
+    else:
+        assert plan.ca_path is not None  # the schema requires it of a push plan
+        endpoint = ExternalEndpoint(
+            url=plan.url,
+            ca=plan.ca_path,
+            org_number=plan.org_number,
+            cert_sha256=plan.cert_sha256,
+            readback=plan.readback,
+        )
+    # Before anything is written: a one-line error, exit 2.
+    endpoint = prepare_endpoint(state, endpoint)
     runs = plan.runs_dir
     runs.mkdir(parents=True, exist_ok=True)
     run_id = _run_id(runs, seed)
     tmp = runs / f".{run_id}.tmp"
     tmp.mkdir()
     try:
-        verdicts = _run_cases(_Run(state, plan, endpoint, seed, tmp, tell, broker_url), cases)
+        shared = _Run(state, plan, endpoint, seed, tmp, tell, broker_url, timeout)
+        verdicts = _run_cases(shared, cases)
         run = {
             "kind": "b2bsim-plan-run",
             "run_id": run_id,
@@ -193,6 +219,7 @@ def run_plan(
             "endpoint": {
                 "url": plan.url,
                 "mode": plan.mode,
+                **({"listen": plan.listen} if plan.pulls else {}),
                 "readback": plan.readback,
                 "cert_sha256": endpoint.cert_sha256,
                 "plan_cert_sha256": plan.cert_sha256,
@@ -231,18 +258,16 @@ def _run_cases(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
     plan = run.plan
     results: dict[str, _Verdict] = {}
     conformance = [c for c in cases if c.kind == CONFORMANCE]
-    _, why_not = conformance_cases_for(plan.mode)
+    blocked = scenario_blocker(plan) if plan.pulls else None
     for case in cases:
         if not case.applies:
             results[case.id] = _Verdict(case, NOT_APPLICABLE, case.reason or "does not apply")
-        elif plan.mode == "pull" and case.kind == CONFORMANCE and why_not:
-            results[case.id] = _Verdict(case, NOT_RUN, why_not)
-        elif plan.mode == "pull" and case.kind != CONFORMANCE:
-            reason = "a scenario run puts an external supplier at a push endpoint only"
-            results[case.id] = _Verdict(case, NOT_RUN, reason)
+        elif blocked is not None and case.kind != CONFORMANCE:
+            results[case.id] = _Verdict(case, NOT_RUN, blocked)
     todo = [c for c in conformance if c.id not in results]
     if todo:
-        for v in _run_conformance(run, todo):
+        ran = _run_pull_conformance(run, todo) if plan.pulls else _run_conformance(run, todo)
+        for v in ran:
             results[v.case.id] = v
     for case in cases:
         if case.id not in results:
@@ -250,8 +275,57 @@ def _run_cases(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
     return [results[c.id] for c in cases]
 
 
+def _progress(run: _Run) -> Callable[[CaseResult], None]:
+    def progress(result: CaseResult) -> None:
+        run.say(f"{_GRADES[result.grade].upper()} conformance/{result.case_id}: {result.reason}")
+
+    return progress
+
+
+def _verdict(case: PlanCase, result: CaseResult, files: tuple[str, ...]) -> _Verdict:
+    reason = result.reason + (f" — {result.advice}" if result.advice else "")
+    return _Verdict(case, _GRADES[result.grade], reason, result.seconds, files)
+
+
+def _run_pull_conformance(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
+    """The pull kit's cases: the kit plays the ICC's outbox at the plan's listen address."""
+    plan = run.plan
+    host, port = checked_listen(plan.listen)
+    target = PullTarget(
+        state=run.state,
+        org_number=plan.org_number,
+        host=host,
+        port=port,
+        pin=run.endpoint.cert_sha256,
+        readback=plan.readback,
+        readback_ca=plan.ca_path,
+        timeout=run.timeout or PULL_TIMEOUT,
+        seed=run.seed,
+        case_ids=tuple(c.name for c in cases),
+    )
+
+    def listening(setup: PullSetup) -> None:
+        for line in setup.lines():
+            run.say(line)
+
+    try:
+        report, served = asyncio.run(
+            run_pull_recorded(target, listening=listening, progress=_progress(run))
+        )
+    except B2BSimError as exc:  # the port taken meanwhile, the read-back gone: nothing graded
+        return [_Verdict(c, NOT_RUN, f"the puller could not be tested: {exc}") for c in cases]
+    by_id = {r.case_id: r for r in report.results}
+    verdicts = []
+    for case in cases:
+        folder = run.out / "cases" / case_dir_name(case.id)
+        files = write_served(folder, served.get(case.name, []))
+        verdicts.append(_verdict(case, by_id[case.name], tuple(files)))
+    return verdicts
+
+
 def _run_conformance(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
     plan, state = run.plan, run.state
+    assert plan.ca_path is not None
     target = ConformanceTarget(
         url=plan.url,
         target_ca=plan.ca_path,
@@ -265,52 +339,23 @@ def _run_conformance(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
         seed=run.seed,
         case_ids=tuple(c.name for c in cases),
     )
-
-    def progress(result: CaseResult) -> None:
-        run.say(f"{_GRADES[result.grade].upper()} conformance/{result.case_id}: {result.reason}")
-
     try:
-        report, exchanges = asyncio.run(run_recorded(target, progress=progress))
+        report, exchanges = asyncio.run(run_recorded(target, progress=_progress(run)))
     except (TargetUnreachableError, TargetUntrustedError) as exc:
         return [_Verdict(c, NOT_RUN, f"the endpoint could not be tested: {exc}") for c in cases]
     by_id = {r.case_id: r for r in report.results}
     verdicts = []
     for case in cases:
-        result = by_id[case.name]
-        files = _write_exchanges(run.out, case, exchanges.get(case.name, []))
-        reason = result.reason + (f" — {result.advice}" if result.advice else "")
-        verdicts.append(_Verdict(case, _GRADES[result.grade], reason, result.seconds, files))
+        folder = run.out / "cases" / case_dir_name(case.id)
+        files = write_exchanges(folder, exchanges.get(case.name, []))
+        verdicts.append(_verdict(case, by_id[case.name], files))
     return verdicts
 
 
-def _write_exchanges(out: Path, case: PlanCase, exchanges: list[Exchange]) -> tuple[str, ...]:
-    folder = out / "cases" / case_dir_name(case.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    files: list[str] = []
-    for n, ex in enumerate(exchanges, 1):
-        sent = f"{n:03d}-sent.xml" if "xml" in ex.content_type else f"{n:03d}-sent.bin"
-        (folder / sent).write_bytes(ex.body)
-        answer = {
-            "sent": sent,
-            "at": ex.at,
-            "content_type": ex.content_type,
-            "client": ex.client,
-            "status": ex.answer.status,
-            "answer_content_type": ex.answer.content_type,
-            "body": ex.answer.text,
-            "error": ex.answer.error,
-        }
-        name = f"{n:03d}-answer.json"
-        (folder / name).write_text(
-            json.dumps(answer, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        files += [f"cases/{folder.name}/{sent}", f"cases/{folder.name}/{name}"]
-    return tuple(files)
-
-
 #: What a scenario run's directory holds that the plan keeps: the result, KA's record and
-#: the ICC's events (each answer the endpoint gave, with the envelope id: docs/files.md).
-_KEPT = ("result.json", "produced.jsonl", "icc-*.jsonl")
+#: the ICC's events (each answer the endpoint gave, with the envelope id: docs/files.md)
+#: and, for a puller, the pull API's request log.
+_KEPT = ("result.json", "produced.jsonl", "icc-*.jsonl", "pull.jsonl")
 
 
 def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
@@ -320,7 +365,8 @@ def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
     begin = time.monotonic()
     try:
         scenario = dataclasses.replace(load_scenario(path), seed=seed)
-        say(f"running {case.id} (seed {seed}) against {plan.url}")
+        where = f"with the puller fetching from {plan.url}" if plan.pulls else f"against {plan.url}"
+        say(f"running {case.id} (seed {seed}) {where}")
         result = run_scenario(
             scenario,
             RunOptions(
@@ -346,7 +392,10 @@ def _run_one_scenario(run: _Run, case: PlanCase) -> _Verdict:
             with contextlib.suppress(OSError):
                 shutil.copyfile(source, folder / source.name)
                 files.append(f"cases/{folder.name}/{source.name}")
-    files += _write_sent(result.run_dir, folder, plan.org_number)
+    if plan.pulls:
+        files += write_outbox(result.run_dir, folder, plan.org_number)
+    else:
+        files += _write_sent(result.run_dir, folder, plan.org_number)
     verdict, reason = _scenario_verdict(result)
     say(f"{verdict.upper()} {case.id}: {reason}")
     return _Verdict(case, verdict, reason, time.monotonic() - begin, tuple(files))
@@ -388,6 +437,6 @@ def _scenario_verdict(result: RunResult) -> tuple[str, str]:
         return PASSED, f"every expectation held ({len(result.expectations)})"
     others = [e for e in result.expectations if e.status != "graded"]
     why = "; ".join(f"{e.name}: {e.reason}" for e in others[:3])
-    if verdict == NOT_APPLICABLE:
-        return NOT_APPLICABLE, why
+    if verdict in (NOT_APPLICABLE, NOT_EXERCISED):
+        return verdict, why
     return NOT_GRADED, why

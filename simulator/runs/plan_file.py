@@ -5,7 +5,13 @@ and ``plan evidence`` read it.  The JSON Schema ``simulator/data/plan.schema.jso
 is the one statement of what a plan may say; a mistake is named by file,
 line and key as in scenario files (:mod:`simulator.runs.scenario_file`), as a
 :class:`~simulator.vocabulary.errors.PlanError`.  Paths in a plan (the
-endpoint's CA, a scenario) are relative to the plan's directory unless absolute.
+endpoint's CA, a puller's certificate, a scenario) are relative to the plan's
+directory unless absolute.
+
+A push plan's ``endpoint`` is the URL the ICC posts to; a pull plan's
+(``mode: pull``) is the puller: the ``listen`` address it fetches from (the
+kit's outbox and each scenario run's) and its client certificate's pin; its
+:attr:`Plan.url` is then that outbox's URL.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from simulator.vocabulary.identifiers import is_valid_org_number
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
-__all__ = ["Plan", "PlanCase", "read_plan", "write_plan"]  # and the case kinds below
+__all__ = ["Plan", "PlanCase", "listen_url", "read_plan", "write_plan"]  # and the case kinds below
 
 SCHEMA_RESOURCE = ("simulator", "data/plan.schema.json")
 CONFORMANCE, SCENARIO = "conformance", "scenario"
@@ -101,8 +107,8 @@ class Plan:
     path: Path
     org_number: str
     name: str
-    url: str
-    ca: str
+    url: str  # push: the endpoint; pull: the outbox the puller fetches from (of ``listen``)
+    ca: str | None  # push: the endpoint's CA; pull: the read-back's (None: the AF test CA)
     mode: str = "push"
     readback: str | None = None
     cert_sha256: str | None = None
@@ -110,6 +116,8 @@ class Plan:
     start: str | None = None
     go_live: str | None = None
     cases: tuple[PlanCase, ...] = field(default_factory=tuple)
+    listen: str | None = None  # pull: HOST:PORT
+    puller_cert: str | None = None  # pull: the puller's certificate file, if given
 
     @property
     def runs_dir(self) -> Path:
@@ -122,15 +130,24 @@ class Plan:
         return p if p.is_absolute() else self.path.parent / p
 
     @property
-    def ca_path(self) -> Path:
-        return self.resolve(self.ca)
+    def ca_path(self) -> Path | None:
+        return None if self.ca is None else self.resolve(self.ca)
+
+    @property
+    def pulls(self) -> bool:
+        return self.mode == "pull"
 
     def case(self, case_id: str) -> PlanCase | None:
         return next((c for c in self.cases if case_id in (c.id, c.name)), None)
 
     def to_json(self) -> dict[str, Any]:
-        endpoint: dict[str, Any] = {"url": self.url, "ca": self.ca, "mode": self.mode}
-        endpoint.update(readback=self.readback, cert_sha256=self.cert_sha256)
+        endpoint: dict[str, Any]
+        if self.pulls:
+            endpoint = {"mode": self.mode, "listen": self.listen, "cert": self.puller_cert}
+            endpoint.update(cert_sha256=self.cert_sha256, ca=self.ca, readback=self.readback)
+        else:
+            endpoint = {"url": self.url, "ca": self.ca, "mode": self.mode}
+            endpoint.update(readback=self.readback, cert_sha256=self.cert_sha256)
         if self.checked:
             endpoint["checked"] = self.checked
         return {
@@ -155,6 +172,10 @@ _TEXT_SHAPES: dict[tuple[str, ...], tuple[str, str]] = {
     ("endpoint", "cert_sha256"): (
         "64 lower-case hex digits or null",
         "the SHA-256 of the endpoint certificate's DER, or null to take it at the next run",
+    ),
+    ("endpoint", "listen"): (
+        "HOST:PORT with a fixed port",
+        "the address the puller fetches from, e.g. listen: 127.0.0.1:9443",
     ),
     ("cases", "*", "id"): ("conformance/ID or scenario/NAME", "e.g. conformance/valid-order"),
 }
@@ -181,9 +202,10 @@ def read_plan(path: Path) -> Plan:
         raise PlanError(exc.message, hint=exc.hint) from None
     if not isinstance(located.data, dict):
         raise PlanError(f"{path}: not a plan (a YAML mapping)", hint=f"see {_DOCS}")
+    # An unknown key first: a misspelt key is also a missing one, and the typo is the news.
     problems = sorted(
         {located.problem(*f): None for f in findings(_validator().iter_errors(located.data))},
-        key=lambda p: p.line,
+        key=lambda p: (not p.what.startswith("unknown key"), p.line),
     )
     data = located.data
     if not problems:
@@ -211,12 +233,13 @@ def read_plan(path: Path) -> Plan:
             what, hint = f"expected {shape[0]}, got {got}", shape[1]
         raise PlanError(f"{p.where}: {what} (at {p.key})", hint=hint)
     endpoint, schedule = data["endpoint"], data["schedule"]
+    listen = endpoint.get("listen")
     return Plan(
         path=path,
         org_number=data["supplier"]["org_number"],
         name=data["supplier"]["name"],
-        url=endpoint["url"],
-        ca=endpoint["ca"],
+        url=endpoint["url"] if listen is None else listen_url(listen),
+        ca=endpoint.get("ca"),
         mode=endpoint["mode"],
         readback=endpoint.get("readback"),
         cert_sha256=endpoint.get("cert_sha256"),
@@ -234,7 +257,14 @@ def read_plan(path: Path) -> Plan:
             )
             for c in data["cases"]
         ),
+        listen=listen,
+        puller_cert=endpoint.get("cert"),
     )
+
+
+def listen_url(listen: str) -> str:
+    """The outbox URL a puller configured with ``HOST:PORT`` fetches from."""
+    return f"https://{listen}/b2b/outbox"
 
 
 HEADER = (

@@ -47,7 +47,8 @@ def plan_html(status: dict[str, Any], run: dict[str, Any] | None = None) -> str:
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>Test plan of {escape(sup['name'])}</title><style>{_CSS}</style></head><body>",
         f"<h1>Test plan: {escape(sup['name'])} ({escape(sup['org_number'])})</h1>",
-        f"<p>Endpoint <code>{escape(end['url'])}</code> ({escape(end['mode'])}); read-back "
+        f"<p>{'Puller fetching from' if end['mode'] == 'pull' else 'Endpoint'} "
+        f"<code>{escape(end['url'])}</code> ({escape(end['mode'])}); read-back "
         f"{escape(end['readback'] or 'none')}. Schedule: start {escape(sched['start'] or '—')}, "
         f"go-live {escape(sched['go_live'] or '—')}. "
         f"<strong class={'done' if s['ready'] else 'todo'}>{escape(ready)}</strong>.</p>",
@@ -86,10 +87,11 @@ def _run_section(run: dict[str, Any]) -> str:
     for c in run["cases"]:
         counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    whose = "puller's client" if run["endpoint"].get("mode") == "pull" else "endpoint"
     rows = [
         f"<h2>Run {escape(run['run_id'])}</h2><p>seed {run['seed']}, "
         f"{escape(run['started_at'])} to {escape(run['finished_at'])}, b2bsim "
-        f"{escape(run['tool_version'])}; endpoint certificate SHA-256 "
+        f"{escape(run['tool_version'])}; {whose} certificate SHA-256 "
         f"<code>{escape(str(run['endpoint'].get('cert_sha256')))}</code>: {escape(summary)}</p>",
         "<table><tr><th>case</th><th>verdict</th><th>seconds</th><th>reason</th>"
         "<th>records</th></tr>",

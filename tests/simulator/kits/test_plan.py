@@ -392,17 +392,6 @@ class TestRun:
         assert "names 2 cases: conformance/out-of-order, scenario/out-of-order" in err
         assert runs_of(setup.plan) == []
 
-    def test_pull_cases_are_planned_and_not_run_never_passed(self, setup: Setup) -> None:
-        assert setup.cli(*init_args(setup, mode="pull")) == 0
-        code = setup.cli(
-            "plan", "run", str(setup.plan), "--case", "valid-order", "--case", "scenario/happy-path"
-        )
-        assert code == 1
-        (run_dir,) = runs_of(setup.plan)
-        run = run_json(run_dir)
-        assert set(verdicts(run).values()) == {"not run"}
-        assert all(c["reason"] for c in run["cases"])
-
 
 # --- the evidence pack ---------------------------------------------------------------
 

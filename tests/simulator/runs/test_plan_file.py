@@ -118,3 +118,62 @@ def test_a_month_that_is_no_month(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, GOOD.replace("start: 2027-01", "start: 2027-13")))
     assert "plan.yaml:12:" in message
     assert "expected a month YYYY-MM, got '2027-13' (at schedule.start)" in message
+
+
+PULL = GOOD.replace(
+    """endpoint:
+  url: https://127.0.0.1:8443/b2b/envelopes
+  ca: ca.pem
+  mode: push
+  readback: null
+  cert_sha256: null
+""",
+    """endpoint:
+  mode: pull
+  listen: 127.0.0.1:9443
+  cert: puller.pem
+  cert_sha256: '"""
+    + "ab" * 32
+    + """'
+  ca: null
+  readback: https://127.0.0.1:8443/b2b/ledger
+""",
+)
+
+
+def test_a_pull_plan_names_its_puller(tmp_path: Path) -> None:
+    plan = read_plan(write(tmp_path, PULL))
+    assert plan.pulls
+    assert plan.listen == "127.0.0.1:9443"
+    assert plan.url == "https://127.0.0.1:9443/b2b/outbox"
+    assert plan.puller_cert == "puller.pem"
+    assert plan.ca_path is None
+    write_plan(plan)
+    assert read_plan(plan.path) == plan
+
+
+def test_a_pull_plan_with_a_push_key_or_a_typo_names_line_and_key(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, PULL.replace("  ca: null\n", "  url: https://x/\n")))
+    assert "plan.yaml:10:" in message
+    assert "unknown key 'url' (at endpoint.url)" in message
+    message = error_of(write(tmp_path, PULL.replace("  listen:", "  lisen:")))
+    assert "unknown key 'lisen' (at endpoint.lisen)" in message
+    assert "did you mean 'listen'" in message
+
+
+def test_a_pull_plan_with_a_wrong_type_or_no_fixed_port(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, PULL.replace("listen: 127.0.0.1:9443", "listen: 9443")))
+    assert "plan.yaml:7:" in message
+    assert "(at endpoint.listen)" in message
+    assert "expected HOST:PORT with a fixed port, got 9443" in message
+    message = error_of(write(tmp_path, PULL.replace("127.0.0.1:9443", "127.0.0.1:0")))
+    assert "expected HOST:PORT with a fixed port, got '127.0.0.1:0' (at endpoint.listen)" in (
+        message
+    )
+
+
+def test_a_pull_plan_without_its_pin(tmp_path: Path) -> None:
+    text = "".join(line for line in PULL.splitlines(True) if "cert_sha256" not in line)
+    message = error_of(write(tmp_path, text))
+    assert "missing key 'cert_sha256'" in message
+    assert "(at endpoint)" in message
