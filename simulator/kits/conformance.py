@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from lxml import etree
@@ -62,6 +62,23 @@ __all__ = [
 ]
 
 
+class CaseLike(Protocol):
+    """What a result needs of a case (the supplier kit's, the pull kit's, the ICC harness's)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def checks(self) -> str: ...
+    @property
+    def why(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
+    @property
+    def docs(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class CaseResult:
     """One graded case: passed, failed, or not graded (never counted as passed)."""
@@ -77,6 +94,25 @@ class CaseResult:
     fix: str = ""  # what to change when it failed
     docs: str = ""  # the rule's section: docs/conformance.md#anchor
     metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, case: CaseLike, verdict: Verdict, seconds: float, *, reason: str | None = None
+    ) -> CaseResult:
+        """The result of ``case`` graded ``verdict`` in ``seconds`` (``reason``: reworded)."""
+        return cls(
+            case.id,
+            case.title,
+            case.checks,
+            case.why,
+            verdict.passed,
+            verdict.reason if reason is None else reason,
+            seconds,
+            graded=verdict.graded,
+            fix=case.fix,
+            docs=case.docs,
+            metrics=dict(verdict.metrics),
+        )
 
     @property
     def grade(self) -> Grade:
@@ -288,19 +324,7 @@ async def run_conformance(
                     verdict = await case.run(kit)
                 except B2BSimError as exc:  # the kit's side failed: nothing was graded
                     verdict = Verdict.not_graded(f"could not run: {exc}")
-                result = CaseResult(
-                    case.id,
-                    case.title,
-                    case.checks,
-                    case.why,
-                    verdict.passed,
-                    verdict.reason,
-                    time.monotonic() - begin,
-                    graded=verdict.graded,
-                    fix=case.fix,
-                    docs=case.docs,
-                    metrics=dict(verdict.metrics),
-                )
+                result = CaseResult.of(case, verdict, time.monotonic() - begin)
                 results.append(result)
                 if progress is not None:
                     progress(result)

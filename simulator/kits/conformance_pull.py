@@ -217,16 +217,4 @@ async def _run_case(case: Case, kit: PullKit, *, connected: bool) -> CaseResult:
         reason = reason.replace(
             ": the endpoint took ", ": the puller accepted what it must refuse, "
         )
-    return CaseResult(
-        case.id,
-        case.title,
-        case.checks,
-        case.why,
-        verdict.passed,
-        reason,
-        time.monotonic() - begin,
-        graded=verdict.graded,
-        fix=case.fix,
-        docs=case.docs,
-        metrics=dict(verdict.metrics),
-    )
+    return CaseResult.of(case, verdict, time.monotonic() - begin, reason=reason)

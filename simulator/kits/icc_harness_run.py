@@ -75,19 +75,7 @@ async def run_icc_conformance(
                     verdict = await case.run(trial)
                 except B2BSimError as exc:  # the harness's side failed: nothing was graded
                     verdict = Verdict.not_graded(f"could not run: {exc}")
-                result = CaseResult(
-                    case.id,
-                    case.title,
-                    case.checks,
-                    case.why,
-                    verdict.passed,
-                    verdict.reason,
-                    time.monotonic() - begin,
-                    graded=verdict.graded,
-                    fix=case.fix,
-                    docs=case.docs,
-                    metrics=dict(verdict.metrics),
-                )
+                result = CaseResult.of(case, verdict, time.monotonic() - begin)
                 results.append(result)
                 if progress is not None:
                     progress(result)

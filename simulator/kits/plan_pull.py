@@ -16,12 +16,10 @@ listening elsewhere runs its scenarios not at all (:func:`scenario_blocker`).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ from simulator.kits.conformance_pull_kit import PulledAnswer, PullKit, PullTarge
 from simulator.runs.endpoint import ExternalEndpoint
 from simulator.runs.plan_file import Plan
 from simulator.runs.pull_endpoint import OUTBOX_HOST, pull_endpoint, puller_pin
+from simulator.runs.stub_records import outbox_served
 from simulator.vocabulary.errors import EndpointError, PlanError
 from simulator.vocabulary.state import StateDir
 from simulator.vocabulary.tls import normalise_pin
@@ -50,9 +49,6 @@ __all__ = [
     "write_outbox",
     "write_served",
 ]
-
-#: A scenario run's ICC outbox (docs/files.md): what it served a puller, with the envelopes.
-OUTBOX_FILE = "icc-outbox.sqlite"
 
 
 def checked_listen(value: str | None) -> tuple[str, int]:
@@ -219,18 +215,8 @@ def write_served(folder: Path, served: Sequence[tuple[bytes, dict[str, Any]]]) -
 def write_outbox(run_dir: Path, folder: Path, org_number: str) -> list[str]:
     """What a scenario run's ICC put in its outbox for the puller: ``NNN-served.xml`` each
     (byte for byte) and ``served.jsonl`` (cursor, ids, type, times, SHA-256, file)."""
-    db = run_dir / OUTBOX_FILE
-    if not db.is_file():
-        return []
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-            rows = conn.execute(
-                "SELECT cursor, envelope_id, message_id, message_type, created_at_ms, "
-                "served_at_ms, acked_at_ms, envelope FROM outbox WHERE org_number = ? "
-                "ORDER BY cursor",
-                (org_number,),
-            ).fetchall()
-    except sqlite3.Error:  # an outbox the run left unreadable: the pull log still says it
+    rows = outbox_served(run_dir, org_number)
+    if not rows:
         return []
     folder.mkdir(parents=True, exist_ok=True)
     index: list[str] = []

@@ -17,7 +17,6 @@ kit's outbox and each scenario run's) and its client certificate's pin; its
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -26,10 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
-from simulator.runs.scenario_file import ScenarioFile
+from simulator.runs.scenario_file import ScenarioFile, strict_validator
 from simulator.runs.schema_words import findings
 from simulator.vocabulary.errors import PlanError, ScenarioError
 from simulator.vocabulary.identifiers import is_valid_org_number
@@ -56,18 +54,7 @@ def plan_schema() -> dict[str, Any]:
 
 @cache
 def _validator() -> Validator:
-    base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine_many(
-        {
-            "integer": lambda _c, v: isinstance(v, int) and not isinstance(v, bool),
-            "number": lambda _c, v: (
-                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            ),
-        }
-    )
-    strict = jsonschema.validators.extend(base, type_checker=checker)  # type: ignore[no-untyped-call]
-    checked: Validator = strict(plan_schema())
-    return checked
+    return strict_validator(plan_schema())
 
 
 @dataclass(frozen=True)

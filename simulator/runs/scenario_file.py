@@ -49,10 +49,15 @@ def schema() -> dict[str, Any]:
 
 @cache
 def validator() -> Validator:
-    """A 2020-12 validator of the schema that reads YAML's values as JSON would.
+    """The scenario schema's validator (:func:`strict_validator`)."""
+    return strict_validator(schema())
+
+
+def strict_validator(of: dict[str, Any]) -> Validator:
+    """A 2020-12 validator of the schema ``of`` that reads YAML's values as JSON would.
 
     YAML's ``2.0`` is a float and ``true`` a bool, neither a whole number; ``.nan``
-    and ``.inf`` are no JSON numbers.
+    and ``.inf`` are no JSON numbers.  (Scenario, plan and target files.)
     """
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine_many(
@@ -65,7 +70,7 @@ def validator() -> Validator:
     )
     # jsonschema's extend() is untyped; it returns a validator class like ``base``.
     strict = jsonschema.validators.extend(base, type_checker=checker)  # type: ignore[no-untyped-call]
-    checked: Validator = strict(schema())
+    checked: Validator = strict(of)
     return checked
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "ledger_stamps",
     "loaded_messages",
     "news_since",
+    "outbox_served",
     "stored_envelopes",
     "stored_messages",
     "timeline_envelopes",
@@ -140,6 +141,19 @@ def timeline_envelopes(db: Path) -> list[Row]:
 def ledger_stamps(db: Path) -> list[Row]:
     """(message_id, loaded_at_ms, late) of each ledger row, in load order."""
     return _shown(db, "SELECT message_id, loaded_at_ms, late FROM ledger ORDER BY position")
+
+
+def outbox_served(run_dir: Path, org_number: str) -> list[Row]:
+    """What the ICC's outbox of a run held for pull supplier ``org_number``, in cursor
+    order: (cursor, envelope_id, message_id, message_type, created_at_ms, served_at_ms,
+    acked_at_ms, envelope bytes); none if the outbox is not there or cannot be read."""
+    rows = _shown(
+        run_dir / OUTBOX_DB,
+        "SELECT cursor, envelope_id, message_id, message_type, created_at_ms, served_at_ms, "
+        "acked_at_ms, envelope FROM outbox WHERE org_number = ? ORDER BY cursor",
+        (org_number,),
+    )
+    return [(*row[:7], _blob(row[7])) for row in rows]
 
 
 def envelope_of(run_dir: Path, envelope_id: str) -> bytes | None:

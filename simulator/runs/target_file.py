@@ -38,11 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jsonschema
-
 from simulator.runs.endpoint import ExternalEndpoint
 from simulator.runs.pull_endpoint import DEFAULT_PULL_PORT, pull_endpoint, puller_pin
-from simulator.runs.scenario_file import ScenarioFile
+from simulator.runs.scenario_file import ScenarioFile, strict_validator
 from simulator.runs.schema_words import Finding, findings
 from simulator.vocabulary.errors import ConfigError, EndpointError, ScenarioError
 from simulator.vocabulary.identifiers import (
@@ -81,15 +79,9 @@ PULL_ONLY = {
 def validator() -> Validator:
     """A 2020-12 validator of the target schema (an integer org number is no bool)."""
     package, name = SCHEMA_RESOURCE
-    schema = json.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
-    base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _c, v: isinstance(v, int) and not isinstance(v, bool)
+    return strict_validator(
+        json.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
     )
-    # jsonschema's extend() is untyped; it returns a validator class like ``base``.
-    strict = jsonschema.validators.extend(base, type_checker=checker)  # type: ignore[no-untyped-call]
-    checked: Validator = strict(schema)
-    return checked
 
 
 def read_target(
