@@ -259,7 +259,8 @@ def grade_endpoint(
             GRADED if icc_revoked_at_ms is not None else NOT_EXERCISED,
         )
     )
-    _grade_ledger(grade, produced, receipts, dead, ledger, readback_error=readback_error)
+    sent = {str(e.get("envelope_id")) for e in mine}
+    _grade_ledger(grade, produced, receipts, dead, ledger, sent=sent, readback_error=readback_error)
     return grade
 
 
@@ -297,8 +298,12 @@ def _grade_ledger(
     dead: dict[str, dict[str, Any]],
     ledger: list[LedgerEntry] | None,
     *,
+    sent: set[str],
     readback_error: str | None,
 ) -> None:
+    """The read-back's cases.  Only this run's loads count: an entry of a message KA
+    produced in this run, or of an envelope this run's ICC sent (an earlier run's or a
+    conformance case's envelope that the endpoint held and loaded late is not ours)."""
     names = ("endpoint.double_ingested", "endpoint.out_of_order", "endpoint.credit_before_invoice")
     if ledger is None:
         # Lost, as far as the answers show: neither acknowledged nor dead-lettered.
@@ -312,6 +317,7 @@ def _grade_ledger(
                 )
             )
         return
+    ledger = [e for e in ledger if e.message_id in produced or e.envelope_id in sent]
     grade.loaded = len(ledger)
     copies = Counter(e.message_id for e in ledger)
     grade.lost_ids = sorted(set(produced) - set(copies) - set(dead))

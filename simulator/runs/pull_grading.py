@@ -122,7 +122,8 @@ def grade_pull(
         _resumes_from_cursor(reqs),
     ]
     receipts: dict[str, list[str]] = {m: ["acknowledged"] for m in acked}
-    _grade_ledger(grade, produced, receipts, dead, ledger, readback_error=readback_error)
+    sent = {str(e.get("envelope_id")) for e in mine}
+    _grade_ledger(grade, produced, receipts, dead, ledger, sent=sent, readback_error=readback_error)
     return grade
 
 

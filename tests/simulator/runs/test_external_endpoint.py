@@ -27,7 +27,7 @@ import yaml
 from simulator.cli import main
 from simulator.lab.pki import SupplierIdentity, init_pki
 from simulator.lab.ports import free_ports
-from simulator.runs.endpoint import ExternalEndpoint, check_endpoint, read_page
+from simulator.runs.endpoint import ExternalEndpoint, LedgerEntry, check_endpoint, read_page
 from simulator.runs.endpoint_grading import grade_endpoint
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import KillIcc, Produce, Scenario, Sleep, Wait, load_scenario
@@ -511,7 +511,6 @@ class TestGrading:
         assert "garbage" in ledger[0].reason
 
     def test_a_credit_before_its_invoice(self) -> None:
-        from simulator.runs.endpoint import LedgerEntry
 
         produced = [
             {
@@ -549,3 +548,22 @@ def test_scenario_list_endpoint_says_what_applies(capsys: pytest.CaptureFixture[
     assert "1 step(s) not applicable" in outage[0]
     assert "step 4: not applicable: `fault: {supplier: down}`" in outage[1]
     assert "`pki: {revoke: icc}`" in out.split("cert-revoked:")[1].split("cert-rotation:")[0]
+
+
+def test_only_this_runs_loads_are_graded_from_the_read_back() -> None:
+    """An envelope the endpoint held from before (a conformance case's) and loaded
+    during the run is not this run's; a load under this run's envelope of a message
+    KA never produced is."""
+    events = [
+        {**_answer("delivered", "m1", "accepted"), "envelope_id": "e1"},
+        {**_answer("delivered", "m2", "accepted"), "envelope_id": "e2"},
+    ]
+    earlier = LedgerEntry(1, "kit-envelope", "kit-message", 900)
+    ledger = [earlier, LedgerEntry(2, "e1", "m1", 1001), LedgerEntry(3, "e2", "m2", 1002)]
+    checks = {c.name: c for c in grade_endpoint(ORG, _produced(2), events, ledger).checks}
+    assert checks["endpoint.double_ingested"].passed
+    garbage = LedgerEntry(4, "e2", "not-ka", 1003)
+    checks = {
+        c.name: c for c in grade_endpoint(ORG, _produced(2), events, [*ledger, garbage]).checks
+    }
+    assert checks["endpoint.double_ingested"].failures == 1
