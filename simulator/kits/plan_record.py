@@ -52,6 +52,11 @@ class RecordingKit(Kit):
     def begin(self, case_id: str) -> None:
         self._case = self.exchanges.setdefault(case_id, [])
 
+    @property
+    def last_sequence(self) -> int:
+        """The highest sequence the kit gave an envelope (KA's next runs number above)."""
+        return self._sequence
+
     async def post(
         self,
         body: bytes,
@@ -70,8 +75,9 @@ async def run_recorded(
     target: ConformanceTarget,
     *,
     progress: Callable[[CaseResult], None] | None = None,
-) -> tuple[ConformanceReport, dict[str, list[Exchange]]]:
-    """Probe the target, run and grade the cases; the report and each case's exchanges.
+) -> tuple[ConformanceReport, dict[str, list[Exchange]], int]:
+    """Probe the target, run and grade the cases; the report, each case's exchanges and
+    the highest sequence the kit used.
 
     TargetUnreachableError / TargetUntrustedError (before any case) as the kit raises.
     """
@@ -82,7 +88,9 @@ async def run_recorded(
         return kits[-1]
 
     report = await run_conformance(target, progress=progress, make_kit=make_kit)
-    return report, kits[0].exchanges if kits else {}
+    if not kits:
+        return report, {}, 0
+    return report, kits[0].exchanges, kits[0].last_sequence
 
 
 def write_exchanges(folder: Path, exchanges: list[Exchange]) -> tuple[str, ...]:

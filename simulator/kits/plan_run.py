@@ -49,7 +49,7 @@ from simulator.kits.plan_pull import (
 )
 from simulator.kits.plan_record import run_recorded, write_exchanges
 from simulator.runs.endpoint import ExternalEndpoint
-from simulator.runs.endpoint_run import prepare_endpoint
+from simulator.runs.endpoint_run import note_sequences, prepare_endpoint
 from simulator.runs.plan_file import CONFORMANCE, Plan, PlanCase
 from simulator.runs.runner import RunOptions, RunResult, run_scenario
 from simulator.runs.scenario import load_scenario
@@ -264,6 +264,12 @@ def _run_cases(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
             results[case.id] = _Verdict(case, NOT_APPLICABLE, case.reason or "does not apply")
         elif blocked is not None and case.kind != CONFORMANCE:
             results[case.id] = _Verdict(case, NOT_RUN, blocked)
+    # Push: scenarios first, so the kit's own sequences never come before KA's in the
+    # endpoint's stream (a pull plan keeps the kit first, as docs/plan.md says).
+    if not plan.pulls:
+        for case in cases:
+            if case.id not in results and case.kind != CONFORMANCE:
+                results[case.id] = _run_one_scenario(run, case)
     todo = [c for c in conformance if c.id not in results]
     if todo:
         ran = _run_pull_conformance(run, todo) if plan.pulls else _run_conformance(run, todo)
@@ -340,9 +346,11 @@ def _run_conformance(run: _Run, cases: list[PlanCase]) -> list[_Verdict]:
         case_ids=tuple(c.name for c in cases),
     )
     try:
-        report, exchanges = asyncio.run(run_recorded(target, progress=_progress(run)))
+        report, exchanges, last = asyncio.run(run_recorded(target, progress=_progress(run)))
     except (TargetUnreachableError, TargetUntrustedError) as exc:
         return [_Verdict(c, NOT_RUN, f"the endpoint could not be tested: {exc}") for c in cases]
+    # The endpoint saw the kit's sequences too: KA's next runs number on above them.
+    note_sequences(state, {plan.org_number: last})
     by_id = {r.case_id: r for r in report.results}
     verdicts = []
     for case in cases:

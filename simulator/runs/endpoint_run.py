@@ -40,6 +40,7 @@ __all__ = [
     "endpoint_expectations",
     "grade_run_endpoint",
     "last_sequences",
+    "note_sequences",
     "prepare_endpoint",
     "record_sequences",
     "verdict_of",
@@ -91,13 +92,23 @@ def record_sequences(state: StateDir, run_dir: Path, orgs: Iterable[str]) -> Non
         org = str(row.get("org_number"))
         if org in wanted and isinstance(row.get("sequence"), int):
             last[org] = max(last.get(org, 0), int(row["sequence"]))
+    note_sequences(state, last)
+
+
+def note_sequences(state: StateDir, last: dict[str, int]) -> None:
+    """Keep ``last`` (a supplier's highest sequence sent to its endpoint; the conformance
+    kit's too) so that the next run numbers on above it; never lowers a kept one."""
     path = state.root / SEQUENCES_FILE
     try:
         known = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         known = {}
+    merged = {**known}
+    for org, seq in last.items():
+        kept = known.get(org)
+        merged[org] = max(seq, kept) if isinstance(kept, int) else seq
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**known, **last}, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
 
