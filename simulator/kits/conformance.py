@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import ssl
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -296,6 +297,17 @@ async def probe_target(target: ConformanceTarget) -> str:
     return presented
 
 
+async def graded(case: CaseLike, run: Callable[[], Awaitable[Verdict]]) -> CaseResult:
+    """Run one case and grade it; a failure on the kit's (or harness's) own side is
+    **not graded**, never passed or failed."""
+    begin = time.monotonic()
+    try:
+        verdict = await run()
+    except B2BSimError as exc:
+        verdict = Verdict.not_graded(f"could not run: {exc}")
+    return CaseResult.of(case, verdict, time.monotonic() - begin)
+
+
 async def run_conformance(
     target: ConformanceTarget,
     *,
@@ -319,12 +331,7 @@ async def run_conformance(
             kit = make_kit(target, sha, material, session)
             for case in cases:
                 kit.begin(case.id)
-                begin = time.monotonic()
-                try:
-                    verdict = await case.run(kit)
-                except B2BSimError as exc:  # the kit's side failed: nothing was graded
-                    verdict = Verdict.not_graded(f"could not run: {exc}")
-                result = CaseResult.of(case, verdict, time.monotonic() - begin)
+                result = await graded(case, functools.partial(case.run, kit))
                 results.append(result)
                 if progress is not None:
                     progress(result)

@@ -11,19 +11,17 @@ have in its registry for the supplier, printed before the first case.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from simulator.kits.conformance import CaseResult, ConformanceReport
-from simulator.kits.conformance_grading import Verdict
+from simulator.kits.conformance import CaseResult, ConformanceReport, graded
 from simulator.kits.icc_harness import IccHarness
 from simulator.kits.icc_harness_cases import select_icc_cases
 from simulator.kits.icc_harness_trial import IccTarget, Trial, wrong_certificate
 from simulator.vocabulary.certs import cert_sha256
-from simulator.vocabulary.errors import B2BSimError
 from simulator.vocabulary.stomp_io import StompConnection
 
 __all__ = ["registry_entry", "run_icc_conformance"]
@@ -70,12 +68,7 @@ async def run_icc_conformance(
             if note:
                 trial.notes.append(note)
             for case in cases:
-                begin = time.monotonic()
-                try:
-                    verdict = await case.run(trial)
-                except B2BSimError as exc:  # the harness's side failed: nothing was graded
-                    verdict = Verdict.not_graded(f"could not run: {exc}")
-                result = CaseResult.of(case, verdict, time.monotonic() - begin)
+                result = await graded(case, functools.partial(case.run, trial))
                 results.append(result)
                 if progress is not None:
                     progress(result)
